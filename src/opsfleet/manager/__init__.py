@@ -1,0 +1,1 @@
+"""The central Manager: fleet state, gRPC services, REST API."""

@@ -1,0 +1,101 @@
+"""The Manager's composition root: wires store, services and servers, runs until stopped.
+
+Shutdown order: stop accepting RPCs and drain in-flight ones within the grace period,
+commit queued metrics, flush heartbeats, stop loops, close the database, log "stopped".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from opsfleet import __version__
+from opsfleet.common import rpc as rpc_opts
+from opsfleet.common.tls import server_credentials
+from opsfleet.manager.config import ManagerConfig
+from opsfleet.manager.rpc.servicers import DaemonServiceServicer, ManagerServicer
+from opsfleet.manager.services.agents import AgentService
+from opsfleet.manager.services.configs import ConfigService
+from opsfleet.manager.services.metrics import MetricService
+from opsfleet.manager.services.nodes import NodeService
+from opsfleet.manager.store.sql import SqlStore
+from opsfleet.proto import daemon_pb2_grpc, manager_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class ManagerApp:
+    """One Manager process. ``start()`` then ``stop()``; ``stop()`` is idempotent."""
+
+    def __init__(self, config: ManagerConfig) -> None:
+        self.config = config
+        self.store = SqlStore(config.database_url(), pool_size=config.database.pool_size)
+        self.nodes = NodeService(
+            self.store,
+            offline_after=config.node.offline_after,
+            check_interval=config.node.check_interval,
+            flush_interval=config.metrics.heartbeat_flush_interval,
+        )
+        self.metrics = MetricService(
+            self.store,
+            self.nodes,
+            retention_days=config.metrics.retention_days,
+            retention_interval=config.metrics.retention_interval,
+            max_batch_rows=config.metrics.max_batch_rows,
+        )
+        self.agents = AgentService(self.store, self.nodes)
+        self.configs = ConfigService(self.nodes)
+        self._server: grpc.aio.Server | None = None
+        self.grpc_port = 0
+        self._started = False
+        self._stopped = False
+
+    async def start(self) -> None:
+        cfg = self.config
+        log.info("opsfleet manager %s starting", __version__)
+        await self.store.start()
+        await self.nodes.start()
+        await self.metrics.start()
+        server = grpc.aio.server(
+            options=rpc_opts.server_options(cfg.grpc.max_message_bytes, cfg.grpc.keepalive_min_ping_interval)
+        )
+        manager_pb2_grpc.add_ManagerServiceServicer_to_server(ManagerServicer(self.nodes, self.metrics), server)
+        daemon_pb2_grpc.add_DaemonServiceServicer_to_server(
+            DaemonServiceServicer(self.nodes, self.metrics, self.agents, self.configs), server
+        )
+        creds = None
+        if cfg.grpc.tls.enabled:
+            creds = server_credentials(
+                cert_file=cfg.grpc.tls.cert_file,
+                key_file=cfg.grpc.tls.key_file,
+                ca_file=cfg.grpc.tls.ca_file,
+                key_prefix="grpc.tls",
+            )
+        self.grpc_port = rpc_opts.bind(server, cfg.grpc.host, cfg.grpc.port, creds, key="grpc.port")
+        await server.start()
+        self._server = server
+        self._started = True
+        mode = "mTLS" if creds and cfg.grpc.tls.ca_file else ("TLS" if creds else "plaintext")
+        log.info("gRPC listening on %s:%d (%s)", cfg.grpc.host, self.grpc_port, mode)
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._server is not None:
+            log.info("stopping: draining in-flight RPCs (grace %.1fs)", self.config.grpc.shutdown_grace)
+            await self._server.stop(self.config.grpc.shutdown_grace)
+        await self.metrics.stop()
+        await self.nodes.stop()
+        await self.store.close()
+        log.info("stopped")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start, wait for ``stop``, shut down in order."""
+        try:
+            await self.start()
+            await stop.wait()
+        finally:
+            await self.stop()

@@ -1,0 +1,180 @@
+"""The Manager's one frozen config (file < OPSFLEET_* environment < CLI flags).
+
+The file has the shape of the seed's ``manager.yaml``; see ``configs/manager.yaml`` and
+``docs/configuration.md``. Loading does no OS work beyond reading the file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+from pydantic import Field, model_validator
+
+from opsfleet.common.config import Duration, Section, load_config
+
+DEFAULT_GRPC_PORT = 9090
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_OFFLINE_AFTER = 180.0
+DEFAULT_RETENTION_DAYS = 30
+DEFAULT_DATA_DIR = "data"
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+# Keys of the seed's manager.yaml that opsfleet reads but does not use.
+SEED_IGNORED_KEYS = (
+    "redis",
+    "jwt",
+    "server.mode",
+    "server.read_timeout",
+    "server.write_timeout",
+    "log.file",
+    "log.format",
+    "log.output",
+    "log.max_size",
+    "log.max_backups",
+    "log.max_age",
+    "log.compress",
+    "database.max_open_conns",
+    "database.max_idle_conns",
+    "database.conn_max_lifetime",
+    "database.host",
+    "database.port",
+    "database.user",
+    "database.password",
+    "database.dbname",
+    "database.sslmode",
+    "grpc.max_connection_idle",
+    "cors",
+    "rate_limit",
+)
+
+
+class ServerSection(Section):
+    host: str = "0.0.0.0"
+    port: int = Field(default=DEFAULT_HTTP_PORT, ge=0, le=65535)
+
+
+class TLSSection(Section):
+    enabled: bool = False
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+
+    @model_validator(mode="after")
+    def _files_when_enabled(self) -> TLSSection:
+        if self.enabled and not (self.cert_file and self.key_file):
+            raise ValueError("tls.enabled needs cert_file and key_file")
+        return self
+
+
+class GrpcSection(Section):
+    host: str = "0.0.0.0"
+    port: int = Field(default=DEFAULT_GRPC_PORT, ge=0, le=65535)
+    tls: TLSSection = TLSSection()
+    max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=64 * 1024, le=256 * 1024 * 1024)
+    shutdown_grace: Duration = 5.0
+    keepalive_min_ping_interval: Duration = Field(default=10.0, ge=1.0)
+
+
+class DatabaseSection(Section):
+    driver: Literal["sqlite", "postgres"] = "sqlite"
+    dsn: str = ""
+    url: str = ""
+    pool_size: int = Field(default=10, ge=1, le=200)
+
+
+class NodeSection(Section):
+    offline_after: Duration = Field(default=DEFAULT_OFFLINE_AFTER, gt=0)
+    check_interval: Duration = Field(default=5.0, gt=0)
+
+
+class MetricsSection(Section):
+    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, ge=1, le=3650)
+    retention_interval: Duration = Field(default=3600.0, gt=0)
+    heartbeat_flush_interval: Duration = Field(default=1.0, gt=0, le=1.0)
+    max_batch_rows: int = Field(default=5000, ge=1)
+
+
+class LogSection(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class AgentsSection(Section):
+    list_timeout: Duration = Field(default=10.0, gt=0)
+    operate_timeout: Duration = Field(default=60.0, gt=0)
+    metrics_timeout: Duration = Field(default=10.0, gt=0)
+    logs_timeout: Duration = Field(default=10.0, gt=0)
+    channel_idle: Duration = Field(default=300.0, gt=0)
+
+
+class ManagerConfig(Section):
+    data_dir: str = DEFAULT_DATA_DIR
+    server: ServerSection = ServerSection()
+    grpc: GrpcSection = GrpcSection()
+    database: DatabaseSection = DatabaseSection()
+    node: NodeSection = NodeSection()
+    metrics: MetricsSection = MetricsSection()
+    log: LogSection = LogSection()
+    agents: AgentsSection = AgentsSection()
+
+    def database_url(self) -> str:
+        """The SQLAlchemy async URL for the configured database."""
+        return resolve_database_url(self.database, Path(self.data_dir))
+
+
+_KV = re.compile(r"(\w+)=('[^']*'|\S*)")
+
+
+def _postgres_from_dsn(dsn: str) -> str:
+    if "://" in dsn:
+        return _async_url(dsn)
+    parts = {k: v.strip("'") for k, v in _KV.findall(dsn)}
+    user = quote(parts.get("user", "postgres"))
+    password = parts.get("password")
+    auth = f"{user}:{quote(password)}" if password else user
+    host = parts.get("host", "127.0.0.1")
+    port = parts.get("port", "5432")
+    dbname = parts.get("dbname", "opsfleet")
+    return f"postgresql+asyncpg://{auth}@{host}:{port}/{dbname}"
+
+
+def _async_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"database url {url!r} has no scheme")
+    base = scheme.split("+")[0]
+    if base in ("postgresql", "postgres"):
+        return f"postgresql+asyncpg://{rest.split('?')[0]}"
+    if base == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    raise ValueError(f"unsupported database scheme {scheme!r} (use sqlite:// or postgresql://)")
+
+
+def resolve_database_url(db: DatabaseSection, data_dir: Path) -> str:
+    if db.url:
+        return _async_url(db.url)
+    if db.driver == "postgres":
+        if not db.dsn:
+            raise ValueError("database.driver is postgres but database.dsn is empty")
+        return _postgres_from_dsn(db.dsn)
+    path = Path(db.dsn) if db.dsn else data_dir / "opsfleet.db"
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def load_manager_config(
+    path: Path | None, env: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+) -> ManagerConfig:
+    from opsfleet.common.errors import ConfigError
+
+    config = load_config(
+        ManagerConfig, path=path, env=env, overrides=overrides or {}, ignored=SEED_IGNORED_KEYS
+    )
+    try:
+        config.database_url()
+    except ValueError as exc:
+        key = "database.url" if config.database.url else "database.dsn"
+        raise ConfigError(f"config key '{key}': {exc}") from exc
+    return config

@@ -1,0 +1,169 @@
+"""ManagerService and the manager side of DaemonService: decode, call a service, encode."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import grpc
+
+from opsfleet.common.errors import InvalidArgument
+from opsfleet.manager.domain import AgentState, NodeRegistration
+from opsfleet.manager.rpc.errors import grpc_errors, unimplemented
+from opsfleet.manager.services.agents import AgentService
+from opsfleet.manager.services.configs import ConfigService
+from opsfleet.manager.services.metrics import MetricService, RawMetric
+from opsfleet.manager.services.nodes import NodeService
+from opsfleet.proto import daemon_pb2, daemon_pb2_grpc, manager_pb2, manager_pb2_grpc
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+def _ingest_message(accepted: int, dropped: int) -> str:
+    msg = f"stored {accepted} samples"
+    if dropped:
+        msg += f"; dropped {dropped} non-finite values"
+    return msg
+
+
+class ManagerServicer(manager_pb2_grpc.ManagerServiceServicer):
+    def __init__(self, nodes: NodeService, metrics: MetricService) -> None:
+        self._nodes = nodes
+        self._metrics = metrics
+
+    @grpc_errors
+    async def RegisterNode(
+        self, request: manager_pb2.RegisterNodeRequest, context: Ctx
+    ) -> manager_pb2.RegisterNodeResponse:
+        node, created = await self._nodes.register(
+            NodeRegistration(
+                node_id=request.node_id,
+                hostname=request.hostname,
+                ip=request.ip,
+                os=request.os,
+                arch=request.arch,
+                labels=dict(request.labels),
+                daemon_version=request.daemon_version,
+                agent_version=request.agent_version,
+                daemon_address=request.daemon_address,
+            )
+        )
+        word = "registered" if created else "re-registered"
+        return manager_pb2.RegisterNodeResponse(success=True, message=f"node {node.node_id} {word}")
+
+    @grpc_errors
+    async def Heartbeat(self, request: manager_pb2.HeartbeatRequest, context: Ctx) -> manager_pb2.HeartbeatResponse:
+        await self._nodes.heartbeat(request.node_id)
+        return manager_pb2.HeartbeatResponse(success=True, message="ok")
+
+    @grpc_errors
+    async def ReportMetrics(
+        self, request: manager_pb2.ReportMetricsRequest, context: Ctx
+    ) -> manager_pb2.ReportMetricsResponse:
+        result = await self._metrics.ingest(
+            request.node_id, (RawMetric(m.type, m.timestamp, m.values) for m in request.metrics)
+        )
+        return manager_pb2.ReportMetricsResponse(
+            success=True,
+            message=_ingest_message(result.accepted, result.dropped_values),
+            accepted=result.accepted,
+            dropped_values=result.dropped_values,
+        )
+
+
+def parse_metrics_document(data: bytes, timestamp: int) -> list[RawMetric]:
+    """The JSON document of DaemonService.ReportMetrics: ``{type: {key: number}}``."""
+    try:
+        doc = json.loads(data.decode("utf-8")) if data else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidArgument(f"data is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidArgument("data must be a JSON object of metric type -> {key: number}")
+    out: list[RawMetric] = []
+    for type_, values in doc.items():
+        if not isinstance(values, dict):
+            raise InvalidArgument(f"data[{type_!r}] must be an object of key -> number")
+        out.append(RawMetric(str(type_), timestamp, values))
+    return out
+
+
+class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
+    """The RPCs of DaemonService that the manager serves; the daemon's answer UNIMPLEMENTED."""
+
+    def __init__(
+        self, nodes: NodeService, metrics: MetricService, agents: AgentService, configs: ConfigService
+    ) -> None:
+        self._nodes = nodes
+        self._metrics = metrics
+        self._agents = agents
+        self._configs = configs
+
+    @grpc_errors
+    async def Register(self, request: daemon_pb2.RegisterRequest, context: Ctx) -> daemon_pb2.RegisterResponse:
+        node, created = await self._nodes.register_assigned(
+            NodeRegistration(
+                node_id="",
+                hostname=request.hostname,
+                ip=request.ip,
+                os=request.os,
+                arch=request.arch,
+                labels=dict(request.labels),
+                daemon_version=request.daemon_version,
+                agent_version=request.agent_version,
+            )
+        )
+        word = "registered" if created else "re-registered"
+        return daemon_pb2.RegisterResponse(node_id=node.node_id, success=True, message=f"node {word}")
+
+    @grpc_errors
+    async def Heartbeat(self, request: daemon_pb2.HeartbeatRequest, context: Ctx) -> daemon_pb2.HeartbeatResponse:
+        await self._nodes.heartbeat(request.node_id)
+        return daemon_pb2.HeartbeatResponse(success=True, message="ok")
+
+    @grpc_errors
+    async def ReportMetrics(self, request: daemon_pb2.MetricsRequest, context: Ctx) -> daemon_pb2.MetricsResponse:
+        await self._nodes.ensure_known(request.node_id)
+        raw = parse_metrics_document(request.data, request.timestamp or int(time.time()))
+        result = await self._metrics.ingest(request.node_id, raw)
+        return daemon_pb2.MetricsResponse(
+            success=True, message=_ingest_message(result.accepted, result.dropped_values)
+        )
+
+    @grpc_errors
+    async def GetConfig(self, request: daemon_pb2.ConfigRequest, context: Ctx) -> daemon_pb2.ConfigResponse:
+        data = await self._configs.get(request.node_id, request.config_type)
+        return daemon_pb2.ConfigResponse(success=True, message="ok", config_data=data)
+
+    @grpc_errors
+    async def SyncAgentStates(
+        self, request: daemon_pb2.SyncAgentStatesRequest, context: Ctx
+    ) -> daemon_pb2.SyncAgentStatesResponse:
+        states = [
+            AgentState(
+                agent_id=s.agent_id,
+                type=s.type,
+                version=s.version,
+                status=s.status,
+                pid=s.pid,
+                last_heartbeat=s.last_heartbeat,
+            )
+            for s in request.states
+        ]
+        await self._agents.sync_states(request.node_id, states)
+        return daemon_pb2.SyncAgentStatesResponse(success=True, message=f"synced {len(states)} agents")
+
+    async def ListAgents(self, request: Any, context: Ctx) -> Any:
+        return await unimplemented(context, "ListAgents", "daemon")
+
+    async def OperateAgent(self, request: Any, context: Ctx) -> Any:
+        return await unimplemented(context, "OperateAgent", "daemon")
+
+    async def GetAgentMetrics(self, request: Any, context: Ctx) -> Any:
+        return await unimplemented(context, "GetAgentMetrics", "daemon")
+
+    async def PushUpdate(self, request: Any, context: Ctx) -> Any:
+        return await unimplemented(context, "PushUpdate", "daemon")
+
+    async def GetAgentLogs(self, request: Any, context: Ctx) -> Any:
+        return await unimplemented(context, "GetAgentLogs", "daemon")

@@ -1,0 +1,1 @@
+"""The Manager's rules, shared by the gRPC, REST and CLI adapters."""

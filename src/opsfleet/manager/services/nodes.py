@@ -1,0 +1,179 @@
+"""Node registration, heartbeats and liveness.
+
+Heartbeats only update an in-memory map; a flusher writes it to the store in bulk at
+least every ``flush_interval`` seconds. The liveness loop marks nodes offline after
+``offline_after`` of silence, but never during the first ``offline_after`` after start,
+so a manager restart does not declare the fleet offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from opsfleet.common.errors import NotFound
+from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
+from opsfleet.manager.domain import Node, NodeEvent, NodeRegistration
+from opsfleet.manager.services.validation import check_node_id, check_registration_fields
+from opsfleet.manager.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class NodeService:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        offline_after: float,
+        check_interval: float = 5.0,
+        flush_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._offline_after = offline_after
+        self._check_interval = min(check_interval, offline_after / 2)
+        self._flush_interval = flush_interval
+        self._clock = clock
+        self._known: set[str] = set()
+        self._pending: dict[str, float] = {}
+        self._flush_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._tasks = TaskOwner("nodes")
+        self._started_at = clock()
+        self.heartbeats_flushed = 0
+
+    async def start(self) -> None:
+        self._started_at = self._clock()
+        self._known = {n.node_id for n in await self._store.list_nodes()}
+        self._tasks.spawn("heartbeat-flusher", self._flush_loop())
+        self._tasks.spawn("liveness", self._liveness_loop())
+
+    async def stop(self) -> None:
+        """Stop the loops and write pending heartbeats; idempotent."""
+        self._stop.set()
+        await self._tasks.stop()
+        await self.flush()
+
+    async def register(self, reg: NodeRegistration) -> tuple[Node, bool]:
+        check_node_id(reg.node_id)
+        check_registration_fields(
+            reg.hostname,
+            {
+                "ip": reg.ip,
+                "os": reg.os,
+                "arch": reg.arch,
+                "daemon_version": reg.daemon_version,
+                "agent_version": reg.agent_version,
+            },
+            reg.labels,
+        )
+        self._pending.pop(reg.node_id, None)
+        node, created = await self._store.upsert_node(reg, self._clock())
+        self._known.add(node.node_id)
+        log.info(
+            "node %s %s (hostname=%s ip=%s)",
+            node.node_id,
+            "registered" if created else "re-registered",
+            node.hostname,
+            node.ip,
+        )
+        return node, created
+
+    async def register_assigned(self, reg: NodeRegistration) -> tuple[Node, bool]:
+        """Registration where the manager picks the id: the same hostname and ip keep their id."""
+        check_registration_fields(reg.hostname, {"ip": reg.ip}, reg.labels)
+        node_id = await self._store.find_node_id(reg.hostname, reg.ip) or str(uuid.uuid4())
+        return await self.register(
+            NodeRegistration(
+                node_id=node_id,
+                hostname=reg.hostname,
+                ip=reg.ip,
+                os=reg.os,
+                arch=reg.arch,
+                labels=reg.labels,
+                daemon_version=reg.daemon_version,
+                agent_version=reg.agent_version,
+                daemon_address=reg.daemon_address,
+            )
+        )
+
+    async def ensure_known(self, node_id: str) -> None:
+        """NotFound unless the node is registered (the manager never invents nodes)."""
+        check_node_id(node_id)
+        if node_id in self._known:
+            return
+        if await self._store.get_node(node_id) is None:
+            raise NotFound(f"node {node_id} is not registered")
+        self._known.add(node_id)
+
+    async def heartbeat(self, node_id: str) -> None:
+        await self.ensure_known(node_id)
+        self.seen(node_id)
+
+    def seen(self, node_id: str) -> None:
+        """Note that the node was heard from now (flushed in bulk)."""
+        self._pending[node_id] = self._clock()
+
+    def forget(self, node_id: str) -> None:
+        self._known.discard(node_id)
+        self._pending.pop(node_id, None)
+
+    async def get(self, node_id: str) -> Node:
+        check_node_id(node_id)
+        node = await self._store.get_node(node_id)
+        if node is None:
+            raise NotFound(f"node {node_id} is not registered")
+        return node
+
+    async def list(self) -> list[Node]:
+        return await self._store.list_nodes()
+
+    async def events(self, node_id: str, limit: int = 100) -> list[NodeEvent]:
+        await self.get(node_id)
+        return await self._store.list_events(node_id, limit)
+
+    async def flush(self) -> int:
+        """Write pending heartbeats in one transaction; the number of nodes written."""
+        async with self._flush_lock:
+            if not self._pending:
+                return 0
+            batch, self._pending = self._pending, {}
+            try:
+                back = await self._store.touch_nodes(batch)
+            except Exception:
+                for node_id, seen in batch.items():
+                    self._pending.setdefault(node_id, seen)
+                raise
+        for node_id in back:
+            log.info("node %s online (heartbeat)", node_id)
+        self.heartbeats_flushed += len(batch)
+        return len(batch)
+
+    async def check_liveness(self) -> list[str]:
+        """Mark silent nodes offline (not within ``offline_after`` of start); their ids."""
+        now = self._clock()
+        if now - self._started_at < self._offline_after:
+            return []
+        await self.flush()
+        gone = await self._store.mark_offline(now - self._offline_after, now)
+        for node_id in gone:
+            log.info("node %s offline (silent for %.0fs)", node_id, self._offline_after)
+        return gone
+
+    async def _flush_loop(self) -> None:
+        while not await sleep_or_stop(self._stop, self._flush_interval):
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("heartbeat flush failed; will retry")
+
+    async def _liveness_loop(self) -> None:
+        while not await sleep_or_stop(self._stop, self._check_interval):
+            try:
+                await self.check_liveness()
+            except Exception:
+                log.exception("liveness check failed; will retry")

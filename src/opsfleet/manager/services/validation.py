@@ -1,0 +1,84 @@
+"""Input rules of the wire contract (PROTOCOL.md section 4); violations raise InvalidArgument."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+from opsfleet.common.errors import InvalidArgument
+
+NODE_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+METRIC_TYPE_RE = re.compile(r"[a-z0-9_.]{1,32}")
+AGENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+MAX_LABELS = 64
+MAX_LABEL_KEY = 63
+MAX_LABEL_VALUE = 255
+MAX_METRICS_PER_REQUEST = 1000
+MAX_VALUES_PER_METRIC = 256
+MAX_VALUE_KEY = 128
+MAX_HOSTNAME = 255
+MAX_SHORT_FIELD = 64
+MAX_AGENTS_PER_SYNC = 1000
+
+
+def check_node_id(node_id: str) -> str:
+    if not node_id:
+        raise InvalidArgument("node_id is required")
+    if not NODE_ID_RE.fullmatch(node_id):
+        raise InvalidArgument("node_id must be 1-128 characters of [A-Za-z0-9._:-]")
+    return node_id
+
+
+def check_agent_id(agent_id: str) -> str:
+    if not agent_id:
+        raise InvalidArgument("agent_id is required")
+    if not AGENT_ID_RE.fullmatch(agent_id):
+        raise InvalidArgument("agent_id must be 1-128 characters of [A-Za-z0-9._:-]")
+    return agent_id
+
+
+def check_registration_fields(hostname: str, fields: Mapping[str, str], labels: Mapping[str, str]) -> None:
+    if not hostname.strip():
+        raise InvalidArgument("hostname is required")
+    if len(hostname) > MAX_HOSTNAME:
+        raise InvalidArgument(f"hostname longer than {MAX_HOSTNAME} characters")
+    for name, value in fields.items():
+        if len(value) > MAX_SHORT_FIELD:
+            raise InvalidArgument(f"{name} longer than {MAX_SHORT_FIELD} characters")
+    check_labels(labels)
+
+
+def check_labels(labels: Mapping[str, str]) -> None:
+    if len(labels) > MAX_LABELS:
+        raise InvalidArgument(f"too many labels: {len(labels)} > {MAX_LABELS}")
+    for key, value in labels.items():
+        if not key or len(key) > MAX_LABEL_KEY:
+            raise InvalidArgument(f"label key {key[:80]!r} must be 1-{MAX_LABEL_KEY} characters")
+        if len(value) > MAX_LABEL_VALUE:
+            raise InvalidArgument(f"label {key!r} value longer than {MAX_LABEL_VALUE} characters")
+
+
+def check_metric_type(type_: str) -> str:
+    if not METRIC_TYPE_RE.fullmatch(type_):
+        raise InvalidArgument(f"metric type {type_[:40]!r} must match [a-z0-9_.]{{1,32}}")
+    return type_
+
+
+def clean_values(type_: str, values: Mapping[str, object]) -> tuple[dict[str, float], int]:
+    """Finite values kept, non-finite ones counted; InvalidArgument for bad keys or non-numbers."""
+    if len(values) > MAX_VALUES_PER_METRIC:
+        raise InvalidArgument(f"metric {type_!r} has {len(values)} values > {MAX_VALUES_PER_METRIC}")
+    kept: dict[str, float] = {}
+    dropped = 0
+    for key, value in values.items():
+        if not key or len(key) > MAX_VALUE_KEY:
+            raise InvalidArgument(f"metric {type_!r} value key {key[:40]!r} must be 1-{MAX_VALUE_KEY} characters")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidArgument(f"metric {type_!r} value {key!r} is not a number")
+        number = float(value)
+        if math.isfinite(number):
+            kept[key] = number
+        else:
+            dropped += 1
+    return kept, dropped

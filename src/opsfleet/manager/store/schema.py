@@ -1,0 +1,63 @@
+"""Table definitions (SQLAlchemy Core). Changes here need an Alembic migration."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    sa.Column("node_id", sa.String(128), primary_key=True),
+    sa.Column("hostname", sa.String(255), nullable=False),
+    sa.Column("ip", sa.String(64), nullable=False, server_default=""),
+    sa.Column("os", sa.String(64), nullable=False, server_default=""),
+    sa.Column("arch", sa.String(64), nullable=False, server_default=""),
+    sa.Column("labels", JSONType, nullable=False),
+    sa.Column("daemon_version", sa.String(64), nullable=False, server_default=""),
+    sa.Column("agent_version", sa.String(64), nullable=False, server_default=""),
+    sa.Column("daemon_address", sa.String(255), nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("registered_at", sa.Float, nullable=False),
+    sa.Column("last_seen_at", sa.Float, nullable=False),
+    sa.Index("ix_nodes_status_last_seen", "status", "last_seen_at"),
+    sa.Index("ix_nodes_hostname_ip", "hostname", "ip"),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("node_id", sa.String(128), primary_key=True),
+    sa.Column("agent_id", sa.String(128), primary_key=True),
+    sa.Column("type", sa.String(64), nullable=False, server_default=""),
+    sa.Column("version", sa.String(64), nullable=False, server_default=""),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_heartbeat", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_sync_at", sa.Float, nullable=False),
+)
+
+metric_samples = sa.Table(
+    "metric_samples",
+    metadata,
+    sa.Column("node_id", sa.String(128), primary_key=True),
+    sa.Column("type", sa.String(32), primary_key=True),
+    sa.Column("ts", sa.BigInteger, primary_key=True),
+    sa.Column("values", JSONType, nullable=False),
+    sa.Index("ix_metric_samples_ts", "ts"),
+)
+
+node_events = sa.Table(
+    "node_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("node_id", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("detail", sa.String(255), nullable=False, server_default=""),
+    sa.Index("ix_node_events_node_at", "node_id", "at"),
+)

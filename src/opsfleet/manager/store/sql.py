@@ -1,0 +1,361 @@
+"""The SQL Store: SQLAlchemy 2 asyncio over SQLite (WAL, aiosqlite) or PostgreSQL (asyncpg)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from opsfleet.common.errors import Unavailable
+from opsfleet.manager.domain import (
+    AGENT_REMOVED,
+    Agent,
+    AgentState,
+    EventKind,
+    MetricSample,
+    Node,
+    NodeEvent,
+    NodeRegistration,
+    NodeStatus,
+)
+from opsfleet.manager.store.schema import agents, metric_samples, node_events, nodes
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK_ID = 0x0F5F1EE7
+
+
+def _row_to_node(row: sa.Row[Any]) -> Node:
+    m = row._mapping
+    return Node(
+        node_id=m["node_id"],
+        hostname=m["hostname"],
+        ip=m["ip"],
+        os=m["os"],
+        arch=m["arch"],
+        labels=dict(m["labels"] or {}),
+        daemon_version=m["daemon_version"],
+        agent_version=m["agent_version"],
+        status=NodeStatus(m["status"]),
+        registered_at=m["registered_at"],
+        last_seen_at=m["last_seen_at"],
+        daemon_address=m["daemon_address"],
+    )
+
+
+class SqlStore:
+    """Store over one SQLAlchemy async engine. ``start()`` migrates; ``close()`` disposes."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self._pool_size = pool_size
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise Unavailable("store is not started")
+        return self._engine
+
+    async def start(self) -> None:
+        kwargs: dict[str, Any] = {}
+        if self.url.startswith("sqlite"):
+            db_path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
+            if db_path and db_path != ":memory:":
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs["pool_size"] = self._pool_size
+            kwargs["max_overflow"] = self._pool_size
+            kwargs["pool_pre_ping"] = True
+        engine = create_async_engine(self.url, **kwargs)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        self._engine = engine
+        try:
+            async with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})"))
+                await conn.run_sync(_upgrade)
+        except (SQLAlchemyError, OSError) as exc:
+            await engine.dispose()
+            self._engine = None
+            raise Unavailable(f"cannot open database {self.safe_url}: {exc}") from exc
+        log.info("database ready (%s)", self.safe_url)
+
+    @property
+    def safe_url(self) -> str:
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def ping(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            raise Unavailable(f"database unreachable: {exc}") from exc
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    async def upsert_node(self, reg: NodeRegistration, now: float) -> tuple[Node, bool]:
+        async with self.engine.begin() as conn:
+            existing = (
+                await conn.execute(sa.select(nodes.c.node_id).where(nodes.c.node_id == reg.node_id))
+            ).first()
+            values = {
+                "hostname": reg.hostname,
+                "ip": reg.ip,
+                "os": reg.os,
+                "arch": reg.arch,
+                "labels": reg.labels,
+                "daemon_version": reg.daemon_version,
+                "agent_version": reg.agent_version,
+                "daemon_address": reg.daemon_address,
+                "status": NodeStatus.ONLINE.value,
+                "last_seen_at": now,
+            }
+            stmt = self._insert(nodes).values(node_id=reg.node_id, registered_at=now, **values)
+            stmt = stmt.on_conflict_do_update(index_elements=[nodes.c.node_id], set_=values)
+            await conn.execute(stmt)
+            kind = EventKind.REREGISTERED if existing else EventKind.REGISTERED
+            await _add_event(conn, reg.node_id, kind, now)
+            row = (await conn.execute(sa.select(nodes).where(nodes.c.node_id == reg.node_id))).one()
+            return _row_to_node(row), existing is None
+
+    async def get_node(self, node_id: str) -> Node | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(nodes).where(nodes.c.node_id == node_id))).first()
+        return _row_to_node(row) if row else None
+
+    async def find_node_id(self, hostname: str, ip: str) -> str | None:
+        query = (
+            sa.select(nodes.c.node_id)
+            .where(nodes.c.hostname == hostname, nodes.c.ip == ip)
+            .order_by(nodes.c.registered_at)
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).scalar()
+
+    async def list_nodes(self) -> list[Node]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(nodes).order_by(nodes.c.node_id))).all()
+        return [_row_to_node(r) for r in rows]
+
+    async def touch_nodes(self, seen: Mapping[str, float]) -> list[str]:
+        if not seen:
+            return []
+        ids = list(seen)
+        async with self.engine.begin() as conn:
+            back: list[str] = []
+            for chunk in _chunks(ids, 500):
+                rows = await conn.execute(
+                    sa.select(nodes.c.node_id).where(
+                        nodes.c.node_id.in_(chunk), nodes.c.status == NodeStatus.OFFLINE.value
+                    )
+                )
+                back.extend(r[0] for r in rows)
+            for node_id in back:
+                result = await conn.execute(
+                    nodes.update()
+                    .where(nodes.c.node_id == node_id, nodes.c.status == NodeStatus.OFFLINE.value)
+                    .values(status=NodeStatus.ONLINE.value)
+                )
+                if result.rowcount:
+                    await _add_event(conn, node_id, EventKind.ONLINE, seen[node_id], "heartbeat")
+            stmt = (
+                nodes.update()
+                .where(nodes.c.node_id == sa.bindparam("b_id"), nodes.c.last_seen_at < sa.bindparam("b_seen"))
+                .values(last_seen_at=sa.bindparam("b_seen"))
+            )
+            await conn.execute(stmt, [{"b_id": k, "b_seen": v} for k, v in seen.items()])
+        return back
+
+    async def mark_offline(self, cutoff: float, now: float) -> list[str]:
+        async with self.engine.begin() as conn:
+            rows = await conn.execute(
+                sa.select(nodes.c.node_id).where(
+                    nodes.c.status == NodeStatus.ONLINE.value, nodes.c.last_seen_at < cutoff
+                )
+            )
+            gone: list[str] = []
+            for (node_id,) in rows.all():
+                result = await conn.execute(
+                    nodes.update()
+                    .where(
+                        nodes.c.node_id == node_id,
+                        nodes.c.status == NodeStatus.ONLINE.value,
+                        nodes.c.last_seen_at < cutoff,
+                    )
+                    .values(status=NodeStatus.OFFLINE.value)
+                )
+                if result.rowcount:
+                    await _add_event(conn, node_id, EventKind.OFFLINE, now, "no heartbeat")
+                    gone.append(node_id)
+        return gone
+
+    async def set_node_status(self, node_id: str, status: NodeStatus, now: float) -> None:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                nodes.update()
+                .where(nodes.c.node_id == node_id, nodes.c.status != status.value)
+                .values(status=status.value)
+            )
+            if result.rowcount:
+                await _add_event(conn, node_id, EventKind(status.value), now)
+
+    async def list_events(self, node_id: str, limit: int = 100) -> list[NodeEvent]:
+        query = (
+            sa.select(node_events)
+            .where(node_events.c.node_id == node_id)
+            .order_by(node_events.c.at.desc(), node_events.c.id.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            NodeEvent(node_id=r.node_id, kind=EventKind(r.kind), at=r.at, detail=r.detail) for r in rows
+        ]
+
+    async def insert_metrics(self, samples: Sequence[MetricSample]) -> None:
+        if not samples:
+            return
+        rows = [{"node_id": s.node_id, "type": s.type, "ts": s.timestamp, "values": s.values} for s in samples]
+        stmt = self._insert(metric_samples).on_conflict_do_nothing(
+            index_elements=[metric_samples.c.node_id, metric_samples.c.type, metric_samples.c.ts]
+        )
+        async with self.engine.begin() as conn:
+            for chunk in _chunks(rows, 2000):
+                await conn.execute(stmt, chunk)
+
+    async def query_metrics(self, node_id: str, type_: str, start: int, end: int) -> list[MetricSample]:
+        query = (
+            sa.select(metric_samples.c.ts, metric_samples.c["values"])
+            .where(
+                metric_samples.c.node_id == node_id,
+                metric_samples.c.type == type_,
+                metric_samples.c.ts >= start,
+                metric_samples.c.ts <= end,
+            )
+            .order_by(metric_samples.c.ts)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [MetricSample(node_id, type_, int(r[0]), dict(r[1])) for r in rows]
+
+    async def count_metrics(self, node_id: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(metric_samples)
+        if node_id is not None:
+            query = query.where(metric_samples.c.node_id == node_id)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def delete_metrics_before(self, timestamp: int, limit: int) -> int:
+        victims = (
+            sa.select(metric_samples.c.node_id, metric_samples.c.type, metric_samples.c.ts)
+            .where(metric_samples.c.ts < timestamp)
+            .limit(limit)
+        )
+        async with self.engine.begin() as conn:
+            keys = (await conn.execute(victims)).all()
+            if not keys:
+                return 0
+            stmt = metric_samples.delete().where(
+                metric_samples.c.node_id == sa.bindparam("k_node"),
+                metric_samples.c.type == sa.bindparam("k_type"),
+                metric_samples.c.ts == sa.bindparam("k_ts"),
+            )
+            await conn.execute(stmt, [{"k_node": k[0], "k_type": k[1], "k_ts": k[2]} for k in keys])
+            return len(keys)
+
+    async def sync_agents(self, node_id: str, states: Sequence[AgentState], now: float) -> None:
+        async with self.engine.begin() as conn:
+            if states:
+                rows = [
+                    {
+                        "node_id": node_id,
+                        "agent_id": s.agent_id,
+                        "type": s.type,
+                        "version": s.version,
+                        "status": s.status,
+                        "pid": s.pid,
+                        "last_heartbeat": s.last_heartbeat,
+                        "last_sync_at": now,
+                    }
+                    for s in states
+                ]
+                stmt = self._insert(agents)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[agents.c.node_id, agents.c.agent_id],
+                    set_={
+                        c: stmt.excluded[c]
+                        for c in ("type", "version", "status", "pid", "last_heartbeat", "last_sync_at")
+                    },
+                )
+                await conn.execute(stmt, rows)
+            present = [s.agent_id for s in states]
+            removal = agents.update().where(agents.c.node_id == node_id, agents.c.status != AGENT_REMOVED)
+            if present:
+                removal = removal.where(agents.c.agent_id.not_in(present))
+            await conn.execute(removal.values(status=AGENT_REMOVED, pid=0, last_sync_at=now))
+
+    async def list_agents(self, node_id: str) -> list[Agent]:
+        query = sa.select(agents).where(agents.c.node_id == node_id).order_by(agents.c.agent_id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            Agent(
+                node_id=r.node_id,
+                agent_id=r.agent_id,
+                type=r.type,
+                version=r.version,
+                status=r.status,
+                pid=r.pid,
+                last_heartbeat=r.last_heartbeat,
+                last_sync_at=r.last_sync_at,
+            )
+            for r in rows
+        ]
+
+
+async def _add_event(conn: AsyncConnection, node_id: str, kind: EventKind, at: float, detail: str = "") -> None:
+    await conn.execute(node_events.insert().values(node_id=node_id, kind=kind.value, at=at, detail=detail))
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _upgrade(sync_conn: sa.Connection) -> None:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")
