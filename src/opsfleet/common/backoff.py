@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +21,9 @@ class Backoff:
     attempt: int = 0
 
     def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * (2 ** min(self.attempt, 62)))
+        ceiling: float = min(self.cap, self.base * math.pow(2.0, min(self.attempt, 62)))
         self.attempt += 1
-        return max(0.0, ceiling * self.rand())
+        return max(0.0, ceiling * float(self.rand()))
 
     def reset(self) -> None:
         self.attempt = 0

@@ -99,7 +99,7 @@ def mapping_for(error: OpsfleetError) -> ErrorMapping:
     """The gRPC code and HTTP status for ``error`` (most specific class wins)."""
     for cls in type(error).__mro__:
         if cls in ERROR_TABLE:
-            return ERROR_TABLE[cls]  # type: ignore[index]
+            return ERROR_TABLE[cls]
     return ERROR_TABLE[Internal]
 
 

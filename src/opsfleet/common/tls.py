@@ -21,7 +21,9 @@ def server_credentials(
 ) -> grpc.ServerCredentials:
     """Server TLS; with ``ca_file`` set, clients must present a certificate signed by that CA."""
     if not cert_file or not key_file:
-        raise ConfigError(f"config key '{key_prefix}.cert_file': TLS is enabled but cert_file/key_file is empty")
+        raise ConfigError(
+            f"config key '{key_prefix}.cert_file': TLS is enabled but cert_file/key_file is empty"
+        )
     cert = _read(cert_file, f"{key_prefix}.cert_file")
     key = _read(key_file, f"{key_prefix}.key_file")
     if ca_file:

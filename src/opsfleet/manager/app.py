@@ -61,7 +61,9 @@ class ManagerApp:
         server = grpc.aio.server(
             options=rpc_opts.server_options(cfg.grpc.max_message_bytes, cfg.grpc.keepalive_min_ping_interval)
         )
-        manager_pb2_grpc.add_ManagerServiceServicer_to_server(ManagerServicer(self.nodes, self.metrics), server)
+        manager_pb2_grpc.add_ManagerServiceServicer_to_server(
+            ManagerServicer(self.nodes, self.metrics), server
+        )
         daemon_pb2_grpc.add_DaemonServiceServicer_to_server(
             DaemonServiceServicer(self.nodes, self.metrics, self.agents, self.configs), server
         )

@@ -35,17 +35,23 @@ def add_parser(sub: Any) -> None:
         description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", "-c", type=Path, metavar="FILE", help="YAML config file (see configs/manager.yaml)")
+    p.add_argument(
+        "--config", "-c", type=Path, metavar="FILE", help="YAML config file (see configs/manager.yaml)"
+    )
     p.add_argument("--grpc-listen", metavar="HOST:PORT", help="gRPC listen address (default 0.0.0.0:9090)")
     p.add_argument(
-        "--http-listen", metavar="HOST:PORT", help="REST API and dashboard listen address (default 0.0.0.0:8080)"
+        "--http-listen",
+        metavar="HOST:PORT",
+        help="REST API and dashboard listen address (default 0.0.0.0:8080)",
     )
     p.add_argument(
         "--database-url",
         metavar="URL",
         help="sqlite:///relative.db, sqlite:////absolute/path.db or postgresql://user@host:5432/db",
     )
-    p.add_argument("--data-dir", metavar="DIR", help="directory for the default SQLite database (default ./data)")
+    p.add_argument(
+        "--data-dir", metavar="DIR", help="directory for the default SQLite database (default ./data)"
+    )
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity")
     p.set_defaults(handler=run)
 

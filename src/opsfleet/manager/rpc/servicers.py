@@ -53,7 +53,9 @@ class ManagerServicer(manager_pb2_grpc.ManagerServiceServicer):
         return manager_pb2.RegisterNodeResponse(success=True, message=f"node {node.node_id} {word}")
 
     @grpc_errors
-    async def Heartbeat(self, request: manager_pb2.HeartbeatRequest, context: Ctx) -> manager_pb2.HeartbeatResponse:
+    async def Heartbeat(
+        self, request: manager_pb2.HeartbeatRequest, context: Ctx
+    ) -> manager_pb2.HeartbeatResponse:
         await self._nodes.heartbeat(request.node_id)
         return manager_pb2.HeartbeatResponse(success=True, message="ok")
 
@@ -100,7 +102,9 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
         self._configs = configs
 
     @grpc_errors
-    async def Register(self, request: daemon_pb2.RegisterRequest, context: Ctx) -> daemon_pb2.RegisterResponse:
+    async def Register(
+        self, request: daemon_pb2.RegisterRequest, context: Ctx
+    ) -> daemon_pb2.RegisterResponse:
         node, created = await self._nodes.register_assigned(
             NodeRegistration(
                 node_id="",
@@ -117,12 +121,16 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
         return daemon_pb2.RegisterResponse(node_id=node.node_id, success=True, message=f"node {word}")
 
     @grpc_errors
-    async def Heartbeat(self, request: daemon_pb2.HeartbeatRequest, context: Ctx) -> daemon_pb2.HeartbeatResponse:
+    async def Heartbeat(
+        self, request: daemon_pb2.HeartbeatRequest, context: Ctx
+    ) -> daemon_pb2.HeartbeatResponse:
         await self._nodes.heartbeat(request.node_id)
         return daemon_pb2.HeartbeatResponse(success=True, message="ok")
 
     @grpc_errors
-    async def ReportMetrics(self, request: daemon_pb2.MetricsRequest, context: Ctx) -> daemon_pb2.MetricsResponse:
+    async def ReportMetrics(
+        self, request: daemon_pb2.MetricsRequest, context: Ctx
+    ) -> daemon_pb2.MetricsResponse:
         await self._nodes.ensure_known(request.node_id)
         raw = parse_metrics_document(request.data, request.timestamp or int(time.time()))
         result = await self._metrics.ingest(request.node_id, raw)

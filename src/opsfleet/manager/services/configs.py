@@ -18,5 +18,7 @@ class ConfigService:
         await self._nodes.ensure_known(node_id)
         kind = config_type or "daemon"
         if kind not in CONFIG_TYPES:
-            raise InvalidArgument(f"config_type must be one of {', '.join(CONFIG_TYPES)}, got {config_type!r}")
+            raise InvalidArgument(
+                f"config_type must be one of {', '.join(CONFIG_TYPES)}, got {config_type!r}"
+            )
         return b""

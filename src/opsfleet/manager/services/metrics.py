@@ -82,7 +82,9 @@ class MetricService:
     def validate(self, node_id: str, metrics: Iterable[RawMetric]) -> tuple[list[MetricSample], int]:
         items = list(metrics)
         if len(items) > MAX_METRICS_PER_REQUEST:
-            raise InvalidArgument(f"too many metrics in one request: {len(items)} > {MAX_METRICS_PER_REQUEST}")
+            raise InvalidArgument(
+                f"too many metrics in one request: {len(items)} > {MAX_METRICS_PER_REQUEST}"
+            )
         now = int(self._clock())
         samples: list[MetricSample] = []
         dropped = 0

@@ -129,7 +129,7 @@ class NodeService:
             raise NotFound(f"node {node_id} is not registered")
         return node
 
-    async def list(self) -> list[Node]:
+    async def list_all(self) -> list[Node]:
         return await self._store.list_nodes()
 
     async def events(self, node_id: str, limit: int = 100) -> list[NodeEvent]:

@@ -73,7 +73,9 @@ def clean_values(type_: str, values: Mapping[str, object]) -> tuple[dict[str, fl
     dropped = 0
     for key, value in values.items():
         if not key or len(key) > MAX_VALUE_KEY:
-            raise InvalidArgument(f"metric {type_!r} value key {key[:40]!r} must be 1-{MAX_VALUE_KEY} characters")
+            raise InvalidArgument(
+                f"metric {type_!r} value key {key[:40]!r} must be 1-{MAX_VALUE_KEY} characters"
+            )
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidArgument(f"metric {type_!r} value {key!r} is not a number")
         number = float(value)

@@ -233,14 +233,14 @@ class SqlStore:
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [
-            NodeEvent(node_id=r.node_id, kind=EventKind(r.kind), at=r.at, detail=r.detail) for r in rows
-        ]
+        return [NodeEvent(node_id=r.node_id, kind=EventKind(r.kind), at=r.at, detail=r.detail) for r in rows]
 
     async def insert_metrics(self, samples: Sequence[MetricSample]) -> None:
         if not samples:
             return
-        rows = [{"node_id": s.node_id, "type": s.type, "ts": s.timestamp, "values": s.values} for s in samples]
+        rows = [
+            {"node_id": s.node_id, "type": s.type, "ts": s.timestamp, "values": s.values} for s in samples
+        ]
         stmt = self._insert(metric_samples).on_conflict_do_nothing(
             index_elements=[metric_samples.c.node_id, metric_samples.c.type, metric_samples.c.ts]
         )
@@ -338,7 +338,9 @@ class SqlStore:
         ]
 
 
-async def _add_event(conn: AsyncConnection, node_id: str, kind: EventKind, at: float, detail: str = "") -> None:
+async def _add_event(
+    conn: AsyncConnection, node_id: str, kind: EventKind, at: float, detail: str = ""
+) -> None:
     await conn.execute(node_events.insert().values(node_id=node_id, kind=kind.value, at=at, detail=detail))
 
 
