@@ -48,7 +48,7 @@ class Proc:
     def output(self) -> str:
         return "\n".join(self.lines)
 
-    async def wait_for_line(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+    async def wait_for_line(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
         regex = re.compile(pattern)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -62,7 +63,7 @@ async def test_seed_client_against_cli_manager(seed: dict[str, Any], manager_pro
         )
         assert reply.success
         assert (await manager.Heartbeat(m.HeartbeatRequest(node_id="seed-1", timestamp=1), timeout=5)).success
-        metrics = [m.MetricData(type="cpu", timestamp=1_700_000_000, values={"usage_percent": 5.0})]
+        metrics = [m.MetricData(type="cpu", timestamp=int(time.time()), values={"usage_percent": 5.0})]
         assert (
             await manager.ReportMetrics(m.ReportMetricsRequest(node_id="seed-1", metrics=metrics), timeout=5)
         ).success

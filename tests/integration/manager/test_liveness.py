@@ -94,8 +94,9 @@ async def test_no_mass_offline_right_after_restart(
 async def test_samples_survive_manager_restart(database_url: str, start_manager: Callable[..., Any]) -> None:
     first: Running = await start_manager(database_url)
     await first.manager.RegisterNode(reg("durable"))
+    t0 = int(time.time()) - 600
     metrics = [
-        manager_pb2.MetricData(type="cpu", timestamp=1_000 + i, values={"usage_percent": float(i)})
+        manager_pb2.MetricData(type="cpu", timestamp=t0 + i, values={"usage_percent": float(i)})
         for i in range(50)
     ]
     reply = await first.manager.ReportMetrics(
@@ -106,7 +107,7 @@ async def test_samples_survive_manager_restart(database_url: str, start_manager:
     await first.app.stop()
 
     second: Running = await start_manager(database_url)
-    samples = await second.app.store.query_metrics("durable", "cpu", 0, 10_000)
+    samples = await second.app.store.query_metrics("durable", "cpu", t0, t0 + 100)
     assert [s.values["usage_percent"] for s in samples] == [float(i) for i in range(50)]
     assert (await second.manager.Heartbeat(manager_pb2.HeartbeatRequest(node_id="durable"))).success
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import grpc
 import pytest
 
 from opsfleet.proto import daemon_pb2, manager_pb2
 from tests.integration.manager.support import Running
+
+# Recent timestamps: retention (30 days by default) must not touch test samples.
+T0 = int(time.time()) - 3600
 
 
 def reg(node_id: str = "node-1", **kw: object) -> manager_pb2.RegisterNodeRequest:
@@ -47,22 +51,22 @@ async def test_register_heartbeat_and_metrics(running: Running) -> None:
     assert hb.success
 
     metrics = [
-        manager_pb2.MetricData(type="cpu", timestamp=1_700_000_000, values={"usage_percent": 12.5}),
-        manager_pb2.MetricData(type="memory", timestamp=1_700_000_000, values={"used_bytes": 1e9}),
-        manager_pb2.MetricData(type="custom.gpu_0", timestamp=1_700_000_000, values={"temp": 60}),
+        manager_pb2.MetricData(type="cpu", timestamp=T0, values={"usage_percent": 12.5}),
+        manager_pb2.MetricData(type="memory", timestamp=T0, values={"used_bytes": 1e9}),
+        manager_pb2.MetricData(type="custom.gpu_0", timestamp=T0, values={"temp": 60}),
     ]
     out = await running.manager.ReportMetrics(
         manager_pb2.ReportMetricsRequest(node_id="node-1", metrics=metrics)
     )
     assert out.success and out.accepted == 3 and out.dropped_values == 0
-    stored = await running.app.store.query_metrics("node-1", "cpu", 0, 2_000_000_000)
+    stored = await running.app.store.query_metrics("node-1", "cpu", T0, T0)
     assert [s.values for s in stored] == [{"usage_percent": 12.5}]
-    assert len(await running.app.store.query_metrics("node-1", "custom.gpu_0", 0, 2_000_000_000)) == 1
+    assert len(await running.app.store.query_metrics("node-1", "custom.gpu_0", T0, T0)) == 1
 
 
 async def test_reregistration_is_idempotent_and_keeps_history(running: Running) -> None:
     await running.manager.RegisterNode(reg())
-    m = manager_pb2.MetricData(type="cpu", timestamp=100, values={"usage_percent": 1.0})
+    m = manager_pb2.MetricData(type="cpu", timestamp=T0 + 100, values={"usage_percent": 1.0})
     await running.manager.ReportMetrics(manager_pb2.ReportMetricsRequest(node_id="node-1", metrics=[m]))
     first = await running.app.nodes.get("node-1")
     again = await running.manager.RegisterNode(reg(ip="10.0.0.6", labels={"env": "prod"}))
@@ -78,7 +82,7 @@ async def test_reregistration_is_idempotent_and_keeps_history(running: Running) 
 
 async def test_duplicate_samples_are_stored_once(running: Running) -> None:
     await running.manager.RegisterNode(reg())
-    m = manager_pb2.MetricData(type="cpu", timestamp=500, values={"usage_percent": 3.0})
+    m = manager_pb2.MetricData(type="cpu", timestamp=T0 + 500, values={"usage_percent": 3.0})
     req = manager_pb2.ReportMetricsRequest(node_id="node-1", metrics=[m, m])
     for _ in range(3):
         assert (await running.manager.ReportMetrics(req)).success
@@ -88,11 +92,11 @@ async def test_duplicate_samples_are_stored_once(running: Running) -> None:
 async def test_non_finite_values_are_dropped_and_counted(running: Running) -> None:
     await running.manager.RegisterNode(reg())
     m = manager_pb2.MetricData(
-        type="cpu", timestamp=10, values={"usage_percent": math.nan, "user": math.inf, "idle": 5.0}
+        type="cpu", timestamp=T0 + 10, values={"usage_percent": math.nan, "user": math.inf, "idle": 5.0}
     )
     out = await running.manager.ReportMetrics(manager_pb2.ReportMetricsRequest(node_id="node-1", metrics=[m]))
     assert out.success and out.dropped_values == 2 and "dropped 2" in out.message
-    stored = await running.app.store.query_metrics("node-1", "cpu", 0, 100)
+    stored = await running.app.store.query_metrics("node-1", "cpu", T0, T0 + 100)
     assert stored[0].values == {"idle": 5.0}
 
 
@@ -190,10 +194,10 @@ async def test_daemon_service_metrics_json(running: Running) -> None:
     node_id = (await running.daemon.Register(daemon_pb2.RegisterRequest(hostname="h", ip="1.2.3.4"))).node_id
     doc = {"cpu": {"usage_percent": 40.0, "cores": 4}, "memory": {"usage_percent": 50.5}}
     resp = await running.daemon.ReportMetrics(
-        daemon_pb2.MetricsRequest(node_id=node_id, timestamp=1234, data=json.dumps(doc).encode())
+        daemon_pb2.MetricsRequest(node_id=node_id, timestamp=T0, data=json.dumps(doc).encode())
     )
     assert resp.success
-    cpu = await running.app.store.query_metrics(node_id, "cpu", 1234, 1234)
+    cpu = await running.app.store.query_metrics(node_id, "cpu", T0, T0)
     assert cpu[0].values == {"usage_percent": 40.0, "cores": 4.0}
     for bad in (b"{not json", b"[1,2]", b'{"cpu": 5}', b'{"cpu": {"a": "x"}}', b'{"Bad Type": {"a": 1}}'):
         await expect_code(
