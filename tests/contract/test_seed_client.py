@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
+import asyncio
 import json
-import time
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
-import grpc
 import pytest
 from grpc_tools import protoc
 
@@ -21,23 +18,12 @@ SEED_DIR = Path(__file__).parent / "seed_proto"
 
 
 @pytest.fixture(scope="module")
-def seed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModuleType]:
+def seed_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Python modules generated from the seed-only .proto files (kept out of this process)."""
     out = tmp_path_factory.mktemp("seedgen")
     args = ["protoc", f"-I{SEED_DIR}", f"--python_out={out}", f"--grpc_python_out={out}"]
     assert protoc.main([*args, "seed_manager.proto", "seed_daemon.proto"]) == 0
-    sys.path.insert(0, str(out))
-    try:
-        return {
-            name: importlib.import_module(name)
-            for name in (
-                "seed_manager_pb2",
-                "seed_manager_pb2_grpc",
-                "seed_daemon_pb2",
-                "seed_daemon_pb2_grpc",
-            )
-        }
-    finally:
-        sys.path.remove(str(out))
+    return out
 
 
 @pytest.fixture
@@ -48,47 +34,30 @@ async def manager_proc(tmp_path: Path) -> AsyncIterator[tuple[Proc, int]]:
     await proc.stop()
 
 
-async def test_seed_client_against_cli_manager(seed: dict[str, Any], manager_proc: tuple[Proc, int]) -> None:
+async def test_seed_client_against_cli_manager(seed_modules: Path, manager_proc: tuple[Proc, int]) -> None:
     proc, port = manager_proc
-    m, mg = seed["seed_manager_pb2"], seed["seed_manager_pb2_grpc"]
-    d, dg = seed["seed_daemon_pb2"], seed["seed_daemon_pb2_grpc"]
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        manager = mg.ManagerServiceStub(channel)
-        daemon = dg.DaemonServiceStub(channel)
-        reply = await manager.RegisterNode(
-            m.RegisterNodeRequest(
-                node_id="seed-1", hostname="seedhost", ip="10.9.9.9", os="linux", arch="amd64"
-            ),
-            timeout=5,
-        )
-        assert reply.success
-        assert (await manager.Heartbeat(m.HeartbeatRequest(node_id="seed-1", timestamp=1), timeout=5)).success
-        metrics = [m.MetricData(type="cpu", timestamp=int(time.time()), values={"usage_percent": 5.0})]
-        assert (
-            await manager.ReportMetrics(m.ReportMetricsRequest(node_id="seed-1", metrics=metrics), timeout=5)
-        ).success
-
-        assigned = await daemon.Register(d.RegisterRequest(hostname="seedhost2", ip="10.9.9.8"), timeout=5)
-        assert assigned.success and assigned.node_id
-        hb = await daemon.Heartbeat(d.HeartbeatRequest(node_id=assigned.node_id, status="ok"), timeout=5)
-        assert hb.success
-        data = json.dumps({"memory": {"usage_percent": 33.0}}).encode()
-        mr = await daemon.ReportMetrics(
-            d.MetricsRequest(node_id=assigned.node_id, timestamp=5, data=data), timeout=5
-        )
-        assert mr.success
-        cfg = await daemon.GetConfig(
-            d.ConfigRequest(node_id=assigned.node_id, config_type="agent"), timeout=5
-        )
-        assert cfg.success
-        states = [d.AgentState(agent_id="filebeat", status="running", pid=42, type="filebeat", version="8.1")]
-        sync = await daemon.SyncAgentStates(
-            d.SyncAgentStatesRequest(node_id=assigned.node_id, states=states), timeout=5
-        )
-        assert sync.success
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await manager.Heartbeat(m.HeartbeatRequest(node_id="never-registered"), timeout=5)
-        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    client = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).parent / "seed_client.py"),
+        f"127.0.0.1:{port}",
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(seed_modules)},
+    )
+    stdout, _ = await asyncio.wait_for(client.communicate(), 60)
+    assert client.returncode == 0
+    result = json.loads(stdout)
+    assert result == {
+        "register": True,
+        "heartbeat": True,
+        "metrics": True,
+        "assigned_id": result["assigned_id"],
+        "daemon_heartbeat": True,
+        "daemon_metrics": True,
+        "config": True,
+        "sync": True,
+        "unknown_heartbeat": "NOT_FOUND",
+    }
+    assert result["assigned_id"]
     code = await proc.stop()
     assert code == 0
     assert "stopped" in proc.lines[-1], proc.output

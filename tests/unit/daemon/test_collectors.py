@@ -166,7 +166,11 @@ def test_memory_from_fed_stats_without_linux_fields() -> None:
 def test_disk_all_partitions_deduplicated_by_device() -> None:
     usages = {"/": Usage(100, 30, 70), "/bind": Usage(100, 30, 70), "/data": Usage(300, 90, 210)}
     collector = DiskCollector(
-        partitions=lambda: [Partition("/dev/a", "/"), Partition("/dev/a", "/bind"), Partition("/dev/b", "/data")],
+        partitions=lambda: [
+            Partition("/dev/a", "/"),
+            Partition("/dev/a", "/bind"),
+            Partition("/dev/b", "/data"),
+        ],
         usage=lambda path: usages[path],
         io_counters=lambda: None,
     )
