@@ -20,7 +20,9 @@ EXIT_CONFIG = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from opsfleet.daemon import cli as daemon_cli
     from opsfleet.manager import cli as manager_cli
+    from opsfleet.simulator import cli as simulator_cli
 
     parser = argparse.ArgumentParser(
         prog="opsfleet",
@@ -29,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"opsfleet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     manager_cli.add_parser(sub)
+    simulator_cli.add_parser(sub)
+    daemon_cli.add_parser(sub)
     return parser
 
 

@@ -35,7 +35,7 @@ _LOCK = "spool.lock"
 _HEADER = 18  # "LLLLLLLL CCCCCCCC "
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Cursor:
     """Opaque position returned by :meth:`Spool.peek`; pass it back to :meth:`Spool.ack`."""
 
@@ -133,9 +133,13 @@ class Spool:
         self.dropped = 0
         self._segments: dict[int, _Segment] = {}
         self._read = Cursor(0, 0, 0)
-        self._open_existing()
-        self._write_seq = max(self._segments)
-        self._fd: int | None = self._open_segment(self._write_seq)
+        try:
+            self._open_existing()
+            self._write_seq = max(self._segments)
+            self._fd: int | None = self._open_segment(self._write_seq)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         logger.info("spool opened at %s: %d pending records", self._dir, self.pending())
 
     # -- public API ---------------------------------------------------------------------------

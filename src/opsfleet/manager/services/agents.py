@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from opsfleet.common.errors import InvalidArgument
 from opsfleet.manager.domain import Agent, AgentState
 from opsfleet.manager.services.nodes import NodeService
-from opsfleet.manager.services.validation import MAX_AGENTS_PER_SYNC, check_agent_id
+from opsfleet.common.validation import MAX_AGENTS_PER_SYNC, check_agent_id
 from opsfleet.manager.store.base import Store
 
 AGENT_STATUSES = frozenset({"running", "stopped", "starting", "stopping", "error", "failed", "backoff"})

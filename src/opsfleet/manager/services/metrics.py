@@ -17,7 +17,7 @@ from opsfleet.common.errors import InvalidArgument, Unavailable
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
 from opsfleet.manager.domain import IngestResult, MetricSample
 from opsfleet.manager.services.nodes import NodeService
-from opsfleet.manager.services.validation import (
+from opsfleet.common.validation import (
     MAX_METRICS_PER_REQUEST,
     check_metric_type,
     clean_values,

@@ -1,0 +1,98 @@
+"""``opsfleet daemon``: parse flags, load the config, run the DaemonApp until a signal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from opsfleet.common.config import split_host_port
+from opsfleet.common.lifecycle import install_signal_handlers
+from opsfleet.common.logs import configure_logging
+from opsfleet.daemon.config import DaemonConfig, load_daemon_config
+
+HELP = """\
+Run the Daemon on this node: register with the Manager, send heartbeats and host
+metrics (cpu, memory, disk, network), supervise the configured agents and serve the
+DaemonService the Manager calls to operate them.
+
+Samples that cannot be delivered wait in an on-disk spool under the work directory
+and are sent, in order and exactly once, when the Manager is reachable again.
+
+Configuration precedence: built-in defaults < --config FILE < OPSFLEET_* environment
+variables (key path upper-cased, sections joined by '__', e.g.
+OPSFLEET_MANAGER__ADDRESS=10.0.0.1:9090) < command-line flags.
+
+Signals: SIGTERM / Ctrl-C stop gracefully (a second one forces exit); SIGHUP re-reads the
+config file and applies intervals, collectors and labels.
+"""
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "daemon",
+        help="run the node Daemon",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--config", "-c", type=Path, metavar="FILE", help="YAML config file (see configs/daemon.yaml)"
+    )
+    p.add_argument("--manager", metavar="HOST:PORT", help="Manager gRPC address (default 127.0.0.1:9090)")
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="where this daemon's DaemonService listens (default 0.0.0.0:9091)",
+    )
+    p.add_argument(
+        "--work-dir", metavar="DIR", help="node id, spool, agent logs and state (default ./data/daemon)"
+    )
+    p.add_argument("--node-id", metavar="ID", help="fixed node id (default: persisted UUID in the work dir)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity")
+    p.set_defaults(handler=run)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {
+        "manager.address": args.manager,
+        "daemon.work_dir": args.work_dir,
+        "daemon.id": args.node_id,
+        "daemon.log_level": args.log_level,
+    }
+    if args.manager:
+        split_host_port(args.manager, key="--manager")
+    if args.listen:
+        host, port = split_host_port(args.listen, key="--listen")
+        overrides |= {"daemon.grpc_host": host, "daemon.grpc_port": port}
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from opsfleet.daemon.app import DaemonApp
+
+    configure_logging("info")
+    overrides = overrides_from_args(args)
+
+    def load() -> DaemonConfig:
+        return load_daemon_config(args.config, os.environ, overrides)
+
+    config = load()
+    configure_logging(config.daemon.log_level)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        app = DaemonApp(config, reload_config=load if args.config else None)
+        reloads: list[asyncio.Task[None]] = []
+
+        def on_reload() -> None:
+            reloads.append(asyncio.create_task(app.reload(), name="daemon:reload"))
+
+        install_signal_handlers(stop, on_reload=on_reload, on_force=lambda: os._exit(130))
+        await app.run(stop)
+        for task in reloads:
+            await task
+
+    asyncio.run(_main())
+    return 0
