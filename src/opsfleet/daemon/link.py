@@ -77,7 +77,8 @@ class _SessionFailed(Exception):
 
 
 def _pushback(exc: grpc.aio.AioRpcError) -> float | None:
-    for key, value in exc.trailing_metadata() or ():
+    metadata: Any = exc.trailing_metadata() or ()
+    for key, value in metadata:
         if key == PUSHBACK_KEY:
             try:
                 return max(0.0, int(value) / 1000)
@@ -162,8 +163,8 @@ class ManagerLink:
 
     async def _run(self) -> None:
         assert self._channel is not None
-        manager = manager_pb2_grpc.ManagerServiceStub(self._channel)
-        daemon = daemon_pb2_grpc.DaemonServiceStub(self._channel)
+        manager: manager_pb2_grpc.ManagerServiceAsyncStub = manager_pb2_grpc.ManagerServiceStub(self._channel)
+        daemon: daemon_pb2_grpc.DaemonServiceAsyncStub = daemon_pb2_grpc.DaemonServiceStub(self._channel)
         log.info("link to manager %s starting (node %s)", self._cfg.address, self.node_id)
         while not self._stop.is_set():
             delay: float | None = None
@@ -198,7 +199,7 @@ class ManagerLink:
         )
         return _SessionFailed(f"{what}: {code.name} {exc.details() or ''}".strip(), retry)
 
-    async def _register(self, manager: manager_pb2_grpc.ManagerServiceStub) -> None:
+    async def _register(self, manager: manager_pb2_grpc.ManagerServiceAsyncStub) -> None:
         host, port = split_host_port(self._cfg.address, key="manager.address")
         request = manager_pb2.RegisterNodeRequest(
             node_id=self.node_id,
@@ -226,7 +227,9 @@ class ManagerLink:
         )
 
     async def _session(
-        self, manager: manager_pb2_grpc.ManagerServiceStub, daemon: daemon_pb2_grpc.DaemonServiceStub
+        self,
+        manager: manager_pb2_grpc.ManagerServiceAsyncStub,
+        daemon: daemon_pb2_grpc.DaemonServiceAsyncStub,
     ) -> None:
         self._sync_wanted.set()
         try:
@@ -256,7 +259,7 @@ class ManagerLink:
             raise _Reregister()
         raise _Stopped()
 
-    async def _heartbeats(self, manager: manager_pb2_grpc.ManagerServiceStub) -> None:
+    async def _heartbeats(self, manager: manager_pb2_grpc.ManagerServiceAsyncStub) -> None:
         first = True
         while True:
             request = manager_pb2.HeartbeatRequest(node_id=self.node_id, timestamp=int(time.time()))
@@ -273,7 +276,7 @@ class ManagerLink:
             interval = self.settings.heartbeat_interval
             await sleep_or_stop(self._stop, interval * random.uniform(0.9, 1.1))
 
-    async def _deliver(self, manager: manager_pb2_grpc.ManagerServiceStub) -> None:
+    async def _deliver(self, manager: manager_pb2_grpc.ManagerServiceAsyncStub) -> None:
         while True:
             records, cursor = await self._outbox.peek(self.settings.batch_size)
             if not records:
@@ -299,7 +302,7 @@ class ManagerLink:
                 log.error("manager rejected %d samples: %s; discarding them", len(records), exc.details())
             await self._outbox.ack(cursor, len(records))
 
-    async def _sync_agents(self, daemon: daemon_pb2_grpc.DaemonServiceStub) -> None:
+    async def _sync_agents(self, daemon: daemon_pb2_grpc.DaemonServiceAsyncStub) -> None:
         if self._agent_states is None:
             await asyncio.Event().wait()
             return
