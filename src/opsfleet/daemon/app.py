@@ -57,7 +57,11 @@ class DaemonApp:
         log.info("opsfleet daemon %s starting (work dir %s)", __version__, self.work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.node_id = load_node_id(cfg.daemon.id, self.work_dir)
-        spool = Spool(self.work_dir / "spool", max_bytes=cfg.spool.max_bytes)
+        spool = Spool(
+            self.work_dir / "spool",
+            max_bytes=cfg.spool.max_bytes,
+            segment_bytes=min(1024 * 1024, cfg.spool.max_bytes // 8),
+        )
         self.outbox = Outbox(spool)
         pending = await self.outbox.pending()
         if pending:
