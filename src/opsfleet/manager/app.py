@@ -44,6 +44,7 @@ class ManagerApp:
             retention_days=config.metrics.retention_days,
             retention_interval=config.metrics.retention_interval,
             max_batch_rows=config.metrics.max_batch_rows,
+            max_queued_rows=config.metrics.max_queued_rows,
         )
         self.agents = AgentService(self.store, self.nodes)
         self.configs = ConfigService(self.nodes)

@@ -96,6 +96,7 @@ class MetricsSection(Section):
     retention_interval: Duration = Field(default=3600.0, gt=0)
     heartbeat_flush_interval: Duration = Field(default=1.0, gt=0, le=1.0)
     max_batch_rows: int = Field(default=5000, ge=1)
+    max_queued_rows: int = Field(default=200_000, ge=1000)
 
 
 class LogSection(Section):

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from opsfleet.common.errors import InvalidArgument, Unavailable
+from opsfleet.common.errors import InvalidArgument, ResourceExhausted, Unavailable
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
 from opsfleet.manager.domain import IngestResult, MetricSample
 from opsfleet.manager.services.nodes import NodeService
@@ -51,6 +52,7 @@ class MetricService:
         retention_days: int,
         retention_interval: float = 3600.0,
         max_batch_rows: int = 5000,
+        max_queued_rows: int = 200_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -58,6 +60,8 @@ class MetricService:
         self._retention_days = retention_days
         self._retention_interval = retention_interval
         self._max_batch_rows = max_batch_rows
+        self._max_queued_rows = max_queued_rows
+        self._queued_rows = 0
         self._clock = clock
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._accepting = False
@@ -108,6 +112,12 @@ class MetricService:
     async def _commit(self, samples: list[MetricSample]) -> None:
         if not self._accepting:
             raise Unavailable("manager is shutting down")
+        if self._queued_rows + len(samples) > self._max_queued_rows:
+            # Shed load instead of queueing without bound; daemons keep the samples and retry.
+            raise ResourceExhausted(
+                f"metrics write queue is full ({self._queued_rows} rows)", retry_after=random.uniform(1.0, 3.0)
+            )
+        self._queued_rows += len(samples)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(samples, done))
         await done
@@ -132,6 +142,7 @@ class MetricService:
 
     async def _write(self, batch: list[_Pending], rows: int) -> None:
         samples = [s for p in batch for s in p.samples]
+        self._queued_rows -= rows
         started = time.perf_counter()
         error: BaseException | None = None
         if samples:
