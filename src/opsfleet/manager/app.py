@@ -15,7 +15,9 @@ from opsfleet import __version__
 from opsfleet.common import rpc as rpc_opts
 from opsfleet.common.tls import server_credentials
 from opsfleet.manager.config import ManagerConfig
+from opsfleet.manager.rpc.daemon_client import DaemonCallSettings, DaemonClientPool
 from opsfleet.manager.rpc.servicers import DaemonServiceServicer, ManagerServicer
+from opsfleet.manager.services.agent_ops import AgentOpsService
 from opsfleet.manager.services.agents import AgentService
 from opsfleet.manager.services.configs import ConfigService
 from opsfleet.manager.services.metrics import MetricService
@@ -48,6 +50,21 @@ class ManagerApp:
         )
         self.agents = AgentService(self.store, self.nodes)
         self.configs = ConfigService(self.nodes)
+        a = config.agents
+        self.daemon_clients = DaemonClientPool(
+            DaemonCallSettings(
+                list_timeout=a.list_timeout,
+                operate_timeout=a.operate_timeout,
+                metrics_timeout=a.metrics_timeout,
+                logs_timeout=a.logs_timeout,
+                idle=a.channel_idle,
+                tls_ca_file=a.tls.ca_file,
+                tls_cert_file=a.tls.cert_file,
+                tls_key_file=a.tls.key_file,
+                tls_server_name=a.tls.server_name,
+            )
+        )
+        self.agent_ops = AgentOpsService(self.store, self.nodes, self.daemon_clients)
         self._server: grpc.aio.Server | None = None
         self.grpc_port = 0
         self._started = False
@@ -59,6 +76,7 @@ class ManagerApp:
         await self.store.start()
         await self.nodes.start()
         await self.metrics.start()
+        await self.daemon_clients.start()
         server = grpc.aio.server(
             options=rpc_opts.server_options(cfg.grpc.max_message_bytes, cfg.grpc.keepalive_min_ping_interval)
         )
@@ -90,6 +108,7 @@ class ManagerApp:
         if self._server is not None:
             log.info("stopping: draining in-flight RPCs (grace %.1fs)", self.config.grpc.shutdown_grace)
             await self._server.stop(self.config.grpc.shutdown_grace)
+        await self.daemon_clients.close()
         await self.metrics.stop()
         await self.nodes.stop()
         await self.store.close()

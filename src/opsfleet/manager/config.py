@@ -103,7 +103,17 @@ class LogSection(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class DaemonTLSSection(Section):
+    """Client TLS for calls into daemons (a daemon with TLS serves only certificates of its CA)."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    server_name: str = ""
+
+
 class AgentsSection(Section):
+    tls: DaemonTLSSection = DaemonTLSSection()
     list_timeout: Duration = Field(default=10.0, gt=0)
     operate_timeout: Duration = Field(default=60.0, gt=0)
     metrics_timeout: Duration = Field(default=10.0, gt=0)

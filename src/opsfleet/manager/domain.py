@@ -97,3 +97,49 @@ class IngestResult:
 
     accepted: int
     dropped_values: int
+
+
+@dataclass(frozen=True)
+class LiveAgent:
+    """An agent as the daemon reports it right now (ListAgents)."""
+
+    agent_id: str
+    type: str
+    version: str
+    status: str
+    pid: int
+    start_time: int
+    restart_count: int
+    last_heartbeat: int
+
+
+@dataclass(frozen=True)
+class ResourcePoint:
+    timestamp: int
+    cpu: float
+    memory_rss: int
+    memory_vms: int
+    disk_read_bytes: int
+    disk_write_bytes: int
+    open_files: int
+
+
+class Operation(enum.StrEnum):
+    START = "start"
+    STOP = "stop"
+    RESTART = "restart"
+
+
+@dataclass(frozen=True)
+class OperationRecord:
+    """One agent operation requested through the Manager, with who asked and how it ended."""
+
+    id: int
+    node_id: str
+    agent_id: str
+    operation: str
+    username: str
+    requested_at: float
+    finished_at: float
+    success: bool
+    error: str

@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from opsfleet.common.errors import InvalidArgument
+from opsfleet.common.validation import MAX_AGENTS_PER_SYNC, check_agent_id
 from opsfleet.manager.domain import Agent, AgentState
 from opsfleet.manager.services.nodes import NodeService
-from opsfleet.common.validation import MAX_AGENTS_PER_SYNC, check_agent_id
 from opsfleet.manager.store.base import Store
 
 AGENT_STATUSES = frozenset({"running", "stopped", "starting", "stopping", "error", "failed", "backoff"})

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 from opsfleet.common.errors import InvalidArgument, ResourceExhausted, Unavailable
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
-from opsfleet.manager.domain import IngestResult, MetricSample
-from opsfleet.manager.services.nodes import NodeService
 from opsfleet.common.validation import (
     MAX_METRICS_PER_REQUEST,
     check_metric_type,
     clean_values,
 )
+from opsfleet.manager.domain import IngestResult, MetricSample
+from opsfleet.manager.services.nodes import NodeService
 from opsfleet.manager.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,8 @@ class MetricService:
         if self._queued_rows + len(samples) > self._max_queued_rows:
             # Shed load instead of queueing without bound; daemons keep the samples and retry.
             raise ResourceExhausted(
-                f"metrics write queue is full ({self._queued_rows} rows)", retry_after=random.uniform(1.0, 3.0)
+                f"metrics write queue is full ({self._queued_rows} rows)",
+                retry_after=random.uniform(1.0, 3.0),
             )
         self._queued_rows += len(samples)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()

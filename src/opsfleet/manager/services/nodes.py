@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from opsfleet.common.errors import NotFound
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
-from opsfleet.manager.domain import Node, NodeEvent, NodeRegistration
 from opsfleet.common.validation import check_node_id, check_registration_fields
+from opsfleet.manager.domain import Node, NodeEvent, NodeRegistration
 from opsfleet.manager.store.base import Store
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from opsfleet.manager.domain import (
     NodeEvent,
     NodeRegistration,
     NodeStatus,
+    OperationRecord,
 )
 
 
@@ -65,3 +66,11 @@ class Store(Protocol):
     async def list_agents(self, node_id: str) -> list[Agent]: ...
 
     async def set_node_status(self, node_id: str, status: NodeStatus, now: float) -> None: ...
+
+    async def record_operation(self, record: OperationRecord) -> int:
+        """Append an agent operation to the history; its id."""
+
+    async def list_operations(
+        self, node_id: str, agent_id: str | None = None, limit: int = 100
+    ) -> list[OperationRecord]:
+        """Newest first."""

@@ -61,3 +61,18 @@ node_events = sa.Table(
     sa.Column("detail", sa.String(255), nullable=False, server_default=""),
     sa.Index("ix_node_events_node_at", "node_id", "at"),
 )
+
+agent_operations = sa.Table(
+    "agent_operations",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("node_id", sa.String(128), nullable=False),
+    sa.Column("agent_id", sa.String(128), nullable=False),
+    sa.Column("operation", sa.String(16), nullable=False),
+    sa.Column("username", sa.String(64), nullable=False, server_default=""),
+    sa.Column("requested_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=False),
+    sa.Column("success", sa.Boolean, nullable=False),
+    sa.Column("error", sa.String(1024), nullable=False, server_default=""),
+    sa.Index("ix_agent_operations_node_at", "node_id", "requested_at"),
+)

@@ -25,8 +25,9 @@ from opsfleet.manager.domain import (
     NodeEvent,
     NodeRegistration,
     NodeStatus,
+    OperationRecord,
 )
-from opsfleet.manager.store.schema import agents, metric_samples, node_events, nodes
+from opsfleet.manager.store.schema import agent_operations, agents, metric_samples, node_events, nodes
 
 log = logging.getLogger(__name__)
 
@@ -333,6 +334,47 @@ class SqlStore:
                 pid=r.pid,
                 last_heartbeat=r.last_heartbeat,
                 last_sync_at=r.last_sync_at,
+            )
+            for r in rows
+        ]
+
+    async def record_operation(self, record: OperationRecord) -> int:
+        values = {
+            "node_id": record.node_id,
+            "agent_id": record.agent_id,
+            "operation": record.operation,
+            "username": record.username,
+            "requested_at": record.requested_at,
+            "finished_at": record.finished_at,
+            "success": record.success,
+            "error": record.error[:1024],
+        }
+        async with self.engine.begin() as conn:
+            result = await conn.execute(agent_operations.insert().values(**values))
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    async def list_operations(
+        self, node_id: str, agent_id: str | None = None, limit: int = 100
+    ) -> list[OperationRecord]:
+        query = sa.select(agent_operations).where(agent_operations.c.node_id == node_id)
+        if agent_id is not None:
+            query = query.where(agent_operations.c.agent_id == agent_id)
+        query = query.order_by(agent_operations.c.requested_at.desc(), agent_operations.c.id.desc()).limit(
+            limit
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            OperationRecord(
+                id=r.id,
+                node_id=r.node_id,
+                agent_id=r.agent_id,
+                operation=r.operation,
+                username=r.username,
+                requested_at=r.requested_at,
+                finished_at=r.finished_at,
+                success=bool(r.success),
+                error=r.error,
             )
             for r in rows
         ]

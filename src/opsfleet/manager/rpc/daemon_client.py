@@ -1,0 +1,206 @@
+"""Calls from the Manager into daemons: one channel per node, deadlines, retries for reads.
+
+``DaemonClientPool.client(node_id, address)`` returns a client on the node's channel; the
+channel is replaced when the node's address changes and closed after ``idle`` seconds
+without calls. gRPC failures become domain errors through the one table in
+``opsfleet.common.errors`` (NOT_FOUND -> NotFound, DEADLINE_EXCEEDED -> DeadlineExceeded,
+UNAVAILABLE -> Unavailable "node unreachable", ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+
+from opsfleet.common import rpc as rpc_opts
+from opsfleet.common.errors import OpsfleetError, Unavailable, error_for_code
+from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
+from opsfleet.common.tls import channel_credentials
+from opsfleet.manager.domain import LiveAgent, ResourcePoint
+from opsfleet.proto import daemon_pb2, daemon_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+READ_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class DaemonCallSettings:
+    list_timeout: float = 10.0
+    operate_timeout: float = 60.0
+    metrics_timeout: float = 10.0
+    logs_timeout: float = 10.0
+    idle: float = 300.0
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_server_name: str = ""
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_ca_file or self.tls_cert_file)
+
+
+def _translate(node_id: str, exc: grpc.aio.AioRpcError) -> OpsfleetError:
+    code = exc.code()
+    details = exc.details() or code.name
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return Unavailable(f"node {node_id} is unreachable: {details}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return error_for_code(code, f"node {node_id} did not answer in time")
+    return error_for_code(code, details)
+
+
+class DaemonClient:
+    def __init__(self, node_id: str, channel: grpc.aio.Channel, settings: DaemonCallSettings) -> None:
+        self.node_id = node_id
+        self._stub: daemon_pb2_grpc.DaemonServiceAsyncStub = daemon_pb2_grpc.DaemonServiceStub(channel)
+        self._settings = settings
+
+    async def _call(self, fn: Callable[[], Awaitable[T]], *, idempotent: bool) -> T:
+        attempts = READ_RETRIES + 1 if idempotent else 1
+        for attempt in range(attempts):
+            try:
+                return await fn()
+            except grpc.aio.AioRpcError as exc:
+                if idempotent and exc.code() == grpc.StatusCode.UNAVAILABLE and attempt + 1 < attempts:
+                    await asyncio.sleep(0.2 * (attempt + 1))
+                    continue
+                raise _translate(self.node_id, exc) from exc
+        raise AssertionError("unreachable")
+
+    async def list_agents(self) -> list[LiveAgent]:
+        reply = await self._call(
+            lambda: self._stub.ListAgents(
+                daemon_pb2.ListAgentsRequest(), timeout=self._settings.list_timeout
+            ),
+            idempotent=True,
+        )
+        return [
+            LiveAgent(
+                agent_id=a.id,
+                type=a.type,
+                version=a.version,
+                status=a.status,
+                pid=a.pid,
+                start_time=a.start_time,
+                restart_count=a.restart_count,
+                last_heartbeat=a.last_heartbeat,
+            )
+            for a in reply.agents
+        ]
+
+    async def operate(self, agent_id: str, operation: str, timeout: float | None = None) -> tuple[bool, str]:
+        request = daemon_pb2.AgentOperationRequest(agent_id=agent_id, operation=operation)
+        deadline = timeout or self._settings.operate_timeout
+        reply = await self._call(lambda: self._stub.OperateAgent(request, timeout=deadline), idempotent=False)
+        return reply.success, reply.error_message
+
+    async def agent_metrics(self, agent_id: str, duration_seconds: int) -> list[ResourcePoint]:
+        request = daemon_pb2.AgentMetricsRequest(agent_id=agent_id, duration_seconds=duration_seconds)
+        reply = await self._call(
+            lambda: self._stub.GetAgentMetrics(request, timeout=self._settings.metrics_timeout),
+            idempotent=True,
+        )
+        return [
+            ResourcePoint(
+                timestamp=p.timestamp,
+                cpu=p.cpu,
+                memory_rss=p.memory_rss,
+                memory_vms=p.memory_vms,
+                disk_read_bytes=p.disk_read_bytes,
+                disk_write_bytes=p.disk_write_bytes,
+                open_files=p.open_files,
+            )
+            for p in reply.data_points
+        ]
+
+    async def agent_logs(self, agent_id: str, lines: int, filter_text: str = "") -> list[str]:
+        request = daemon_pb2.AgentLogsRequest(agent_id=agent_id, lines=lines, filter=filter_text)
+        reply = await self._call(
+            lambda: self._stub.GetAgentLogs(request, timeout=self._settings.logs_timeout), idempotent=True
+        )
+        return list(reply.lines)
+
+
+@dataclass
+class _Entry:
+    address: str
+    channel: grpc.aio.Channel
+    last_used: float
+
+
+class DaemonClientPool:
+    """One channel per node. ``start()`` runs the idle reaper; ``close()`` closes every channel."""
+
+    def __init__(self, settings: DaemonCallSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+        self._stop = asyncio.Event()
+        self._tasks = TaskOwner("daemon-clients")
+        self._creds: grpc.ChannelCredentials | None = None
+        if settings.tls:
+            self._creds = channel_credentials(
+                ca_file=settings.tls_ca_file,
+                cert_file=settings.tls_cert_file,
+                key_file=settings.tls_key_file,
+                key_prefix="agents.tls",
+            )
+
+    async def start(self) -> None:
+        self._tasks.spawn("idle-reaper", self._reap_loop())
+
+    def client(self, node_id: str, address: str) -> DaemonClient:
+        if not address:
+            raise Unavailable(f"node {node_id} has not told the manager where its DaemonService listens")
+        entry = self._entries.get(node_id)
+        if entry is not None and entry.address != address:
+            log.info("node %s moved from %s to %s: new channel", node_id, entry.address, address)
+            self._close_later(entry.channel)
+            entry = None
+        if entry is None:
+            entry = _Entry(address, self._open(address), self._clock())
+            self._entries[node_id] = entry
+        entry.last_used = self._clock()
+        return DaemonClient(node_id, entry.channel, self._settings)
+
+    def _open(self, address: str) -> grpc.aio.Channel:
+        options: list[tuple[str, Any]] = [*rpc_opts.channel_options()]
+        if self._creds is None:
+            return grpc.aio.insecure_channel(address, options=options)
+        if self._settings.tls_server_name:
+            options.append(("grpc.ssl_target_name_override", self._settings.tls_server_name))
+        return grpc.aio.secure_channel(address, self._creds, options=options)
+
+    def _close_later(self, channel: grpc.aio.Channel) -> None:
+        self._tasks.spawn(f"close-{id(channel)}", channel.close(grace=1.0))
+
+    @property
+    def open_channels(self) -> int:
+        return len(self._entries)
+
+    async def close_idle(self) -> int:
+        cutoff = self._clock() - self._settings.idle
+        idle = [node for node, e in self._entries.items() if e.last_used < cutoff]
+        for node in idle:
+            await self._entries.pop(node).channel.close(grace=None)
+        return len(idle)
+
+    async def _reap_loop(self) -> None:
+        while not await sleep_or_stop(self._stop, min(60.0, self._settings.idle / 2)):
+            await self.close_idle()
+
+    async def close(self) -> None:
+        self._stop.set()
+        await self._tasks.stop()
+        for entry in self._entries.values():
+            await entry.channel.close(grace=None)
+        self._entries.clear()
