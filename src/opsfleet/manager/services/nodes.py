@@ -143,13 +143,16 @@ class NodeService:
                 return 0
             batch, self._pending = self._pending, {}
             try:
-                back = await self._store.touch_nodes(batch)
+                back, missing = await self._store.touch_nodes(batch)
             except Exception:
                 for node_id, seen in batch.items():
                     self._pending.setdefault(node_id, seen)
                 raise
         for node_id in back:
             log.info("node %s online (heartbeat)", node_id)
+        for node_id in missing:
+            # Deleted (perhaps through another replica): the next call gets NOT_FOUND.
+            self._known.discard(node_id)
         self.heartbeats_flushed += len(batch)
         return len(batch)
 

@@ -39,10 +39,11 @@ class Store(Protocol):
 
     async def list_nodes(self) -> list[Node]: ...
 
-    async def touch_nodes(self, seen: Mapping[str, float]) -> list[str]:
+    async def touch_nodes(self, seen: Mapping[str, float]) -> tuple[list[str], list[str]]:
         """Set last_seen_at; nodes that were offline become online (with an event).
 
-        Returns the ids that came back online."""
+        Returns the ids that came back online and the ids that no longer exist (deleted,
+        possibly by another Manager replica)."""
 
     async def mark_offline(self, cutoff: float, now: float) -> list[str]:
         """Online nodes last seen before ``cutoff`` become offline (with an event); their ids."""

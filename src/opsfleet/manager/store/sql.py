@@ -163,19 +163,19 @@ class SqlStore:
             rows = (await conn.execute(sa.select(nodes).order_by(nodes.c.node_id))).all()
         return [_row_to_node(r) for r in rows]
 
-    async def touch_nodes(self, seen: Mapping[str, float]) -> list[str]:
+    async def touch_nodes(self, seen: Mapping[str, float]) -> tuple[list[str], list[str]]:
         if not seen:
-            return []
+            return [], []
         ids = list(seen)
         async with self.engine.begin() as conn:
-            back: list[str] = []
+            status: dict[str, str] = {}
             for chunk in _chunks(ids, 500):
                 rows = await conn.execute(
-                    sa.select(nodes.c.node_id).where(
-                        nodes.c.node_id.in_(chunk), nodes.c.status == NodeStatus.OFFLINE.value
-                    )
+                    sa.select(nodes.c.node_id, nodes.c.status).where(nodes.c.node_id.in_(chunk))
                 )
-                back.extend(r[0] for r in rows)
+                status.update({r[0]: r[1] for r in rows})
+            back = [node_id for node_id in ids if status.get(node_id) == NodeStatus.OFFLINE.value]
+            missing = [node_id for node_id in ids if node_id not in status]
             for node_id in back:
                 result = await conn.execute(
                     nodes.update()
@@ -184,13 +184,17 @@ class SqlStore:
                 )
                 if result.rowcount:
                     await _add_event(conn, node_id, EventKind.ONLINE, seen[node_id], "heartbeat")
-            stmt = (
-                nodes.update()
-                .where(nodes.c.node_id == sa.bindparam("b_id"), nodes.c.last_seen_at < sa.bindparam("b_seen"))
-                .values(last_seen_at=sa.bindparam("b_seen"))
-            )
-            await conn.execute(stmt, [{"b_id": k, "b_seen": v} for k, v in seen.items()])
-        return back
+            present = [{"b_id": k, "b_seen": v} for k, v in seen.items() if k in status]
+            if present:
+                stmt = (
+                    nodes.update()
+                    .where(
+                        nodes.c.node_id == sa.bindparam("b_id"), nodes.c.last_seen_at < sa.bindparam("b_seen")
+                    )
+                    .values(last_seen_at=sa.bindparam("b_seen"))
+                )
+                await conn.execute(stmt, present)
+        return back, missing
 
     async def mark_offline(self, cutoff: float, now: float) -> list[str]:
         async with self.engine.begin() as conn:

@@ -1,0 +1,43 @@
+"""Two Manager replicas on one database (how PostgreSQL deployments scale out)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+import sqlalchemy as sa
+
+from opsfleet.proto import manager_pb2
+from tests.helpers import assert_eventually
+from tests.integration.manager.support import Running
+
+FAST = {"node.offline_after": "1s", "node.check_interval": "0.1s", "metrics.heartbeat_flush_interval": "0.1s"}
+
+
+async def test_replicas_share_nodes_and_liveness(database_url: str, start_manager: Callable[..., Any]) -> None:
+    a: Running = await start_manager(database_url, **FAST)
+    b: Running = await start_manager(database_url, **FAST)
+    await a.manager.RegisterNode(manager_pb2.RegisterNodeRequest(node_id="n1", hostname="h", ip="10.0.0.1"))
+    # A node registered through replica A may heartbeat through replica B.
+    assert (await b.manager.Heartbeat(manager_pb2.HeartbeatRequest(node_id="n1"))).success
+
+    # Both replicas run liveness; the transition is recorded once.
+    async def offline() -> bool:
+        return (await a.app.nodes.get("n1")).status.value == "offline"
+
+    await assert_eventually(offline, timeout=10)
+    await b.app.nodes.check_liveness()
+    await a.app.nodes.check_liveness()
+    kinds = [e.kind.value for e in await a.app.nodes.events("n1")]
+    assert kinds.count("offline") == 1
+
+    # A node deleted elsewhere is forgotten by B after its next flush: NOT_FOUND, the daemon re-registers.
+    async with a.app.store.engine.begin() as conn:
+        await conn.execute(sa.text("DELETE FROM nodes WHERE node_id = 'n1'"))
+    await b.manager.Heartbeat(manager_pb2.HeartbeatRequest(node_id="n1"))
+    await b.app.nodes.flush()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await b.manager.Heartbeat(manager_pb2.HeartbeatRequest(node_id="n1"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
