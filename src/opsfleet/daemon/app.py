@@ -12,12 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from opsfleet import __version__
+from opsfleet.common.config import split_host_port
 from opsfleet.daemon.config import DaemonConfig
-from opsfleet.daemon.identity import load_node_id
-from opsfleet.daemon.link import LinkSettings, ManagerLink
+from opsfleet.daemon.identity import load_node_id, local_ip_towards
+from opsfleet.daemon.link import AgentStateView, LinkSettings, ManagerLink
 from opsfleet.daemon.outbox import Outbox
+from opsfleet.daemon.rpc.server import DaemonRpcServer, ServerTLS
+from opsfleet.daemon.rpc.servicer import DaemonServicer
 from opsfleet.daemon.sampler import Sampler
 from opsfleet.daemon.spool import Spool
+from opsfleet.daemon.supervisor.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,9 @@ class DaemonApp:
         self.outbox: Outbox | None = None
         self.link: ManagerLink | None = None
         self.sampler: Sampler | None = None
+        self.supervisor: Supervisor | None = None
+        self.rpc: DaemonRpcServer | None = None
+        self.grpc_port = 0
         self._stopped = False
 
     @property
@@ -66,13 +73,57 @@ class DaemonApp:
         pending = await self.outbox.pending()
         if pending:
             log.info("spool holds %d undelivered samples; they will be sent first", pending)
+        self.supervisor = Supervisor(
+            cfg.agent_specs(),
+            state_dir=self.work_dir / "agents",
+            log_dir=self.work_dir / "logs",
+            heartbeat_listen=("127.0.0.1", cfg.daemon.agent_heartbeat_port),
+            on_change=self._agents_changed,
+        )
+        tls = cfg.daemon.tls
+        self.rpc = DaemonRpcServer(
+            DaemonServicer(self.supervisor),
+            host=cfg.daemon.grpc_host,
+            port=cfg.daemon.grpc_port,
+            tls=ServerTLS(tls.cert_file, tls.key_file, tls.ca_file) if tls.cert_file else None,
+        )
+        self.grpc_port = await self.rpc.start()
+        await self.supervisor.start()
         self.link = ManagerLink(
-            manager=cfg.manager, node_id=self.node_id, outbox=self.outbox, settings=link_settings(cfg)
+            manager=cfg.manager,
+            node_id=self.node_id,
+            outbox=self.outbox,
+            settings=link_settings(cfg),
+            daemon_address=self.daemon_address,
+            agent_states=self._agent_states,
         )
         await self.link.start()
         self.sampler = Sampler(self.outbox)
         await self.sampler.apply(cfg.collectors)
         log.info("daemon running as node %s", self.node_id)
+
+    def daemon_address(self) -> str:
+        """Where the Manager should dial this daemon's DaemonService."""
+        cfg = self.config.daemon
+        if cfg.advertise_address:
+            return cfg.advertise_address
+        host = cfg.grpc_host
+        if host in ("0.0.0.0", "::", ""):
+            manager_host, manager_port = split_host_port(self.config.manager.address, key="manager.address")
+            host = local_ip_towards(manager_host, manager_port) or "127.0.0.1"
+        return f"[{host}]:{self.grpc_port}" if ":" in host else f"{host}:{self.grpc_port}"
+
+    def _agent_states(self) -> list[AgentStateView]:
+        if self.supervisor is None:
+            return []
+        return [
+            AgentStateView(a.id, a.type, a.version, a.status, a.pid, a.last_heartbeat)
+            for a in self.supervisor.agents()
+        ]
+
+    def _agents_changed(self) -> None:
+        if self.link is not None:
+            self.link.request_sync()
 
     async def reload(self) -> None:
         """Apply a re-read config: intervals, collectors and labels (new labels re-register)."""
@@ -87,6 +138,8 @@ class DaemonApp:
         self.config = new
         self.link.settings = link_settings(new)
         await self.sampler.apply(new.collectors)
+        if self.supervisor is not None:
+            await self.supervisor.reload(new.agent_specs())
         if new.daemon.labels != old.daemon.labels:
             self.link.request_reregister()
         if new.manager != old.manager:
@@ -102,6 +155,10 @@ class DaemonApp:
             await self.sampler.stop()
         if self.link is not None:
             await self.link.stop()
+        if self.supervisor is not None:
+            await self.supervisor.stop()
+        if self.rpc is not None:
+            await self.rpc.stop(grace=1.0)
         if self.outbox is not None:
             pending = await self.outbox.pending()
             await self.outbox.close()

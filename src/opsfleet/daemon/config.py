@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 
 from opsfleet.common.config import Duration, Section, load_config, split_host_port
 from opsfleet.common.errors import ConfigError
+from opsfleet.daemon.supervisor.config import AgentSpec, merge_agents
 
 DEFAULT_MANAGER_ADDRESS = "127.0.0.1:9090"
 DEFAULT_GRPC_PORT = 9091
@@ -32,6 +33,14 @@ SEED_IGNORED_KEYS = (
 )
 
 
+class DaemonTLS(Section):
+    """TLS of the daemon's own DaemonService; with ``ca_file`` only clients of that CA are served."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+
+
 class DaemonSection(Section):
     id: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -42,6 +51,7 @@ class DaemonSection(Section):
     labels: dict[str, str] = Field(default_factory=dict)
     state_sync_interval: Duration = Field(default=30.0, gt=0)
     agent_heartbeat_port: int = Field(default=0, ge=0, le=65535)
+    tls: DaemonTLS = DaemonTLS()
 
     @field_validator("id")
     @classmethod
@@ -118,6 +128,10 @@ class DaemonConfig(Section):
     def work_dir(self) -> Path:
         return Path(self.daemon.work_dir)
 
+    def agent_specs(self) -> list[AgentSpec]:
+        """The ``agents`` entries with ``agent_defaults`` merged in, validated (ConfigError names the key)."""
+        return merge_agents(self.agent_defaults, self.agents)
+
 
 def load_daemon_config(
     path: Path | None, env: Mapping[str, str], overrides: Mapping[str, Any] | None = None
@@ -128,4 +142,10 @@ def load_daemon_config(
     tls = config.manager.tls
     if bool(tls.cert_file) != bool(tls.key_file):
         raise ConfigError("config key 'manager.tls.cert_file': cert_file and key_file must be set together")
+    own = config.daemon.tls
+    if (own.cert_file or own.key_file or own.ca_file) and not (own.cert_file and own.key_file):
+        raise ConfigError(
+            "config key 'daemon.tls.cert_file': cert_file and key_file are both required for TLS"
+        )
+    config.agent_specs()
     return config

@@ -77,13 +77,9 @@ async def fake_supervisor(
         *specs: AgentSpec, spawner: FakeSpawner | None = None, **kwargs: Any
     ) -> tuple[Supervisor, FakeSpawner]:
         spawner = spawner or FakeSpawner()
+        kwargs.setdefault("base_env", {})
         supervisor = Supervisor(
-            specs,
-            state_dir=tmp_path / "state",
-            log_dir=tmp_path / "logs",
-            spawner=spawner,
-            base_env={},
-            **kwargs,
+            specs, state_dir=tmp_path / "state", log_dir=tmp_path / "logs", spawner=spawner, **kwargs
         )
         await supervisor.start()
         started.append(supervisor)

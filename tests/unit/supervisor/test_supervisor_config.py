@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from opsfleet.common.errors import ConfigError
@@ -35,7 +37,7 @@ def test_defaults_are_deep_merged_and_entries_win() -> None:
         "health_check": {"interval": "30s"},
         "stop_timeout": "1m",
     }
-    entries = [
+    entries: list[dict[str, Any]] = [
         {"id": "a", "binary_path": "/bin/a", "env": {"B": "3"}, "restart": {"max_retries": 2}},
         {"id": "b", "binary_path": "/bin/b", "restart": {"policy": "never"}, "stop_timeout": 5},
     ]

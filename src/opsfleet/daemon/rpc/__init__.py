@@ -1,0 +1,1 @@
+"""The daemon's DaemonService: a thin gRPC adapter over the agent supervisor."""
