@@ -1,6 +1,7 @@
 """The Manager's composition root: wires store, services and servers, runs until stopped.
 
-Shutdown order: stop accepting RPCs and drain in-flight ones within the grace period,
+Shutdown order: stop the HTTP server (in-flight requests finish within the grace period),
+stop accepting RPCs and drain in-flight ones within the grace period,
 commit queued metrics, flush heartbeats, stop loops, close the database, log "stopped".
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import grpc
 
@@ -19,13 +21,26 @@ from opsfleet.manager.rpc.daemon_client import DaemonCallSettings, DaemonClientP
 from opsfleet.manager.rpc.servicers import DaemonServiceServicer, ManagerServicer
 from opsfleet.manager.services.agent_ops import AgentOpsService
 from opsfleet.manager.services.agents import AgentService
+from opsfleet.manager.services.audit import AuditService
+from opsfleet.manager.services.auth import AuthService
 from opsfleet.manager.services.configs import ConfigService
+from opsfleet.manager.services.fleet import FleetService
+from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
 from opsfleet.manager.services.nodes import NodeService
+from opsfleet.manager.services.users import UserService
+from opsfleet.manager.store.queries_sql import SqlFleetQueries
 from opsfleet.manager.store.sql import SqlStore
+from opsfleet.manager.store.users_sql import SqlAuditStore, SqlUserStore
+from opsfleet.manager.telemetry import Telemetry
+from opsfleet.manager.web.app import create_app
+from opsfleet.manager.web.context import WebContext
+from opsfleet.manager.web.server import HttpServer
 from opsfleet.proto import daemon_pb2_grpc, manager_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+DASHBOARD_DIR = Path(__file__).parent / "web" / "static"
 
 
 class ManagerApp:
@@ -65,6 +80,17 @@ class ManagerApp:
             )
         )
         self.agent_ops = AgentOpsService(self.store, self.nodes, self.daemon_clients)
+        self.telemetry = Telemetry()
+        self.metrics.batch_observer = self.telemetry.observe_batch
+        queries = SqlFleetQueries(self.store)
+        user_store = SqlUserStore(self.store)
+        self.users = UserService(user_store)
+        self.auth = AuthService(self.users, user_store, secret=config.jwt.secret, ttl=config.jwt.expire)
+        self.audit = AuditService(SqlAuditStore(self.store))
+        self.fleet = FleetService(queries, self.nodes)
+        self.metric_queries = MetricQueryService(queries, self.nodes, self.metrics)
+        self._http: HttpServer | None = None
+        self.http_port = 0
         self._server: grpc.aio.Server | None = None
         self.grpc_port = 0
         self._started = False
@@ -74,11 +100,14 @@ class ManagerApp:
         cfg = self.config
         log.info("opsfleet manager %s starting", __version__)
         await self.store.start()
+        await self.users.bootstrap_admin(cfg.auth.admin_password)
+        await self.auth.start()
         await self.nodes.start()
         await self.metrics.start()
         await self.daemon_clients.start()
         server = grpc.aio.server(
-            options=rpc_opts.server_options(cfg.grpc.max_message_bytes, cfg.grpc.keepalive_min_ping_interval)
+            interceptors=[self.telemetry.grpc_interceptor()],
+            options=rpc_opts.server_options(cfg.grpc.max_message_bytes, cfg.grpc.keepalive_min_ping_interval),
         )
         manager_pb2_grpc.add_ManagerServiceServicer_to_server(
             ManagerServicer(self.nodes, self.metrics), server
@@ -100,11 +129,37 @@ class ManagerApp:
         self._started = True
         mode = "mTLS" if creds and cfg.grpc.tls.ca_file else ("TLS" if creds else "plaintext")
         log.info("gRPC listening on %s:%d (%s)", cfg.grpc.host, self.grpc_port, mode)
+        await self._start_http()
+
+    def web_context(self) -> WebContext:
+        return WebContext(
+            store=self.store,
+            nodes=self.nodes,
+            metrics=self.metrics,
+            agents=self.agents,
+            agent_ops=self.agent_ops,
+            fleet=self.fleet,
+            metric_queries=self.metric_queries,
+            users=self.users,
+            auth=self.auth,
+            audit=self.audit,
+            telemetry=self.telemetry,
+        )
+
+    async def _start_http(self) -> None:
+        cfg = self.config
+        dashboard = DASHBOARD_DIR if (DASHBOARD_DIR / "index.html").is_file() else None
+        app = create_app(self.web_context(), static_dir=dashboard)
+        self._http = HttpServer(app, cfg.server.host, cfg.server.port, grace=cfg.grpc.shutdown_grace)
+        await self._http.start()
+        self.http_port = self._http.port
 
     async def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
+        if self._http is not None:
+            await self._http.stop()
         if self._server is not None:
             log.info("stopping: draining in-flight RPCs (grace %.1fs)", self.config.grpc.shutdown_grace)
             await self._server.stop(self.config.grpc.shutdown_grace)

@@ -22,11 +22,12 @@ DEFAULT_OFFLINE_AFTER = 180.0
 DEFAULT_RETENTION_DAYS = 30
 DEFAULT_DATA_DIR = "data"
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+DEFAULT_TOKEN_TTL = 24 * 3600.0
+ADMIN_PASSWORD_ENV = "OPSFLEET_ADMIN_PASSWORD"
 
 # Keys of the seed's manager.yaml that opsfleet reads but does not use.
 SEED_IGNORED_KEYS = (
     "redis",
-    "jwt",
     "server.mode",
     "server.read_timeout",
     "server.write_timeout",
@@ -121,6 +122,25 @@ class AgentsSection(Section):
     channel_idle: Duration = Field(default=300.0, gt=0)
 
 
+class JwtSection(Section):
+    """REST API tokens. An empty secret means: generate one once and keep it in the database."""
+
+    secret: str = Field(default="", repr=False)
+    expire: Duration = Field(default=DEFAULT_TOKEN_TTL, ge=60.0, le=30 * 86400.0)
+
+
+class AuthSection(Section):
+    """``admin_password`` (or env OPSFLEET_ADMIN_PASSWORD) is the first admin's password on first start."""
+
+    admin_password: str = Field(default="", repr=False)
+
+    @model_validator(mode="after")
+    def _password_length(self) -> AuthSection:
+        if self.admin_password and not 8 <= len(self.admin_password) <= 128:
+            raise ValueError("admin_password (env OPSFLEET_ADMIN_PASSWORD) must be 8-128 characters")
+        return self
+
+
 class ManagerConfig(Section):
     data_dir: str = DEFAULT_DATA_DIR
     server: ServerSection = ServerSection()
@@ -130,6 +150,8 @@ class ManagerConfig(Section):
     metrics: MetricsSection = MetricsSection()
     log: LogSection = LogSection()
     agents: AgentsSection = AgentsSection()
+    jwt: JwtSection = JwtSection()
+    auth: AuthSection = AuthSection()
 
     def database_url(self) -> str:
         """The SQLAlchemy async URL for the configured database."""
@@ -180,9 +202,10 @@ def load_manager_config(
 ) -> ManagerConfig:
     from opsfleet.common.errors import ConfigError
 
-    config = load_config(
-        ManagerConfig, path=path, env=env, overrides=overrides or {}, ignored=SEED_IGNORED_KEYS
-    )
+    merged = dict(overrides or {})
+    if env.get(ADMIN_PASSWORD_ENV) and not merged.get("auth.admin_password"):
+        merged["auth.admin_password"] = env[ADMIN_PASSWORD_ENV]
+    config = load_config(ManagerConfig, path=path, env=env, overrides=merged, ignored=SEED_IGNORED_KEYS)
     try:
         config.database_url()
     except ValueError as exc:

@@ -143,3 +143,70 @@ class OperationRecord:
     finished_at: float
     success: bool
     error: str
+
+
+class Role(enum.StrEnum):
+    """What a REST user may do: admins everything, operators also operate agents, viewers only read."""
+
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    VIEWER = "viewer"
+
+
+@dataclass(frozen=True)
+class User:
+    """A REST API user. ``token_version`` grows whenever the user's tokens must stop working."""
+
+    id: int
+    username: str
+    role: Role
+    disabled: bool
+    token_version: int
+    created_at: float
+    updated_at: float
+    last_login_at: float | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One mutating REST request: who, what, on which target, how it ended, from where."""
+
+    id: int
+    at: float
+    username: str
+    action: str
+    target: str
+    result: str
+    status: int
+    code: int
+    source_ip: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class NodeFilter:
+    """Node list filters: status, labels that must all match, text in id/hostname/ip."""
+
+    status: NodeStatus | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class MetricBucket:
+    """Averages of every value key over one time bucket starting at ``timestamp``."""
+
+    timestamp: int
+    values: dict[str, float]
+    samples: int
+
+
+@dataclass(frozen=True)
+class UsageStats:
+    """min/max/avg of ``usage_percent`` of one metric type over a window."""
+
+    type: str
+    min: float | None
+    max: float | None
+    avg: float | None
+    samples: int

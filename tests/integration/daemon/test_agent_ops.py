@@ -162,4 +162,3 @@ async def test_daemon_tls_requires_the_managers_client_certificate(
     await assert_eventually(lambda: trusted.store.get_node(daemon.node_id), timeout=10)
     live = await assert_eventually(lambda: trusted.agent_ops.sync_live(daemon.node_id), timeout=10)
     assert [a.agent_id for a in live] == ["a"]
-

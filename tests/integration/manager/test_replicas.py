@@ -16,7 +16,9 @@ from tests.integration.manager.support import Running
 FAST = {"node.offline_after": "1s", "node.check_interval": "0.1s", "metrics.heartbeat_flush_interval": "0.1s"}
 
 
-async def test_replicas_share_nodes_and_liveness(database_url: str, start_manager: Callable[..., Any]) -> None:
+async def test_replicas_share_nodes_and_liveness(
+    database_url: str, start_manager: Callable[..., Any]
+) -> None:
     a: Running = await start_manager(database_url, **FAST)
     b: Running = await start_manager(database_url, **FAST)
     await a.manager.RegisterNode(manager_pb2.RegisterNodeRequest(node_id="n1", hostname="h", ip="10.0.0.1"))

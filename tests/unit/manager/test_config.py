@@ -55,7 +55,7 @@ def test_seed_shaped_file_loads_with_warnings(tmp_path: Path, caplog: pytest.Log
     assert cfg.node.offline_after == 300.0 and cfg.metrics.retention_days == 7 and cfg.log.level == "debug"
     assert cfg.database_url() == "postgresql+asyncpg://ops:s3cret@127.0.0.1:5432/fleet"
     warned = " ".join(r.getMessage() for r in caplog.records)
-    for key in ("redis", "jwt", "log.file", "server.mode", "database.max_open_conns"):
+    for key in ("redis", "log.file", "server.mode", "database.max_open_conns"):
         assert f"'{key}'" in warned
 
 

@@ -23,6 +23,10 @@ from opsfleet.manager.store.base import Store
 log = logging.getLogger(__name__)
 
 
+class NodeNotFound(NotFound):
+    """The node is not registered (the REST API answers code 2001)."""
+
+
 class NodeService:
     def __init__(
         self,
@@ -107,7 +111,7 @@ class NodeService:
         if node_id in self._known:
             return
         if await self._store.get_node(node_id) is None:
-            raise NotFound(f"node {node_id} is not registered")
+            raise NodeNotFound(f"node {node_id} is not registered")
         self._known.add(node_id)
 
     async def heartbeat(self, node_id: str) -> None:
@@ -126,7 +130,7 @@ class NodeService:
         check_node_id(node_id)
         node = await self._store.get_node(node_id)
         if node is None:
-            raise NotFound(f"node {node_id} is not registered")
+            raise NodeNotFound(f"node {node_id} is not registered")
         return node
 
     async def list_all(self) -> list[Node]:

@@ -8,12 +8,18 @@ from typing import Protocol
 from opsfleet.manager.domain import (
     Agent,
     AgentState,
+    AuditEntry,
+    MetricBucket,
     MetricSample,
     Node,
     NodeEvent,
+    NodeFilter,
     NodeRegistration,
     NodeStatus,
     OperationRecord,
+    Role,
+    UsageStats,
+    User,
 )
 
 
@@ -75,3 +81,70 @@ class Store(Protocol):
         self, node_id: str, agent_id: str | None = None, limit: int = 100
     ) -> list[OperationRecord]:
         """Newest first."""
+
+
+class UserStore(Protocol):
+    """REST API users and small shared settings. Every method is a complete transaction."""
+
+    async def insert_user(self, username: str, password_hash: str, role: Role, now: float) -> User | None:
+        """The new user; None when the username is taken."""
+
+    async def get_user(self, user_id: int) -> User | None: ...
+
+    async def get_credentials(self, username: str) -> tuple[User, str] | None:
+        """The user and its password hash."""
+
+    async def list_users(self, offset: int, limit: int) -> tuple[list[User], int]:
+        """One page ordered by id, and the total count."""
+
+    async def update_user(
+        self,
+        user_id: int,
+        now: float,
+        *,
+        role: Role | None = None,
+        disabled: bool | None = None,
+        password_hash: str | None = None,
+        revoke_tokens: bool = False,
+    ) -> User | None:
+        """Change the given fields (``revoke_tokens`` bumps token_version); None when no such user."""
+
+    async def note_login(self, user_id: int, now: float) -> None: ...
+
+    async def setting(self, key: str, default: str) -> str:
+        """The stored value of ``key``; stores ``default`` first when absent (first writer wins)."""
+
+
+class AuditStore(Protocol):
+    async def add_audit(self, entry: AuditEntry) -> int:
+        """Append an entry; its id."""
+
+    async def list_audit(
+        self, offset: int, limit: int, *, username: str = "", action: str = ""
+    ) -> tuple[list[AuditEntry], int]:
+        """One page, newest first, and the total count."""
+
+
+class FleetQueries(Protocol):
+    """Read-side queries of the REST API, plus node deletion."""
+
+    async def page_nodes(self, flt: NodeFilter, offset: int, limit: int) -> tuple[list[Node], int]:
+        """One page of matching nodes ordered by node_id, and the total count."""
+
+    async def count_nodes_by_status(self) -> dict[str, int]: ...
+
+    async def delete_node(self, node_id: str) -> bool:
+        """Delete the node, its agents, events and metric samples; False when it did not exist."""
+
+    async def latest_sample(self, node_id: str, type_: str) -> MetricSample | None: ...
+
+    async def bucketed_metrics(
+        self, node_id: str, type_: str, start: int, end: int, bucket_seconds: int
+    ) -> list[MetricBucket]:
+        """Averages of every value key per bucket ``start + k * bucket_seconds``, oldest first."""
+
+    async def usage_stats(self, node_id: str, types: Sequence[str], start: int, end: int) -> list[UsageStats]:
+        """min/max/avg of usage_percent per type over [start, end] (types without samples left out)."""
+
+    async def latest_usage(self, types: Sequence[str], since: int) -> list[tuple[str, str, int, float]]:
+        """(node_id, type, timestamp, usage_percent) of every node's newest sample since ``since``."""

@@ -76,3 +76,40 @@ agent_operations = sa.Table(
     sa.Column("error", sa.String(1024), nullable=False, server_default=""),
     sa.Index("ix_agent_operations_node_at", "node_id", "requested_at"),
 )
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("token_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("last_login_at", sa.Float, nullable=True),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("username", sa.String(64), nullable=False, server_default=""),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(255), nullable=False, server_default=""),
+    sa.Column("result", sa.String(16), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("code", sa.Integer, nullable=False),
+    sa.Column("source_ip", sa.String(64), nullable=False, server_default=""),
+    sa.Column("detail", sa.String(1024), nullable=False, server_default=""),
+    sa.Index("ix_audit_log_at", "at"),
+)
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)

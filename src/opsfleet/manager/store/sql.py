@@ -28,6 +28,7 @@ from opsfleet.manager.domain import (
     OperationRecord,
 )
 from opsfleet.manager.store.schema import agent_operations, agents, metric_samples, node_events, nodes
+from opsfleet.manager.store.shield import ShieldedWork, shielded
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,11 @@ def _row_to_node(row: sa.Row[Any]) -> Node:
     )
 
 
-class SqlStore:
+class SqlStore(ShieldedWork):
     """Store over one SQLAlchemy async engine. ``start()`` migrates; ``close()`` disposes."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        super().__init__()
         self.url = url
         self._pool_size = pool_size
         self._engine: AsyncEngine | None = None
@@ -102,10 +104,12 @@ class SqlStore:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
 
     async def close(self) -> None:
+        await self.drain()
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
 
+    @shielded
     async def ping(self) -> None:
         try:
             async with self.engine.connect() as conn:
@@ -118,6 +122,7 @@ class SqlStore:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
+    @shielded
     async def upsert_node(self, reg: NodeRegistration, now: float) -> tuple[Node, bool]:
         async with self.engine.begin() as conn:
             existing = (
@@ -143,11 +148,13 @@ class SqlStore:
             row = (await conn.execute(sa.select(nodes).where(nodes.c.node_id == reg.node_id))).one()
             return _row_to_node(row), existing is None
 
+    @shielded
     async def get_node(self, node_id: str) -> Node | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(nodes).where(nodes.c.node_id == node_id))).first()
         return _row_to_node(row) if row else None
 
+    @shielded
     async def find_node_id(self, hostname: str, ip: str) -> str | None:
         query = (
             sa.select(nodes.c.node_id)
@@ -158,11 +165,13 @@ class SqlStore:
         async with self.engine.connect() as conn:
             return (await conn.execute(query)).scalar()
 
+    @shielded
     async def list_nodes(self) -> list[Node]:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(sa.select(nodes).order_by(nodes.c.node_id))).all()
         return [_row_to_node(r) for r in rows]
 
+    @shielded
     async def touch_nodes(self, seen: Mapping[str, float]) -> tuple[list[str], list[str]]:
         if not seen:
             return [], []
@@ -196,6 +205,7 @@ class SqlStore:
                 await conn.execute(stmt, present)
         return back, missing
 
+    @shielded
     async def mark_offline(self, cutoff: float, now: float) -> list[str]:
         async with self.engine.begin() as conn:
             rows = await conn.execute(
@@ -219,6 +229,7 @@ class SqlStore:
                     gone.append(node_id)
         return gone
 
+    @shielded
     async def set_node_status(self, node_id: str, status: NodeStatus, now: float) -> None:
         async with self.engine.begin() as conn:
             result = await conn.execute(
@@ -229,6 +240,7 @@ class SqlStore:
             if result.rowcount:
                 await _add_event(conn, node_id, EventKind(status.value), now)
 
+    @shielded
     async def list_events(self, node_id: str, limit: int = 100) -> list[NodeEvent]:
         query = (
             sa.select(node_events)
@@ -240,6 +252,7 @@ class SqlStore:
             rows = (await conn.execute(query)).all()
         return [NodeEvent(node_id=r.node_id, kind=EventKind(r.kind), at=r.at, detail=r.detail) for r in rows]
 
+    @shielded
     async def insert_metrics(self, samples: Sequence[MetricSample]) -> None:
         if not samples:
             return
@@ -253,6 +266,7 @@ class SqlStore:
             for chunk in _chunks(rows, 2000):
                 await conn.execute(stmt, chunk)
 
+    @shielded
     async def query_metrics(self, node_id: str, type_: str, start: int, end: int) -> list[MetricSample]:
         query = (
             sa.select(metric_samples.c.ts, metric_samples.c["values"])
@@ -268,6 +282,7 @@ class SqlStore:
             rows = (await conn.execute(query)).all()
         return [MetricSample(node_id, type_, int(r[0]), dict(r[1])) for r in rows]
 
+    @shielded
     async def count_metrics(self, node_id: str | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(metric_samples)
         if node_id is not None:
@@ -275,6 +290,7 @@ class SqlStore:
         async with self.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
+    @shielded
     async def delete_metrics_before(self, timestamp: int, limit: int) -> int:
         victims = (
             sa.select(metric_samples.c.node_id, metric_samples.c.type, metric_samples.c.ts)
@@ -293,6 +309,7 @@ class SqlStore:
             await conn.execute(stmt, [{"k_node": k[0], "k_type": k[1], "k_ts": k[2]} for k in keys])
             return len(keys)
 
+    @shielded
     async def sync_agents(self, node_id: str, states: Sequence[AgentState], now: float) -> None:
         async with self.engine.begin() as conn:
             if states:
@@ -324,6 +341,7 @@ class SqlStore:
                 removal = removal.where(agents.c.agent_id.not_in(present))
             await conn.execute(removal.values(status=AGENT_REMOVED, pid=0, last_sync_at=now))
 
+    @shielded
     async def list_agents(self, node_id: str) -> list[Agent]:
         query = sa.select(agents).where(agents.c.node_id == node_id).order_by(agents.c.agent_id)
         async with self.engine.connect() as conn:
@@ -342,6 +360,7 @@ class SqlStore:
             for r in rows
         ]
 
+    @shielded
     async def record_operation(self, record: OperationRecord) -> int:
         values = {
             "node_id": record.node_id,
@@ -357,6 +376,7 @@ class SqlStore:
             result = await conn.execute(agent_operations.insert().values(**values))
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
+    @shielded
     async def list_operations(
         self, node_id: str, agent_id: str | None = None, limit: int = 100
     ) -> list[OperationRecord]:

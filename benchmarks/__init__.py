@@ -1,0 +1,1 @@
+"""Benchmarks of the Manager: scenarios run by ``python benchmarks/run.py`` (see docs/performance.md)."""

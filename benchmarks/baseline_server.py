@@ -1,0 +1,106 @@
+"""A bare grpc.aio server with empty handlers: the ceiling the Manager is compared with.
+
+It serves the methods the simulator calls (manager.ManagerService RegisterNode, Heartbeat,
+ReportMetrics and proto.DaemonService/SyncAgentStates), answering ``success=True`` without
+doing anything, with the Manager's server options. What the Manager adds on top of this
+(validation, services, the database) is what the benchmark ratio measures.
+
+    python benchmarks/baseline_server.py --listen 127.0.0.1:0
+
+Logs ``gRPC listening on HOST:PORT`` to stderr like the Manager; SIGTERM or Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from opsfleet.common import rpc as rpc_opts
+from opsfleet.common.config import split_host_port
+from opsfleet.common.errors import OpsfleetError
+from opsfleet.common.lifecycle import install_signal_handlers
+from opsfleet.common.logs import configure_logging
+from opsfleet.proto import daemon_pb2, daemon_pb2_grpc, manager_pb2, manager_pb2_grpc
+
+log = logging.getLogger("baseline")
+
+SHUTDOWN_GRACE = 2.0
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class EmptyManager(manager_pb2_grpc.ManagerServiceServicer):
+    async def RegisterNode(
+        self, request: manager_pb2.RegisterNodeRequest, context: Ctx
+    ) -> manager_pb2.RegisterNodeResponse:
+        return manager_pb2.RegisterNodeResponse(success=True, message="ok")
+
+    async def Heartbeat(
+        self, request: manager_pb2.HeartbeatRequest, context: Ctx
+    ) -> manager_pb2.HeartbeatResponse:
+        return manager_pb2.HeartbeatResponse(success=True, message="ok")
+
+    async def ReportMetrics(
+        self, request: manager_pb2.ReportMetricsRequest, context: Ctx
+    ) -> manager_pb2.ReportMetricsResponse:
+        return manager_pb2.ReportMetricsResponse(success=True, message="ok", accepted=len(request.metrics))
+
+
+class EmptyDaemonService(daemon_pb2_grpc.DaemonServiceServicer):
+    async def SyncAgentStates(
+        self, request: daemon_pb2.SyncAgentStatesRequest, context: Ctx
+    ) -> daemon_pb2.SyncAgentStatesResponse:
+        return daemon_pb2.SyncAgentStatesResponse(success=True, message="ok")
+
+
+async def serve(host: str, port: int, stop: asyncio.Event) -> None:
+    server = grpc.aio.server(options=rpc_opts.server_options(rpc_opts.DEFAULT_MAX_MESSAGE_BYTES))
+    manager_pb2_grpc.add_ManagerServiceServicer_to_server(EmptyManager(), server)
+    # The other DaemonService RPCs answer UNIMPLEMENTED (grpc's default), as the Manager's do.
+    daemon_pb2_grpc.add_DaemonServiceServicer_to_server(EmptyDaemonService(), server)  # type: ignore[abstract]
+    bound = rpc_opts.bind(server, host, port, None, key="--listen")
+    await server.start()
+    log.info("gRPC listening on %s:%d (baseline, empty handlers, pid %d)", host, bound, os.getpid())
+    try:
+        await stop.wait()
+    finally:
+        await server.stop(SHUTDOWN_GRACE)
+        log.info("stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--listen", default="127.0.0.1:0", metavar="HOST:PORT", help="port 0 picks a free port"
+    )
+    args = parser.parse_args(argv)
+    configure_logging("info")
+    try:
+        host, port = split_host_port(args.listen, key="--listen")
+    except OpsfleetError as exc:
+        print(f"baseline_server: {exc.message}", file=sys.stderr)
+        return 2
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        install_signal_handlers(stop, on_force=lambda: os._exit(130))
+        await serve(host, port, stop)
+
+    try:
+        asyncio.run(_main())
+    except OpsfleetError as exc:
+        print(f"baseline_server: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

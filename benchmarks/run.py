@@ -1,0 +1,79 @@
+"""Run a Manager benchmark scenario and print (and optionally save) its results.
+
+    python benchmarks/run.py saturate        # target 1: throughput vs a bare gRPC server
+    python benchmarks/run.py fleet           # target 2: N nodes for T seconds
+    python benchmarks/run.py restart         # target 3: Manager restart under load
+    python benchmarks/run.py ingest-history  # target 4: ingestion rate, history queries
+
+Each scenario starts its own servers as subprocesses, on SQLite by default or on
+PostgreSQL with --database-url. Logs and simulator reports go to the work directory
+(default benchmarks/results/runs/<scenario>-<time>/). --json [FILE] saves the results
+(default benchmarks/results/<scenario>-<time>.json). --check makes a missed target exit 1.
+See docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.output import RESULTS_DIR, default_json_path, save
+from benchmarks.procs import BenchError
+from benchmarks.scenarios import fleet, ingest_history, restart, saturate
+from opsfleet.common.errors import OpsfleetError
+
+AUTO = "auto"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="scenario", metavar="SCENARIO", required=True)
+    for module in (saturate, fleet, restart, ingest_history):
+        module.add_parser(sub)
+    for p in sub.choices.values():
+        p.add_argument(
+            "--workdir", type=Path, help="logs, databases and simulator reports (default: a new dir)"
+        )
+        p.add_argument("--json", nargs="?", const=AUTO, metavar="FILE", help="save results as JSON")
+        p.add_argument("--keep", action="store_true", help="keep the scratch database afterwards")
+        p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    workdir: Path = args.workdir or RESULTS_DIR / "runs" / f"{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        results = args.run(args, workdir)
+    except (BenchError, OpsfleetError) as exc:
+        print(f"benchmark {args.scenario} failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    results["machine"] = {"cpus": _cpus(), "python": sys.version.split()[0]}
+    if args.json:
+        path = default_json_path(args.scenario) if args.json == AUTO else Path(args.json)
+        print(f"\nresults written to {save(results, path)}")
+    print(f"logs and simulator reports in {workdir}")
+    if args.check and results.get("passed") is False:
+        return 1
+    return 0
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per benchmark scenario, each with ``add_parser(sub)`` and ``run(args, workdir)``."""

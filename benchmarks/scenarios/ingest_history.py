@@ -1,0 +1,218 @@
+"""Target 4: metric ingestion rate of the store, and history query latency.
+
+Bulk-loads ``--days`` of ``--interval``-second samples (cpu, memory, disk, network, with
+the simulator's realistic values) for ``--nodes`` nodes straight through
+``SqlStore.insert_metrics`` in batches like the Manager's group commit, time-major as a
+fleet would report them. Then times ``SqlStore.query_metrics`` for one node and one type
+over the last 24 hours and over the whole ``--query-days`` window; both return every raw
+row. Where the store offers database-side bucketing (``SqlFleetQueries.bucketed_metrics``,
+the REST API's path for long spans) the long window is timed that way too, with at most
+``BUCKETED_POINTS`` buckets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.dbs import ScratchDatabase
+from benchmarks.output import mib, print_table
+from benchmarks.scenarios.common import add_database_arg
+from opsfleet.manager.domain import MetricSample
+from opsfleet.manager.store.sql import SqlStore
+from opsfleet.simulator.payloads import MachineModel
+
+DAY = 86_400
+PROGRESS_EVERY = 10.0
+BUCKETED_POINTS = 500
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "ingest-history",
+        help="target 4: samples/s into the store; 24 h and 30-day history queries",
+        description=__doc__,
+    )
+    p.add_argument("--nodes", type=int, default=100, help="nodes with history (%(default)s)")
+    p.add_argument("--days", type=float, default=30.0, help="days of history per node (%(default)s)")
+    p.add_argument("--interval", type=int, default=60, help="seconds between samples (%(default)s)")
+    p.add_argument("--types", default="cpu,memory,disk,network", help="metric types stored (%(default)s)")
+    p.add_argument("--batch", type=int, default=5000, help="rows per insert_metrics call (%(default)s)")
+    p.add_argument("--query-type", default="cpu", help="metric type queried (%(default)s)")
+    p.add_argument("--query-days", type=float, default=30.0, help="the long query's window (%(default)s)")
+    p.add_argument("--repeat", type=int, default=5, help="timed repetitions of each query (%(default)s)")
+    add_database_arg(p)
+    p.set_defaults(run=run)
+
+
+async def _load(store: SqlStore, args: argparse.Namespace, end: int) -> dict[str, Any]:
+    types = [t.strip() for t in args.types.split(",") if t.strip()]
+    steps = int(args.days * DAY) // args.interval
+    start = end - (steps - 1) * args.interval
+    node_ids = [f"hist-{i:04d}" for i in range(args.nodes)]
+    models = [MachineModel(random.Random(i), float(start)) for i in range(args.nodes)]
+    total_rows = steps * args.nodes * len(types)
+    print(
+        f"loading {total_rows} rows ({args.nodes} nodes x {steps} samples x {len(types)} types)",
+        file=sys.stderr,
+    )
+    batch: list[MetricSample] = []
+    rows = 0
+    insert_s = 0.0
+    began = last_note = time.perf_counter()
+    for ts in range(start, end + 1, args.interval):
+        for node_id, model in zip(node_ids, models, strict=True):
+            sample = model.sample(float(ts))
+            batch.extend(MetricSample(node_id, t, ts, sample.get(t, {"value": 1.0})) for t in types)
+        if len(batch) >= args.batch:
+            t = time.perf_counter()
+            await store.insert_metrics(batch)
+            insert_s += time.perf_counter() - t
+            rows += len(batch)
+            batch = []
+            if time.perf_counter() - last_note > PROGRESS_EVERY:
+                last_note = time.perf_counter()
+                print(
+                    f"  {rows}/{total_rows} rows, {rows / insert_s:.0f} rows/s in insert_metrics",
+                    file=sys.stderr,
+                )
+    if batch:
+        t = time.perf_counter()
+        await store.insert_metrics(batch)
+        insert_s += time.perf_counter() - t
+        rows += len(batch)
+    wall = time.perf_counter() - began
+    return {
+        "rows": rows,
+        "first_ts": start,
+        "last_ts": end,
+        "insert_seconds": round(insert_s, 2),
+        "wall_seconds": round(wall, 2),
+        "rows_per_s_insert": round(rows / insert_s, 1) if insert_s else 0.0,
+        "rows_per_s_wall": round(rows / wall, 1) if wall else 0.0,
+        "node_ids": node_ids,
+    }
+
+
+async def _time_query(
+    store: SqlStore, node_id: str, type_: str, start: int, end: int, repeat: int
+) -> dict[str, Any]:
+    t = time.perf_counter()
+    rows = len(await store.query_metrics(node_id, type_, start, end))
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        await store.query_metrics(node_id, type_, start, end)
+        times.append(time.perf_counter() - t)
+    return {
+        "rows": rows,
+        "first_ms": round(first * 1000, 1),
+        "min_ms": round(min(times) * 1000, 1) if times else None,
+        "median_ms": round(statistics.median(times) * 1000, 1) if times else None,
+        "max_ms": round(max(times) * 1000, 1) if times else None,
+    }
+
+
+async def _measure(db: ScratchDatabase, args: argparse.Namespace) -> dict[str, Any]:
+    store = SqlStore(db.async_url)
+    await store.start()
+    try:
+        end = int(time.time()) // args.interval * args.interval
+        load = await _load(store, args, end)
+        node = load.pop("node_ids")[0]
+        day = await _time_query(store, node, args.query_type, end - DAY, end, args.repeat)
+        long_start = end - int(args.query_days * DAY)
+        long = await _time_query(store, node, args.query_type, long_start, end, args.repeat)
+        bucketed = await _time_bucketed(store, node, args.query_type, long_start, end, args.repeat)
+    finally:
+        await store.close()
+    return {
+        "load": load,
+        "query_24h": day,
+        "query_long": long,
+        "query_long_bucketed": bucketed,
+        "queried_node": node,
+    }
+
+
+async def _time_bucketed(
+    store: SqlStore, node_id: str, type_: str, start: int, end: int, repeat: int
+) -> dict[str, Any] | None:
+    """Time the bucketed history query when this version of the store has one; None otherwise."""
+    try:
+        from opsfleet.manager.store.queries_sql import SqlFleetQueries
+    except ImportError:
+        return None
+    queries = SqlFleetQueries(store)
+    bucket = max(60, math.ceil((end - start) / BUCKETED_POINTS / 60) * 60)
+    times = []
+    rows = 0
+    for _ in range(repeat + 1):
+        t = time.perf_counter()
+        rows = len(await queries.bucketed_metrics(node_id, type_, start, end, bucket))
+        times.append(time.perf_counter() - t)
+    return {
+        "rows": rows,
+        "bucket_seconds": bucket,
+        "first_ms": round(times[0] * 1000, 1),
+        "min_ms": round(min(times[1:] or times) * 1000, 1),
+        "median_ms": round(statistics.median(times[1:] or times) * 1000, 1),
+        "max_ms": round(max(times[1:] or times) * 1000, 1),
+    }
+
+
+def _query_row(q: dict[str, Any]) -> str:
+    return (
+        f"{q['rows']} rows: first {q['first_ms']} ms, then min {q['min_ms']} / median {q['median_ms']} / "
+        f"max {q['max_ms']} ms"
+    )
+
+
+def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    db = ScratchDatabase(workdir, args.database_url, keep=args.keep)
+    db.create()
+    try:
+        results = asyncio.run(_measure(db, args))
+        size = db.size_bytes()
+    finally:
+        db.drop()
+    load = results["load"]
+    bucketed = results["query_long_bucketed"]
+    print_table(
+        f"ingest-history: {args.nodes} nodes x {args.days:g} days of {args.interval} s samples, "
+        f"types {args.types}, database {db.kind}",
+        [
+            ("rows loaded", load["rows"]),
+            ("insert_metrics rate", f"{load['rows_per_s_insert']:.0f} samples/s (batches of {args.batch})"),
+            (
+                "load rate incl. generation",
+                f"{load['rows_per_s_wall']:.0f} samples/s ({load['wall_seconds']} s)",
+            ),
+            ("database size", mib(size)),
+            (f"query 24 h ({args.query_type}, one node)", _query_row(results["query_24h"])),
+            (f"query {args.query_days:g} d ({args.query_type}, one node)", _query_row(results["query_long"])),
+            (
+                f"query {args.query_days:g} d bucketed",
+                _query_row(bucketed) + f" ({bucketed['bucket_seconds']} s buckets)"
+                if bucketed
+                else "not available",
+            ),
+        ],
+    )
+    return {
+        "scenario": "ingest-history",
+        "database": db.kind,
+        "params": {
+            k: getattr(args, k) for k in ("nodes", "days", "interval", "types", "batch", "query_days")
+        },
+        "database_bytes": size,
+        **results,
+    }

@@ -1,0 +1,43 @@
+"""Keep database work from being cut in half by a cancelled caller.
+
+When a gRPC call is cancelled (client deadline, disconnect), its handler task is cancelled
+wherever it awaits. Cancelling SQLAlchemy/aiosqlite mid-transaction can leave a connection
+in a state that keeps SQLite's write lock held. ``@shielded`` runs the store method as its
+own task: the caller may give up, the transaction still finishes (commit or rollback).
+Stores inherit :class:`ShieldedWork` and call ``drain()`` before disposing the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S", bound="ShieldedWork")
+
+
+class ShieldedWork:
+    def __init__(self) -> None:
+        self._inflight: set[asyncio.Future[Any]] = set()
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait for shielded work that outlived its callers."""
+        pending = [t for t in self._inflight if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+
+def shielded(
+    method: Callable[Concatenate[S, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
+    @functools.wraps(method)
+    async def wrapper(store: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        task = asyncio.ensure_future(method(store, *args, **kwargs))
+        store._inflight.add(task)
+        task.add_done_callback(store._inflight.discard)
+        return await asyncio.shield(task)
+
+    return wrapper

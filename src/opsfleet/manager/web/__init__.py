@@ -1,0 +1,1 @@
+"""The Manager's REST API (FastAPI on uvicorn, inside the Manager process)."""

@@ -1,0 +1,43 @@
+"""What the REST routes reach: the shared services of one Manager process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from opsfleet.manager.services.agent_ops import AgentOpsService
+from opsfleet.manager.services.agents import AgentService
+from opsfleet.manager.services.audit import AuditService
+from opsfleet.manager.services.auth import AuthService
+from opsfleet.manager.services.fleet import FleetService
+from opsfleet.manager.services.metric_queries import MetricQueryService
+from opsfleet.manager.services.metrics import MetricService
+from opsfleet.manager.services.nodes import NodeService
+from opsfleet.manager.services.users import UserService
+from opsfleet.manager.store.base import Store
+from opsfleet.manager.telemetry import Telemetry
+
+
+@dataclass(frozen=True)
+class WebContext:
+    store: Store
+    nodes: NodeService
+    metrics: MetricService
+    agents: AgentService
+    agent_ops: AgentOpsService
+    fleet: FleetService
+    metric_queries: MetricQueryService
+    users: UserService
+    auth: AuthService
+    audit: AuditService
+    telemetry: Telemetry
+
+
+def get_context(request: Request) -> WebContext:
+    ctx: WebContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[WebContext, Depends(get_context)]
