@@ -20,6 +20,7 @@ EXIT_CONFIG = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from opsfleet import demo
     from opsfleet.daemon import cli as daemon_cli
     from opsfleet.manager import cli as manager_cli
     from opsfleet.simulator import cli as simulator_cli
@@ -30,9 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"opsfleet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    demo.add_parser(sub)
     manager_cli.add_parser(sub)
-    simulator_cli.add_parser(sub)
     daemon_cli.add_parser(sub)
+    simulator_cli.add_parser(sub)
     return parser
 
 

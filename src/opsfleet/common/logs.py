@@ -14,5 +14,5 @@ def configure_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("sqlalchemy", "alembic", "aiosqlite", "asyncio"):
+    for noisy in ("sqlalchemy", "alembic", "aiosqlite", "asyncio", "httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,187 @@
+"""``opsfleet demo``: a Manager on SQLite and a local Daemon supervising the sample agent,
+in one process, until Ctrl-C.
+
+The demo keeps its state in ``--data-dir`` (default ``./demo-data``): the database, the
+daemon's work dir and the admin password (``admin-password``, created once, mode 0600), so
+a second run shows the history of the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from opsfleet.common.config import split_host_port
+from opsfleet.common.errors import Unavailable
+from opsfleet.common.lifecycle import install_signal_handlers
+from opsfleet.common.logs import configure_logging
+from opsfleet.daemon.app import DaemonApp
+from opsfleet.daemon.config import load_daemon_config
+from opsfleet.manager.app import ManagerApp
+from opsfleet.manager.config import load_manager_config
+
+log = logging.getLogger(__name__)
+
+HELP = """\
+Run a complete opsfleet on this machine: a Manager (SQLite database, gRPC, REST API and
+dashboard) and a Daemon registered with it that supervises the sample agent
+(python -m opsfleet.sample_agent). When the node is online the dashboard URL and the admin
+credentials are printed. Ctrl-C stops the agent, the daemon and the manager cleanly.
+"""
+
+NODE_ONLINE_TIMEOUT = 60.0
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "demo", help="run a Manager and a local Daemon with a sample agent", description=HELP
+    )
+    p.add_argument(
+        "--data-dir", type=Path, default=Path("demo-data"), help="state directory (default ./demo-data)"
+    )
+    p.add_argument(
+        "--http-listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="dashboard and REST API"
+    )
+    p.add_argument("--grpc-listen", default="127.0.0.1:9090", metavar="HOST:PORT", help="Manager gRPC")
+    p.add_argument(
+        "--daemon-listen", default="127.0.0.1:0", metavar="HOST:PORT", help="Daemon gRPC (0: any port)"
+    )
+    p.add_argument("--interval", default="5s", help="heartbeat and collector interval (default 5s)")
+    p.set_defaults(handler=run)
+
+
+def admin_password(data_dir: Path) -> str:
+    """OPSFLEET_ADMIN_PASSWORD, else the demo's own password file (created once)."""
+    env = os.environ.get("OPSFLEET_ADMIN_PASSWORD")
+    if env:
+        return env
+    path = data_dir / "admin-password"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(12)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    return password
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def build_configs(args: argparse.Namespace, password: str) -> tuple[Any, Any]:
+    data_dir: Path = args.data_dir.resolve()
+    http_host, http_port = split_host_port(args.http_listen, key="--http-listen")
+    grpc_host, grpc_port = split_host_port(args.grpc_listen, key="--grpc-listen")
+    d_host, d_port = split_host_port(args.daemon_listen, key="--daemon-listen")
+    manager = load_manager_config(
+        None,
+        {},
+        {
+            "data_dir": str(data_dir / "manager"),
+            "server.host": http_host,
+            "server.port": http_port,
+            "grpc.host": grpc_host,
+            "grpc.port": grpc_port,
+            "auth.admin_password": password,
+            "node.offline_after": "1m",
+        },
+    )
+    agent_port = _free_port()
+    daemon = load_daemon_config(
+        None,
+        {},
+        {
+            "manager.address": f"127.0.0.1:{grpc_port}",
+            "manager.heartbeat_interval": args.interval,
+            "manager.reconnect_interval": "1s",
+            "daemon.work_dir": str(data_dir / "daemon"),
+            "daemon.grpc_host": d_host,
+            "daemon.grpc_port": d_port,
+            "daemon.labels": {"env": "demo", "role": "sample"},
+            "collectors.cpu.interval": args.interval,
+            "collectors.memory.interval": args.interval,
+            "collectors.disk.interval": args.interval,
+            "collectors.network.interval": args.interval,
+            "agents": [
+                {
+                    "id": "sample",
+                    "type": "custom",
+                    "name": "opsfleet sample agent",
+                    "version": "1.0",
+                    "binary_path": sys.executable,
+                    "args": ["-m", "opsfleet.sample_agent", "--port", str(agent_port)],
+                    "metrics_interval": args.interval,
+                    "health_check": {
+                        "interval": "5s",
+                        "http_url": f"http://127.0.0.1:{agent_port}/health",
+                        "heartbeat_timeout": "30s",
+                    },
+                }
+            ],
+        },
+    )
+    return manager, daemon
+
+
+async def wait_online(manager: ManagerApp, node_id: str, timeout: float = NODE_ONLINE_TIMEOUT) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        node = await manager.store.get_node(node_id)
+        if node is not None and node.status.value == "online":
+            return
+        await asyncio.sleep(0.2)
+    raise Unavailable(f"the local node {node_id} did not come online within {timeout:.0f}s")
+
+
+def banner(manager: ManagerApp, node_id: str, password: str, http_host: str) -> str:
+    host = "127.0.0.1" if http_host in ("0.0.0.0", "") else http_host
+    url = f"http://{host}:{manager.http_port}/"
+    return "\n".join(
+        [
+            "",
+            "=" * 72,
+            f"  opsfleet demo is running. Dashboard: {url}",
+            f"  Log in as admin / {password}",
+            f"  Node {node_id} is online, supervising the 'sample' agent.",
+            f"  CLI: opsfleet login --server {url.rstrip('/')} --username admin",
+            "  Press Ctrl-C to stop.",
+            "=" * 72,
+            "",
+        ]
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging("info")
+    password = admin_password(args.data_dir)
+    manager_cfg, daemon_cfg = build_configs(args, password)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        install_signal_handlers(stop, on_force=lambda: os._exit(130))
+        manager = ManagerApp(manager_cfg)
+        daemon = DaemonApp(daemon_cfg)
+        try:
+            await manager.start()
+            await daemon.start()
+            await wait_online(manager, daemon.node_id)
+            print(banner(manager, daemon.node_id, password, manager_cfg.server.host), flush=True)
+            await stop.wait()
+        finally:
+            await daemon.stop()
+            await manager.stop()
+
+    asyncio.run(_main())
+    return 0
