@@ -7,13 +7,16 @@ SQLite, ``jsonb_each_text`` in PostgreSQL), so at most buckets x keys rows come 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsfleet.manager.domain import MetricBucket, MetricSample, Node, NodeFilter, UsageStats
 from opsfleet.manager.store.schema import agents, metric_samples, node_events, nodes
+from opsfleet.manager.store.shield import shielded
 from opsfleet.manager.store.sql import SqlStore, _row_to_node
 
 USAGE_KEY = "usage_percent"
@@ -50,9 +53,15 @@ class SqlFleetQueries:
         self._store = store
 
     @property
+    def inflight(self) -> set[asyncio.Future[Any]]:
+        """Shielded work is tracked by the SqlStore, which drains it before closing."""
+        return self._store.inflight
+
+    @property
     def _engine(self) -> AsyncEngine:
         return self._store.engine
 
+    @shielded
     async def page_nodes(self, flt: NodeFilter, offset: int, limit: int) -> tuple[list[Node], int]:
         where: list[sa.ColumnElement[bool]] = []
         if flt.status is not None:
@@ -76,12 +85,14 @@ class SqlFleetQueries:
             total = (await conn.execute(count)).scalar_one()
         return [_row_to_node(r) for r in rows], int(total)
 
+    @shielded
     async def count_nodes_by_status(self) -> dict[str, int]:
         query = sa.select(nodes.c.status, sa.func.count()).group_by(nodes.c.status)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return {str(status): int(n) for status, n in rows}
 
+    @shielded
     async def delete_node(self, node_id: str) -> bool:
         async with self._engine.begin() as conn:
             for table in (agents, node_events, metric_samples):
@@ -89,6 +100,7 @@ class SqlFleetQueries:
             result = await conn.execute(nodes.delete().where(nodes.c.node_id == node_id))
         return bool(result.rowcount)
 
+    @shielded
     async def latest_sample(self, node_id: str, type_: str) -> MetricSample | None:
         query = (
             sa.select(metric_samples.c.ts, metric_samples.c["values"])
@@ -100,6 +112,7 @@ class SqlFleetQueries:
             row = (await conn.execute(query)).first()
         return MetricSample(node_id, type_, int(row[0]), dict(row[1])) if row else None
 
+    @shielded
     async def bucketed_metrics(
         self, node_id: str, type_: str, start: int, end: int, bucket_seconds: int
     ) -> list[MetricBucket]:
@@ -117,6 +130,7 @@ class SqlFleetQueries:
             for b, (values, samples) in sorted(buckets.items())
         ]
 
+    @shielded
     async def usage_stats(self, node_id: str, types: Sequence[str], start: int, end: int) -> list[UsageStats]:
         usage = _usage()
         query = (
@@ -148,6 +162,7 @@ class SqlFleetQueries:
             for t, lo, hi, avg, n in rows
         ]
 
+    @shielded
     async def latest_usage(self, types: Sequence[str], since: int) -> list[tuple[str, str, int, float]]:
         ms = metric_samples
         newest = (

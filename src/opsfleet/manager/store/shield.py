@@ -12,16 +12,29 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
-S = TypeVar("S", bound="ShieldedWork")
+
+
+class HasInflight(Protocol):
+    @property
+    def inflight(self) -> set[asyncio.Future[Any]]: ...
+
+
+S = TypeVar("S", bound=HasInflight)
 
 
 class ShieldedWork:
+    """Owns the set of shielded tasks; store modules sharing an engine share its set."""
+
     def __init__(self) -> None:
         self._inflight: set[asyncio.Future[Any]] = set()
+
+    @property
+    def inflight(self) -> set[asyncio.Future[Any]]:
+        return self._inflight
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for shielded work that outlived its callers."""
@@ -36,8 +49,9 @@ def shielded(
     @functools.wraps(method)
     async def wrapper(store: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
         task = asyncio.ensure_future(method(store, *args, **kwargs))
-        store._inflight.add(task)
-        task.add_done_callback(store._inflight.discard)
+        inflight = store.inflight
+        inflight.add(task)
+        task.add_done_callback(inflight.discard)
         return await asyncio.shield(task)
 
     return wrapper

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsfleet.manager.domain import AuditEntry, Role, User
 from opsfleet.manager.store.schema import audit_log, settings, users
+from opsfleet.manager.store.shield import shielded
 from opsfleet.manager.store.sql import SqlStore
 
 
@@ -44,9 +46,15 @@ class SqlUserStore:
         self._store = store
 
     @property
+    def inflight(self) -> set[asyncio.Future[Any]]:
+        """Shielded work is tracked by the SqlStore, which drains it before closing."""
+        return self._store.inflight
+
+    @property
     def _engine(self) -> AsyncEngine:
         return self._store.engine
 
+    @shielded
     async def insert_user(self, username: str, password_hash: str, role: Role, now: float) -> User | None:
         stmt = (
             dialect_insert(self._engine, users)
@@ -66,16 +74,19 @@ class SqlUserStore:
             row = (await conn.execute(stmt)).first()
         return _row_to_user(row) if row else None
 
+    @shielded
     async def get_user(self, user_id: int) -> User | None:
         async with self._engine.connect() as conn:
             row = (await conn.execute(sa.select(*_USER_COLUMNS).where(users.c.id == user_id))).first()
         return _row_to_user(row) if row else None
 
+    @shielded
     async def get_credentials(self, username: str) -> tuple[User, str] | None:
         async with self._engine.connect() as conn:
             row = (await conn.execute(sa.select(users).where(users.c.username == username))).first()
         return (_row_to_user(row), str(row.password_hash)) if row else None
 
+    @shielded
     async def list_users(self, offset: int, limit: int) -> tuple[list[User], int]:
         query = sa.select(*_USER_COLUMNS).order_by(users.c.id).offset(offset).limit(limit)
         async with self._engine.connect() as conn:
@@ -83,6 +94,7 @@ class SqlUserStore:
             total = (await conn.execute(sa.select(sa.func.count()).select_from(users))).scalar_one()
         return [_row_to_user(r) for r in rows], int(total)
 
+    @shielded
     async def update_user(
         self,
         user_id: int,
@@ -107,10 +119,12 @@ class SqlUserStore:
             row = (await conn.execute(stmt)).first()
         return _row_to_user(row) if row else None
 
+    @shielded
     async def note_login(self, user_id: int, now: float) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(users.update().where(users.c.id == user_id).values(last_login_at=now))
 
+    @shielded
     async def setting(self, key: str, default: str) -> str:
         stmt = (
             dialect_insert(self._engine, settings)
@@ -131,6 +145,12 @@ class SqlAuditStore:
     def __init__(self, store: SqlStore) -> None:
         self._store = store
 
+    @property
+    def inflight(self) -> set[asyncio.Future[Any]]:
+        """Shielded work is tracked by the SqlStore, which drains it before closing."""
+        return self._store.inflight
+
+    @shielded
     async def add_audit(self, entry: AuditEntry) -> int:
         values = {
             "at": entry.at,
@@ -147,6 +167,7 @@ class SqlAuditStore:
             result = await conn.execute(audit_log.insert().values(**values).returning(audit_log.c.id))
             return int(result.scalar_one())
 
+    @shielded
     async def list_audit(
         self, offset: int, limit: int, *, username: str = "", action: str = ""
     ) -> tuple[list[AuditEntry], int]:
