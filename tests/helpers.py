@@ -38,3 +38,21 @@ async def assert_eventually(
 
 async def wait_for(awaitable: Awaitable[T], timeout: float = 10.0) -> T:
     return await asyncio.wait_for(awaitable, timeout)
+
+
+# Written from PROTOCOL.md section 3, independently of the code under test.
+CONTRACT_METRIC_KEYS: dict[str, set[str]] = {
+    "cpu": {"usage_percent", "cores", "mhz", "user", "system", "idle", "iowait"},
+    "memory": {
+        *("total_bytes", "used_bytes", "free_bytes", "available_bytes", "usage_percent", "cached"),
+        *("buffers", "swap_total", "swap_used", "swap_free", "swap_percent"),
+    },
+    "disk": {
+        *("total_bytes", "used_bytes", "free_bytes", "usage_percent", "read_bytes", "write_bytes"),
+        "partition_count",
+    },
+    "network": {
+        *("rx_bytes", "tx_bytes", "bytes_recv", "bytes_sent", "packets_recv", "packets_sent"),
+        *("error_in", "error_out", "drop_in", "drop_out", "interface_count", "interval_seconds"),
+    },
+}

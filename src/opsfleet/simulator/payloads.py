@@ -15,47 +15,6 @@ from opsfleet import __version__
 GIB = 1024**3
 TIB = 1024**4
 
-METRIC_KEYS: dict[str, tuple[str, ...]] = {
-    "cpu": ("usage_percent", "cores", "mhz", "user", "system", "idle", "iowait"),
-    "memory": (
-        "total_bytes",
-        "used_bytes",
-        "free_bytes",
-        "available_bytes",
-        "usage_percent",
-        "cached",
-        "buffers",
-        "swap_total",
-        "swap_used",
-        "swap_free",
-        "swap_percent",
-    ),
-    "disk": (
-        "total_bytes",
-        "used_bytes",
-        "free_bytes",
-        "usage_percent",
-        "read_bytes",
-        "write_bytes",
-        "partition_count",
-    ),
-    "network": (
-        "rx_bytes",
-        "tx_bytes",
-        "bytes_recv",
-        "bytes_sent",
-        "packets_recv",
-        "packets_sent",
-        "error_in",
-        "error_out",
-        "drop_in",
-        "drop_out",
-        "interface_count",
-        "interval_seconds",
-    ),
-}
-"""The contract's keys per metric type; a report carries every one of them."""
-
 AGENT_TYPES = ("filebeat", "telegraf", "node_exporter", "custom")
 AGENT_VERSION = "1.0.0"
 _OSES = (("linux", "amd64", 0.8), ("linux", "arm64", 0.2))

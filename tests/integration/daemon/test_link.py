@@ -8,54 +8,8 @@ from typing import Any
 
 from opsfleet import __version__
 from opsfleet.manager.app import ManagerApp
-from tests.helpers import assert_eventually
+from tests.helpers import CONTRACT_METRIC_KEYS, assert_eventually
 from tests.tcpproxy import TcpProxy
-
-REQUIRED_KEYS = {
-    "cpu": set(["usage_percent", "cores", "mhz", "user", "system", "idle", "iowait"]),
-    "memory": set(
-        [
-            "total_bytes",
-            "used_bytes",
-            "free_bytes",
-            "available_bytes",
-            "usage_percent",
-            "cached",
-            "buffers",
-            "swap_total",
-            "swap_used",
-            "swap_free",
-            "swap_percent",
-        ]
-    ),
-    "disk": set(
-        [
-            "total_bytes",
-            "used_bytes",
-            "free_bytes",
-            "usage_percent",
-            "read_bytes",
-            "write_bytes",
-            "partition_count",
-        ]
-    ),
-    "network": set(
-        [
-            "rx_bytes",
-            "tx_bytes",
-            "bytes_recv",
-            "bytes_sent",
-            "packets_recv",
-            "packets_sent",
-            "error_in",
-            "error_out",
-            "drop_in",
-            "drop_out",
-            "interface_count",
-            "interval_seconds",
-        ]
-    ),
-}
 
 
 async def stored_count(manager: ManagerApp, node_id: str) -> int:
@@ -80,13 +34,13 @@ async def test_registration_payload_heartbeats_and_metrics(apps: Any) -> None:
     assert daemon.link.heartbeats_sent <= start + 6
 
     async def all_types_stored() -> bool:
-        for type_ in REQUIRED_KEYS:
+        for type_ in CONTRACT_METRIC_KEYS:
             if not await manager.store.query_metrics(daemon.node_id, type_, 0, 2**40):
                 return False
         return True
 
     await assert_eventually(all_types_stored, timeout=10)
-    for type_, keys in REQUIRED_KEYS.items():
+    for type_, keys in CONTRACT_METRIC_KEYS.items():
         sample = (await manager.store.query_metrics(daemon.node_id, type_, 0, 2**40))[0]
         assert keys <= set(sample.values), (type_, keys - set(sample.values))
 

@@ -18,47 +18,7 @@ from opsfleet.daemon.collectors import (
     make_collector,
 )
 from opsfleet.daemon.collectors.disk import IoTotals, Partition, Usage
-
-REQUIRED_KEYS = {
-    "cpu": {"usage_percent", "cores", "mhz", "user", "system", "idle", "iowait"},
-    "memory": {
-        "total_bytes",
-        "used_bytes",
-        "free_bytes",
-        "available_bytes",
-        "usage_percent",
-        "cached",
-        "buffers",
-        "swap_total",
-        "swap_used",
-        "swap_free",
-        "swap_percent",
-    },
-    "disk": {
-        "total_bytes",
-        "used_bytes",
-        "free_bytes",
-        "usage_percent",
-        "read_bytes",
-        "write_bytes",
-        "partition_count",
-    },
-    "network": {
-        "rx_bytes",
-        "tx_bytes",
-        "bytes_recv",
-        "bytes_sent",
-        "packets_recv",
-        "packets_sent",
-        "error_in",
-        "error_out",
-        "drop_in",
-        "drop_out",
-        "interface_count",
-        "interval_seconds",
-    },
-}
-
+from tests.helpers import CONTRACT_METRIC_KEYS
 
 # -- real psutil on this machine ------------------------------------------------------------
 
@@ -68,7 +28,7 @@ def test_real_collector_has_every_key_as_float(name: str) -> None:
     collector = make_collector(name)
     assert collector.name == name
     for values in (collector.collect(), collector.collect()):
-        assert REQUIRED_KEYS[name] <= values.keys()
+        assert CONTRACT_METRIC_KEYS[name] <= values.keys()
         assert all(type(v) is float for v in values.values()), values
 
 
