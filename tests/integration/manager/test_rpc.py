@@ -266,3 +266,20 @@ async def test_oversized_message_is_refused(running: Running) -> None:
             manager_pb2.ReportMetricsRequest(node_id="node-1", metrics=[huge])
         )
     ).success
+
+
+async def test_unchanged_agent_snapshots_are_not_rewritten(running: Running) -> None:
+    await running.manager.RegisterNode(reg())
+    states = [daemon_pb2.AgentState(agent_id="fb", status="running", pid=10, type="filebeat")]
+    request = daemon_pb2.SyncAgentStatesRequest(node_id="node-1", states=states)
+    for _ in range(3):
+        assert (await running.daemon.SyncAgentStates(request)).success
+    assert running.app.agents.writes_skipped == 2
+    changed = [daemon_pb2.AgentState(agent_id="fb", status="stopped", pid=0, type="filebeat")]
+    await running.daemon.SyncAgentStates(daemon_pb2.SyncAgentStatesRequest(node_id="node-1", states=changed))
+    assert [a.status for a in await running.app.agents.list_stored("node-1")] == ["stopped"]
+    # A node deleted and registered again gets its snapshot written even if it equals the cached one.
+    await running.app.fleet.delete_node("node-1")
+    await running.manager.RegisterNode(reg())
+    await running.daemon.SyncAgentStates(daemon_pb2.SyncAgentStatesRequest(node_id="node-1", states=changed))
+    assert [a.status for a in await running.app.agents.list_stored("node-1")] == ["stopped"]

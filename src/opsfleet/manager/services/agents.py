@@ -1,4 +1,9 @@
-"""Agent state reported by daemons (SyncAgentStates) and stored per node."""
+"""Agent state reported by daemons (SyncAgentStates) and stored per node.
+
+Daemons send a full snapshot on every change and periodically. A snapshot equal to the
+last one stored for the node within ``refresh_after`` seconds is not written again: the
+periodic syncs of a quiet fleet cost no transaction.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,25 @@ from opsfleet.manager.services.nodes import NodeService
 from opsfleet.manager.store.base import Store
 
 AGENT_STATUSES = frozenset({"running", "stopped", "starting", "stopping", "error", "failed", "backoff"})
+DEFAULT_REFRESH_AFTER = 60.0
 
 
 class AgentService:
-    def __init__(self, store: Store, nodes: NodeService, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        nodes: NodeService,
+        *,
+        refresh_after: float = DEFAULT_REFRESH_AFTER,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
         self._nodes = nodes
         self._clock = clock
+        self._refresh_after = refresh_after
+        self._last: dict[str, tuple[tuple[AgentState, ...], float]] = {}
+        self.writes_skipped = 0
+        nodes.add_forget_listener(self.forget)
 
     async def sync_states(self, node_id: str, states: Sequence[AgentState]) -> None:
         """Store a full snapshot of the node's agents; agents missing from it become ``removed``."""
@@ -33,8 +50,19 @@ class AgentService:
             seen.add(state.agent_id)
             if len(state.status) > 32 or len(state.type) > 64 or len(state.version) > 64:
                 raise InvalidArgument(f"agent {state.agent_id!r}: status/type/version too long")
-        await self._store.sync_agents(node_id, states, self._clock())
+        now = self._clock()
+        snapshot = tuple(sorted(states, key=lambda st: st.agent_id))
+        last = self._last.get(node_id)
+        if last is not None and last[0] == snapshot and now - last[1] < self._refresh_after:
+            self.writes_skipped += 1
+        else:
+            await self._store.sync_agents(node_id, snapshot, now)
+            self._last[node_id] = (snapshot, now)
         self._nodes.seen(node_id)
+
+    def forget(self, node_id: str) -> None:
+        """Drop the cached snapshot (the node was deleted or its agents changed elsewhere)."""
+        self._last.pop(node_id, None)
 
     async def list_stored(self, node_id: str) -> list[Agent]:
         await self._nodes.get(node_id)

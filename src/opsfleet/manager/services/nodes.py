@@ -49,6 +49,11 @@ class NodeService:
         self._tasks = TaskOwner("nodes")
         self._started_at = clock()
         self.heartbeats_flushed = 0
+        self._forget_listeners: list[Callable[[str], None]] = []
+
+    def add_forget_listener(self, listener: Callable[[str], None]) -> None:
+        """``listener(node_id)`` runs when a node is deleted or registers anew (caches drop it)."""
+        self._forget_listeners.append(listener)
 
     async def start(self) -> None:
         self._started_at = self._clock()
@@ -78,6 +83,9 @@ class NodeService:
         self._pending.pop(reg.node_id, None)
         node, created = await self._store.upsert_node(reg, self._clock())
         self._known.add(node.node_id)
+        if created:
+            for listener in self._forget_listeners:
+                listener(node.node_id)
         log.info(
             "node %s %s (hostname=%s ip=%s)",
             node.node_id,
@@ -125,6 +133,8 @@ class NodeService:
     def forget(self, node_id: str) -> None:
         self._known.discard(node_id)
         self._pending.pop(node_id, None)
+        for listener in self._forget_listeners:
+            listener(node_id)
 
     async def get(self, node_id: str) -> Node:
         check_node_id(node_id)
@@ -156,7 +166,7 @@ class NodeService:
             log.info("node %s online (heartbeat)", node_id)
         for node_id in missing:
             # Deleted (perhaps through another replica): the next call gets NOT_FOUND.
-            self._known.discard(node_id)
+            self.forget(node_id)
         self.heartbeats_flushed += len(batch)
         return len(batch)
 

@@ -62,6 +62,7 @@ class SqlStore(ShieldedWork):
         self.url = url
         self._pool_size = pool_size
         self._engine: AsyncEngine | None = None
+        self._agent_upsert_stmt: Any = None
 
     @property
     def dialect(self) -> str:
@@ -116,6 +117,19 @@ class SqlStore(ShieldedWork):
                 await conn.execute(sa.text("SELECT 1"))
         except SQLAlchemyError as exc:
             raise Unavailable(f"database unreachable: {exc}") from exc
+
+    def _agent_upsert(self) -> Any:
+        """The agents upsert statement, built once (building ``excluded`` is not cheap)."""
+        if self._agent_upsert_stmt is None:
+            stmt = self._insert(agents)
+            self._agent_upsert_stmt = stmt.on_conflict_do_update(
+                index_elements=[agents.c.node_id, agents.c.agent_id],
+                set_={
+                    c: stmt.excluded[c]
+                    for c in ("type", "version", "status", "pid", "last_heartbeat", "last_sync_at")
+                },
+            )
+        return self._agent_upsert_stmt
 
     def _insert(self, table: sa.Table) -> Any:
         if self.dialect == "postgresql":
@@ -326,14 +340,7 @@ class SqlStore(ShieldedWork):
                     }
                     for s in states
                 ]
-                stmt = self._insert(agents)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[agents.c.node_id, agents.c.agent_id],
-                    set_={
-                        c: stmt.excluded[c]
-                        for c in ("type", "version", "status", "pid", "last_heartbeat", "last_sync_at")
-                    },
-                )
+                stmt = self._agent_upsert()
                 await conn.execute(stmt, rows)
             present = [s.agent_id for s in states]
             removal = agents.update().where(agents.c.node_id == node_id, agents.c.status != AGENT_REMOVED)

@@ -1,0 +1,198 @@
+// A node's agents: the stored table (polled), a live refresh from the daemon (POST sync),
+// start/stop/restart with visible results, and the recent operations.
+
+import { api, session } from "../api.js";
+import { badge, card, emptyRow, h, replace, table } from "../dom.js";
+import { dateTime, timeAgo } from "../format.js";
+import { clearError, notice, reportError } from "../notify.js";
+import { POLL_MS } from "../scope.js";
+
+const OPERATIONS = [
+  ["start", "Start", "btn btn-sm"],
+  ["stop", "Stop", "btn btn-sm btn-danger"],
+  ["restart", "Restart", "btn btn-sm"],
+];
+
+function seconds(from, to) {
+  const ms = new Date(to).getTime() - new Date(from).getTime();
+  return Number.isFinite(ms) ? `${(ms / 1000).toFixed(1)} s` : "";
+}
+
+/**
+ * Renders the agents card into `root`; calls onSelect(agentId) when the user opens an agent's
+ * details (and once for the first agent when none was selected). Returns {operationsCard},
+ * the recent operations card for the caller to place.
+ */
+export function renderAgents(root, scope, nodeId, { selected, onSelect }) {
+  const base = `/nodes/${encodeURIComponent(nodeId)}/agents`;
+  const canOperate = session.canOperate();
+  const live = new Map(); // agent_id -> the last sync's answer (restart_count, start_time)
+  const busy = new Set();
+  let current = selected;
+  let agents = [];
+
+  const result = h("span", { class: "op-result", "data-testid": "operate-result", role: "status" }, "");
+  const refresh = h("button", { type: "button", class: "btn btn-sm", "data-testid": "agents-sync" }, "Refresh from daemon");
+  const agentsTable = table(
+    [["Agent"], ["Type"], ["Version"], ["Status"], ["PID", "num"], ["Restarts", "num"], ["Last heartbeat"], ["Actions"]],
+    { testid: "agents-table" },
+  );
+  const ops = table([["Requested"], ["Agent"], ["Operation"], ["By"], ["Result"]], { testid: "operations-table" });
+
+  const agentsCard = card("Agents", { actions: h("div", { class: "toolbar" }, result, refresh), body: agentsTable.el, flush: true });
+  agentsCard.el.setAttribute("data-testid", "agents-card");
+  const opsCard = card("Recent operations", { body: ops.el, flush: true });
+  root.append(agentsCard.el);
+
+  const row = (agent) => {
+    const info = live.get(agent.agent_id);
+    const disabledWhy = !canOperate ? "Needs the operator or admin role" : null;
+    const buttons = OPERATIONS.map(([op, text, cls]) =>
+      h(
+        "button",
+        {
+          type: "button",
+          class: cls,
+          disabled: !canOperate || busy.has(agent.agent_id) || agent.status === "removed",
+          title: disabledWhy || `${text} ${agent.agent_id}`,
+          "data-testid": `operate-${op}`,
+          "data-agent-id": agent.agent_id,
+          onclick: () => operate(agent.agent_id, op),
+        },
+        text,
+      ),
+    );
+    const details = h(
+      "button",
+      {
+        type: "button",
+        class: "btn btn-sm btn-ghost",
+        "data-testid": "agent-details",
+        "aria-pressed": String(agent.agent_id === current),
+        onclick: () => {
+          current = agent.agent_id;
+          draw();
+          onSelect(agent.agent_id);
+        },
+      },
+      "Details",
+    );
+    return h(
+      "tr",
+      {
+        "data-testid": "agent-row",
+        "data-agent-id": agent.agent_id,
+        "data-status": agent.status,
+        class: agent.agent_id === current ? "selected" : null,
+      },
+      h("td", { class: "nowrap" }, h("strong", {}, agent.agent_id)),
+      h("td", {}, agent.type || "–"),
+      h("td", { class: "mono" }, agent.version || "–"),
+      h("td", {}, badge(agent.status, "agent-status")),
+      h("td", { class: "num mono", "data-testid": "agent-pid" }, agent.pid ? String(agent.pid) : "–"),
+      h("td", { class: "num" }, info ? String(info.restart_count) : "–"),
+      h("td", { class: "nowrap" }, agent.last_heartbeat ? timeAgo(agent.last_heartbeat) : "–"),
+      h("td", {}, h("div", { class: "btn-group" }, buttons, details)),
+    );
+  };
+
+  const draw = () => {
+    replace(
+      agentsTable.tbody,
+      agents.length ? agents.map(row) : emptyRow(8, "The daemon reported no agents on this node."),
+    );
+  };
+
+  const opRow = (r) =>
+    h(
+      "tr",
+      { "data-testid": "operation-row" },
+      h("td", { class: "nowrap" }, dateTime(r.requested_at)),
+      h("td", {}, r.agent_id),
+      h("td", {}, r.operation),
+      h("td", {}, r.username),
+      h(
+        "td",
+        {},
+        r.success
+          ? h("span", { class: "badge ok" }, `done in ${seconds(r.requested_at, r.finished_at)}`)
+          : h("span", { class: "badge bad", title: r.error }, r.error ? `failed: ${r.error}` : "failed"),
+      ),
+    );
+
+  const loadOperations = async () => {
+    const answer = await api(`${base}/operations`, { query: { limit: 10 } });
+    replace(ops.tbody, answer.operations.length ? answer.operations.map(opRow) : emptyRow(5, "No operations yet."));
+  };
+
+  const sync = async () => {
+    const answer = await api(`${base}/sync`, { method: "POST" });
+    if (scope.disposed) return;
+    for (const a of answer.agents) live.set(a.agent_id, a);
+    agents = answer.agents.map((a) => ({ ...a, node_id: nodeId }));
+    draw();
+  };
+
+  async function operate(agentId, op) {
+    busy.add(agentId);
+    draw();
+    result.className = "op-result";
+    result.textContent = `${op} ${agentId}…`;
+    try {
+      const record = await api(`${base}/${encodeURIComponent(agentId)}/operate`, { method: "POST", body: { operation: op } });
+      if (scope.disposed) return;
+      if (record.success) {
+        clearError("operate");
+        result.className = "op-result ok";
+        result.textContent = `${op} ${agentId}: done in ${seconds(record.requested_at, record.finished_at)}`;
+        notice(`${op} ${agentId} succeeded`);
+      } else {
+        result.className = "op-result bad";
+        result.textContent = `${op} ${agentId} failed`;
+        reportError("operate", new Error(record.error || "the daemon reported a failure"), `${op} ${agentId} failed`);
+      }
+    } catch (error) {
+      if (scope.disposed) return;
+      result.className = "op-result bad";
+      result.textContent = `${op} ${agentId} failed`;
+      reportError("operate", error, `${op} ${agentId} failed`);
+    } finally {
+      busy.delete(agentId);
+      draw();
+    }
+    try {
+      await sync();
+      await loadOperations();
+    } catch (error) {
+      reportError("agents-sync", error, "Refreshing agents from the daemon");
+    }
+  }
+
+  refresh.addEventListener("click", async () => {
+    refresh.disabled = true;
+    try {
+      await sync();
+      clearError("agents-sync");
+      notice("Agents refreshed from the daemon");
+    } catch (error) {
+      reportError("agents-sync", error, "Refreshing agents from the daemon");
+    } finally {
+      refresh.disabled = false;
+    }
+  });
+
+  scope.every(POLL_MS, "agents", "Loading agents", async () => {
+    const [stored] = await Promise.all([api(base), loadOperations()]);
+    if (scope.disposed) return;
+    agents = stored.agents;
+    if (current === null && agents.length) {
+      current = agents[0].agent_id;
+      onSelect(current);
+    }
+    draw();
+  });
+
+  return {
+    operationsCard: opsCard.el,
+  };
+}

@@ -1,0 +1,106 @@
+// One node: its facts, resource charts, agents (with the selected agent's panel) and events.
+
+import { api } from "../api.js";
+import { badge, card, h, replace } from "../dom.js";
+import { dateTime, timeAgo } from "../format.js";
+import { href, setQuery } from "../router.js";
+import { POLL_MS, Scope } from "../scope.js";
+import { renderAgentPanel } from "./agent_panel.js";
+import { renderAgents } from "./agents.js";
+import { renderNodeCharts } from "./node_charts.js";
+
+const EVENT_TONE = { online: "ok", offline: "bad", registered: "info", "re-registered": "info" };
+
+function fact(key, value, testid) {
+  return h("div", { class: "fact" }, h("div", { class: "k" }, key), h("div", { class: "v", "data-testid": testid }, value));
+}
+
+function labels(node) {
+  const entries = Object.entries(node.labels || {}).sort(([a], [b]) => a.localeCompare(b));
+  return entries.length ? entries.map(([k, v]) => h("span", { class: "chip" }, `${k}=${v}`)) : "–";
+}
+
+export function renderNodeDetail(root, scope, nodeId, query) {
+  const state = { range: query.get("range") || "1h", agent: query.get("agent") || null };
+  const writeQuery = () => setQuery({ range: state.range === "1h" ? "" : state.range, agent: state.agent });
+
+  const title = h("h1", { class: "wrap-any", "data-testid": "node-title" }, nodeId);
+  const status = h("span", {});
+  const facts = h("div", { class: "facts" });
+  const timeline = h("ol", { class: "timeline", "data-testid": "events" });
+
+  root.append(
+    h("div", { class: "breadcrumb" }, h("a", { href: href(["nodes"]) }, "Nodes"), " / ", h("span", { class: "mono" }, nodeId)),
+    h("div", { class: "page-head" }, h("div", { class: "title-row" }, title, status)),
+    card(null, { body: facts }).el,
+  );
+
+  const chartsRoot = h("div", {});
+  root.append(chartsRoot);
+  renderNodeCharts(chartsRoot, scope, nodeId, state.range, (range) => {
+    state.range = range;
+    writeQuery();
+  });
+
+  const agentsRoot = h("div", { class: "section" });
+  const panelRoot = h("div", { "data-testid": "agent-panel" });
+  root.append(agentsRoot, panelRoot);
+
+  let panelScope = null;
+  const showAgent = (agentId) => {
+    if (panelScope) panelScope.dispose();
+    panelRoot.replaceChildren();
+    state.agent = agentId;
+    writeQuery();
+    panelScope = new Scope();
+    renderAgentPanel(panelRoot, panelScope, nodeId, agentId);
+  };
+  scope.onDispose(() => panelScope && panelScope.dispose());
+
+  const { operationsCard } = renderAgents(agentsRoot, scope, nodeId, { selected: state.agent, onSelect: showAgent });
+  if (state.agent) showAgent(state.agent);
+
+  root.append(
+    h(
+      "div",
+      { class: "grid grid-2 section" },
+      card("Events", { body: timeline, flush: true }).el,
+      operationsCard,
+    ),
+  );
+
+  scope.every(POLL_MS, "node", "Loading the node", async () => {
+    const [node, events] = await Promise.all([
+      api(`/nodes/${encodeURIComponent(nodeId)}`),
+      api(`/nodes/${encodeURIComponent(nodeId)}/events`, { query: { limit: 50 } }),
+    ]);
+    if (scope.disposed) return;
+    title.textContent = node.hostname || node.node_id;
+    document.title = `${node.hostname || node.node_id} · opsfleet`;
+    replace(status, badge(node.status, "node-detail-status"));
+    replace(
+      facts,
+      fact("Node ID", h("span", { class: "mono" }, node.node_id)),
+      fact("IP address", h("span", { class: "mono" }, node.ip || "–")),
+      fact("OS / arch", `${node.os || "?"} / ${node.arch || "?"}`),
+      fact("Labels", labels(node)),
+      fact("Daemon", `${node.daemon_version || "–"} at ${node.daemon_address || "unknown address"}`),
+      fact("Agent version", node.agent_version || "–"),
+      fact("Registered", dateTime(node.registered_at)),
+      fact("Last seen", [timeAgo(node.last_seen_at), h("span", { class: "muted" }, ` · ${dateTime(node.last_seen_at)}`)], "node-last-seen"),
+    );
+    replace(
+      timeline,
+      events.events.length
+        ? events.events.map((e) =>
+            h(
+              "li",
+              { class: EVENT_TONE[e.kind] || "", "data-testid": "event", "data-kind": e.kind },
+              h("div", {}, h("strong", {}, e.kind), e.detail ? h("span", { class: "muted" }, ` · ${e.detail}`) : null),
+              h("div", { class: "when" }, dateTime(e.at), " · ", timeAgo(e.at)),
+            ),
+          )
+        : h("li", { class: "muted" }, "No events recorded."),
+    );
+  });
+}
