@@ -21,6 +21,7 @@ EXIT_CONFIG = 3
 
 def build_parser() -> argparse.ArgumentParser:
     from opsfleet import demo
+    from opsfleet.client import cli as client_cli
     from opsfleet.daemon import cli as daemon_cli
     from opsfleet.manager import cli as manager_cli
     from opsfleet.simulator import cli as simulator_cli
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     manager_cli.add_parser(sub)
     daemon_cli.add_parser(sub)
     simulator_cli.add_parser(sub)
+    client_cli.add_parsers(sub)
     return parser
 
 

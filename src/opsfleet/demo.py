@@ -16,16 +16,15 @@ import secrets
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsfleet.common.config import split_host_port
 from opsfleet.common.errors import Unavailable
 from opsfleet.common.lifecycle import install_signal_handlers
 from opsfleet.common.logs import configure_logging
-from opsfleet.daemon.app import DaemonApp
-from opsfleet.daemon.config import load_daemon_config
-from opsfleet.manager.app import ManagerApp
-from opsfleet.manager.config import load_manager_config
+
+if TYPE_CHECKING:  # the apps are imported when the demo runs, keeping `opsfleet --help` fast
+    from opsfleet.manager.app import ManagerApp
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +79,9 @@ def _free_port() -> int:
 
 
 def build_configs(args: argparse.Namespace, password: str) -> tuple[Any, Any]:
+    from opsfleet.daemon.config import load_daemon_config
+    from opsfleet.manager.config import load_manager_config
+
     data_dir: Path = args.data_dir.resolve()
     http_host, http_port = split_host_port(args.http_listen, key="--http-listen")
     grpc_host, grpc_port = split_host_port(args.grpc_listen, key="--grpc-listen")
@@ -167,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
     configure_logging("info")
     password = admin_password(args.data_dir)
     manager_cfg, daemon_cfg = build_configs(args, password)
+
+    from opsfleet.daemon.app import DaemonApp
+    from opsfleet.manager.app import ManagerApp
 
     async def _main() -> None:
         stop = asyncio.Event()
