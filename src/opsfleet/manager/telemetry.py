@@ -101,8 +101,11 @@ else:  # not subscriptable at run time
 
 
 class _RpcMetricsInterceptor(_InterceptorBase):
+    """Wraps each method's handler once (cached per method) so the per-call cost stays small."""
+
     def __init__(self, telemetry: Telemetry) -> None:
         self._t = telemetry
+        self._wrapped: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
 
     async def intercept_service(
         self,
@@ -114,7 +117,17 @@ class _RpcMetricsInterceptor(_InterceptorBase):
         if inner is None:
             return handler  # every opsfleet RPC is unary; others pass through unmeasured
         method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is inner:
+            return cached[1]
+        wrapped = self._wrap(method, handler, inner)
+        self._wrapped[method] = (inner, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: Any, inner: Any) -> grpc.RpcMethodHandler[Any, Any]:
         telemetry = self._t
+        seconds = telemetry.rpc_seconds.labels(method=method)
+        handled: dict[str, Any] = {}
 
         async def measured(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
@@ -129,8 +142,11 @@ class _RpcMetricsInterceptor(_InterceptorBase):
                 raise
             finally:
                 code = "CANCELLED" if cancelled else _code_name(context.code(), failed)
-                telemetry.rpc_handled.labels(method=method, code=code).inc()
-                telemetry.rpc_seconds.labels(method=method).observe(time.perf_counter() - started)
+                counter = handled.get(code)
+                if counter is None:
+                    counter = handled[code] = telemetry.rpc_handled.labels(method=method, code=code)
+                counter.inc()
+                seconds.observe(time.perf_counter() - started)
 
         return grpc.unary_unary_rpc_method_handler(
             measured,
