@@ -24,6 +24,7 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
+	sh scripts/ensure_chromium.sh
 	$(BIN)/pytest -q
 
 ## proto: regenerate src/opsfleet/proto from proto/*.proto

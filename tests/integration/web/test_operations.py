@@ -29,7 +29,8 @@ async def test_health_ready_docs_and_root(web_sqlite: Web) -> None:
     assert (
         "/api/v1/nodes/{node_id}/agents/{agent_id}/operate" in paths and "/api/v1/auth/register" not in paths
     )
-    assert (await web.http.get("/")).status_code == 404  # left for the dashboard
+    root = await web.http.get("/")
+    assert root.status_code == 200 and root.headers["content-type"].startswith("text/html")  # the dashboard
     expect(await web.http.get("/api/v1/nope"), 404, 1004)
 
 

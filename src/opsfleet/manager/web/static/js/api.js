@@ -126,7 +126,10 @@ export async function api(path, { method = "GET", query = null, body = undefined
 
 /** Drop the session and show the login page, remembering where the user was. */
 export function signOut(message) {
+  const hadSession = session.get() !== null;
   session.clear();
+  // Several requests fail together when a token is rejected: only the first one redirects.
+  if (!hadSession && location.hash.startsWith("#/login")) return;
   if (message) flash.set(message);
   const here = location.hash.replace(/^#/, "");
   const next = here && !here.startsWith("/login") ? `?next=${encodeURIComponent(here)}` : "";

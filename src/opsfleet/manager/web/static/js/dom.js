@@ -57,13 +57,21 @@ export function tone(status) {
 }
 
 export function badge(status, testid) {
-  return h("span", { class: `badge ${tone(status)}`, "data-testid": testid, "data-status": status }, status || "unknown");
+  return h(
+    "span",
+    { class: `badge ${tone(status)}`, "data-testid": testid, "data-status": status },
+    status || "unknown",
+  );
 }
 
 export function card(title, { actions = null, body = null, flush = false, testid = null, extraClass = "" } = {}) {
   const head = title === null ? null : h("div", { class: "card-head" }, h("h2", { text: title }), actions);
   const content = h("div", { class: flush ? "card-body flush" : "card-body" }, body);
-  return { el: h("section", { class: `card ${extraClass}`, "data-testid": testid }, head, content), head, body: content };
+  return {
+    el: h("section", { class: `card ${extraClass}`, "data-testid": testid }, head, content),
+    head,
+    body: content,
+  };
 }
 
 /** A labelled form field; `control` gets the id the label points at. */
@@ -115,7 +123,15 @@ export function table(columns, { testid = null } = {}) {
     h(
       "table",
       { "data-testid": testid },
-      h("thead", {}, h("tr", {}, columns.map(([text, cls]) => h("th", { class: cls, scope: "col" }, text)))),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          columns.map(([text, cls]) => h("th", { class: cls, scope: "col" }, text)),
+        ),
+      ),
       tbody,
     ),
   );

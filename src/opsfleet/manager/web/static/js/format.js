@@ -62,17 +62,16 @@ export function timeAgo(value) {
   return h("time", { datetime: d ? d.toISOString() : null, title: dateTime(value) }, ago(value));
 }
 
-/** A usage bar with its number; amber/red above the alert threshold. */
+/** A usage bar; amber (the warning colour) above the alert threshold. */
+export function meter(value) {
+  const v = Math.max(0, Math.min(100, Number(value) || 0));
+  return h("div", { class: v > WARN_PERCENT ? "meter warn" : "meter" }, h("span", { style: `width:${v.toFixed(1)}%` }));
+}
+
+/** A usage bar with its number. */
 export function usage(value, testid) {
   if (value === null || value === undefined) return h("span", { class: "muted", "data-testid": testid }, "–");
-  const v = Math.max(0, Math.min(100, Number(value)));
-  const cls = v > WARN_PERCENT ? "meter bad" : v > 75 ? "meter warn" : "meter";
-  return h(
-    "div",
-    { class: "usage", "data-testid": testid },
-    h("div", { class: cls }, h("span", { style: `width:${v.toFixed(1)}%` })),
-    h("span", { class: "num" }, percent(value)),
-  );
+  return h("div", { class: "usage", "data-testid": testid }, meter(value), h("span", { class: "num" }, percent(value)));
 }
 
 export function shortId(id) {

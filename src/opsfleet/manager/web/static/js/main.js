@@ -48,6 +48,7 @@ function render() {
     return;
   }
   clearAllErrors();
+  document.title = "opsfleet";
   updateShell(target.name);
   app.replaceChildren();
   target.render(app, scope, ...target.args);

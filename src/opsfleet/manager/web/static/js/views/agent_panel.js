@@ -48,7 +48,11 @@ export function renderAgentPanel(root, scope, nodeId, agentId) {
   const filter = h("input", { type: "search", placeholder: "text the lines contain", "data-testid": "logs-filter" });
   const follow = h("input", { type: "checkbox", checked: true, id: "logs-follow", "data-testid": "logs-follow" });
   const reload = h("button", { type: "button", class: "btn", "data-testid": "logs-refresh" }, "Refresh");
-  const output = h("pre", { class: "logs", "data-testid": "agent-logs", tabindex: "0", "aria-label": `Log of ${agentId}` }, "");
+  const output = h(
+    "pre",
+    { class: "logs", "data-testid": "agent-logs", tabindex: "0", "aria-label": `Log of ${agentId}` },
+    "",
+  );
   const count = h("span", { class: "muted small", "data-testid": "logs-count" }, "");
 
   const durationSel = segmented(
@@ -67,7 +71,12 @@ export function renderAgentPanel(root, scope, nodeId, agentId) {
       "div",
       { class: "page-head section" },
       h("h2", { "data-testid": "agent-panel-title" }, `Agent ${agentId}`),
-      h("div", { class: "toolbar" }, h("span", { class: "muted small" }, "Resource usage reported by the daemon"), durationSel),
+      h(
+        "div",
+        { class: "toolbar" },
+        h("span", { class: "muted small" }, "Resource usage reported by the daemon"),
+        durationSel,
+      ),
     ),
     h("div", { class: "grid grid-2" }, cpuCard.el, memCard.el),
     h(
@@ -109,7 +118,10 @@ export function renderAgentPanel(root, scope, nodeId, agentId) {
     const answer = await api(`${base}/logs`, { query: { lines: lines.value, filter: filter.value } });
     if (scope.disposed) return;
     const atBottom = output.scrollTop + output.clientHeight >= output.scrollHeight - 8;
-    replace(output, answer.lines.length ? answer.lines.join("\n") : filter.value ? "(no line matches the filter)" : "(no output yet)");
+    replace(
+      output,
+      answer.lines.length ? answer.lines.join("\n") : filter.value ? "(no line matches the filter)" : "(no output yet)",
+    );
     output.dataset.loaded = "1";
     count.textContent = `${answer.count} line${answer.count === 1 ? "" : "s"}${filter.value ? " matching" : ""}`;
     if (atBottom || follow.checked) output.scrollTop = output.scrollHeight;

@@ -13,6 +13,13 @@ const OPERATIONS = [
   ["restart", "Restart", "btn btn-sm"],
 ];
 
+// Statuses in which an operation makes no sense (the agent is gone, or already there).
+const POINTLESS = {
+  start: new Set(["removed", "running", "starting", "stopping"]),
+  stop: new Set(["removed", "stopped", "stopping"]),
+  restart: new Set(["removed", "stopping"]),
+};
+
 function seconds(from, to) {
   const ms = new Date(to).getTime() - new Date(from).getTime();
   return Number.isFinite(ms) ? `${(ms / 1000).toFixed(1)} s` : "";
@@ -32,14 +39,31 @@ export function renderAgents(root, scope, nodeId, { selected, onSelect }) {
   let agents = [];
 
   const result = h("span", { class: "op-result", "data-testid": "operate-result", role: "status" }, "");
-  const refresh = h("button", { type: "button", class: "btn btn-sm", "data-testid": "agents-sync" }, "Refresh from daemon");
+  const refresh = h(
+    "button",
+    { type: "button", class: "btn btn-sm", "data-testid": "agents-sync" },
+    "Refresh from daemon",
+  );
   const agentsTable = table(
-    [["Agent"], ["Type"], ["Version"], ["Status"], ["PID", "num"], ["Restarts", "num"], ["Last heartbeat"], ["Actions"]],
+    [
+      ["Agent"],
+      ["Type"],
+      ["Version"],
+      ["Status"],
+      ["PID", "num"],
+      ["Restarts", "num"],
+      ["Last heartbeat"],
+      ["Actions"],
+    ],
     { testid: "agents-table" },
   );
   const ops = table([["Requested"], ["Agent"], ["Operation"], ["By"], ["Result"]], { testid: "operations-table" });
 
-  const agentsCard = card("Agents", { actions: h("div", { class: "toolbar" }, result, refresh), body: agentsTable.el, flush: true });
+  const agentsCard = card("Agents", {
+    actions: h("div", { class: "toolbar" }, result, refresh),
+    body: agentsTable.el,
+    flush: true,
+  });
   agentsCard.el.setAttribute("data-testid", "agents-card");
   const opsCard = card("Recent operations", { body: ops.el, flush: true });
   root.append(agentsCard.el);
@@ -53,7 +77,7 @@ export function renderAgents(root, scope, nodeId, { selected, onSelect }) {
         {
           type: "button",
           class: cls,
-          disabled: !canOperate || busy.has(agent.agent_id) || agent.status === "removed",
+          disabled: !canOperate || busy.has(agent.agent_id) || POINTLESS[op].has(agent.status),
           title: disabledWhy || `${text} ${agent.agent_id}`,
           "data-testid": `operate-${op}`,
           "data-agent-id": agent.agent_id,
@@ -90,7 +114,11 @@ export function renderAgents(root, scope, nodeId, { selected, onSelect }) {
       h("td", { class: "mono" }, agent.version || "–"),
       h("td", {}, badge(agent.status, "agent-status")),
       h("td", { class: "num mono", "data-testid": "agent-pid" }, agent.pid ? String(agent.pid) : "–"),
-      h("td", { class: "num" }, info ? String(info.restart_count) : "–"),
+      h(
+        "td",
+        { class: "num", title: info ? null : "Known after a refresh from the daemon" },
+        info ? String(info.restart_count) : "–",
+      ),
       h("td", { class: "nowrap" }, agent.last_heartbeat ? timeAgo(agent.last_heartbeat) : "–"),
       h("td", {}, h("div", { class: "btn-group" }, buttons, details)),
     );
@@ -115,8 +143,8 @@ export function renderAgents(root, scope, nodeId, { selected, onSelect }) {
         "td",
         {},
         r.success
-          ? h("span", { class: "badge ok" }, `done in ${seconds(r.requested_at, r.finished_at)}`)
-          : h("span", { class: "badge bad", title: r.error }, r.error ? `failed: ${r.error}` : "failed"),
+          ? h("span", { class: "op-text ok" }, `done in ${seconds(r.requested_at, r.finished_at)}`)
+          : h("span", { class: "op-text bad" }, r.error ? `failed: ${r.error}` : "failed"),
       ),
     );
 
@@ -139,7 +167,10 @@ export function renderAgents(root, scope, nodeId, { selected, onSelect }) {
     result.className = "op-result";
     result.textContent = `${op} ${agentId}…`;
     try {
-      const record = await api(`${base}/${encodeURIComponent(agentId)}/operate`, { method: "POST", body: { operation: op } });
+      const record = await api(`${base}/${encodeURIComponent(agentId)}/operate`, {
+        method: "POST",
+        body: { operation: op },
+      });
       if (scope.disposed) return;
       if (record.success) {
         clearError("operate");

@@ -82,7 +82,12 @@ export function renderNodeCharts(root, scope, nodeId, initialRange, onRange) {
     const now = h("span", { class: "chart-now", "data-testid": `now-${panel.type}` }, "–");
     const c = card(panel.title, { actions: now, extraClass: "chart-card" });
     grid.appendChild(c.el);
-    const chart = new TimeChart(c.body, { name: panel.type, series: panel.series, format: panel.format, percent: panel.percent });
+    const chart = new TimeChart(c.body, {
+      name: panel.type,
+      series: panel.series,
+      format: panel.format,
+      percent: panel.percent,
+    });
     scope.onDispose(() => chart.destroy());
     return { ...panel, chart, nowEl: now, data: new Series(RANGES[range]) };
   });
@@ -103,18 +108,15 @@ export function renderNodeCharts(root, scope, nodeId, initialRange, onRange) {
     "range-selector",
   );
   root.append(
-    h(
-      "div",
-      { class: "page-head section" },
-      h("h2", {}, "Resources"),
-      h("div", { class: "toolbar" }, note, selector),
-    ),
+    h("div", { class: "page-head section" }, h("h2", {}, "Resources"), h("div", { class: "toolbar" }, note, selector)),
     grid,
   );
 
   const draw = (panel, aggregated) => {
     const [xs, ys] = panel.data.columns(...panel.pickers);
-    panel.chart.setData(xs, ys);
+    // Averages show the whole chosen span (a young node's buckets sit at its end); raw samples fill the chart.
+    const nowS = Date.now() / 1000;
+    panel.chart.setData(xs, ys, { window: aggregated ? [nowS - RANGES[range], nowS] : null });
     const last = panel.data.points[panel.data.points.length - 1];
     panel.nowEl.textContent = last ? panel.now(last) : "–";
     panel.nowEl.title = aggregated ? "average of the newest bucket" : "newest sample";

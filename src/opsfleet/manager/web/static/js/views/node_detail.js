@@ -3,21 +3,55 @@
 import { api } from "../api.js";
 import { badge, card, h, replace } from "../dom.js";
 import { dateTime, timeAgo } from "../format.js";
+import { clearAllErrors, reportError } from "../notify.js";
 import { href, setQuery } from "../router.js";
 import { POLL_MS, Scope } from "../scope.js";
 import { renderAgentPanel } from "./agent_panel.js";
 import { renderAgents } from "./agents.js";
 import { renderNodeCharts } from "./node_charts.js";
 
+const NODE_NOT_FOUND = 2001;
 const EVENT_TONE = { online: "ok", offline: "bad", registered: "info", "re-registered": "info" };
 
 function fact(key, value, testid) {
-  return h("div", { class: "fact" }, h("div", { class: "k" }, key), h("div", { class: "v", "data-testid": testid }, value));
+  return h(
+    "div",
+    { class: "fact" },
+    h("div", { class: "k" }, key),
+    h("div", { class: "v", "data-testid": testid }, value),
+  );
 }
 
 function labels(node) {
   const entries = Object.entries(node.labels || {}).sort(([a], [b]) => a.localeCompare(b));
   return entries.length ? entries.map(([k, v]) => h("span", { class: "chip" }, `${k}=${v}`)) : "–";
+}
+
+/** The node does not exist (or was deleted): one message instead of every panel failing. */
+function showNotFound(root, scope, nodeId, error) {
+  scope.dispose();
+  clearAllErrors();
+  reportError("node", error, "Opening the node");
+  root.replaceChildren(
+    h(
+      "div",
+      { class: "breadcrumb" },
+      h("a", { href: href(["nodes"]) }, "Nodes"),
+      " / ",
+      h("span", { class: "mono" }, nodeId),
+    ),
+    h(
+      "section",
+      { class: "card", "data-testid": "node-not-found" },
+      h(
+        "div",
+        { class: "empty" },
+        h("h2", {}, "No such node"),
+        h("p", {}, "This node is not registered with the Manager, or it was deleted."),
+        h("a", { href: href(["nodes"]), class: "btn" }, "Back to the nodes"),
+      ),
+    ),
+  );
 }
 
 export function renderNodeDetail(root, scope, nodeId, query) {
@@ -30,7 +64,13 @@ export function renderNodeDetail(root, scope, nodeId, query) {
   const timeline = h("ol", { class: "timeline", "data-testid": "events" });
 
   root.append(
-    h("div", { class: "breadcrumb" }, h("a", { href: href(["nodes"]) }, "Nodes"), " / ", h("span", { class: "mono" }, nodeId)),
+    h(
+      "div",
+      { class: "breadcrumb" },
+      h("a", { href: href(["nodes"]) }, "Nodes"),
+      " / ",
+      h("span", { class: "mono" }, nodeId),
+    ),
     h("div", { class: "page-head" }, h("div", { class: "title-row" }, title, status)),
     card(null, { body: facts }).el,
   );
@@ -61,19 +101,24 @@ export function renderNodeDetail(root, scope, nodeId, query) {
   if (state.agent) showAgent(state.agent);
 
   root.append(
-    h(
-      "div",
-      { class: "grid grid-2 section" },
-      card("Events", { body: timeline, flush: true }).el,
-      operationsCard,
-    ),
+    h("div", { class: "grid grid-2 section" }, card("Events", { body: timeline, flush: true }).el, operationsCard),
   );
 
   scope.every(POLL_MS, "node", "Loading the node", async () => {
-    const [node, events] = await Promise.all([
-      api(`/nodes/${encodeURIComponent(nodeId)}`),
-      api(`/nodes/${encodeURIComponent(nodeId)}/events`, { query: { limit: 50 } }),
-    ]);
+    let node;
+    let events;
+    try {
+      [node, events] = await Promise.all([
+        api(`/nodes/${encodeURIComponent(nodeId)}`),
+        api(`/nodes/${encodeURIComponent(nodeId)}/events`, { query: { limit: 50 } }),
+      ]);
+    } catch (error) {
+      if (error.code === NODE_NOT_FOUND && !scope.disposed) {
+        showNotFound(root, scope, nodeId, error);
+        return;
+      }
+      throw error;
+    }
     if (scope.disposed) return;
     title.textContent = node.hostname || node.node_id;
     document.title = `${node.hostname || node.node_id} · opsfleet`;
@@ -87,7 +132,11 @@ export function renderNodeDetail(root, scope, nodeId, query) {
       fact("Daemon", `${node.daemon_version || "–"} at ${node.daemon_address || "unknown address"}`),
       fact("Agent version", node.agent_version || "–"),
       fact("Registered", dateTime(node.registered_at)),
-      fact("Last seen", [timeAgo(node.last_seen_at), h("span", { class: "muted" }, ` · ${dateTime(node.last_seen_at)}`)], "node-last-seen"),
+      fact(
+        "Last seen",
+        [timeAgo(node.last_seen_at), h("span", { class: "muted" }, ` · ${dateTime(node.last_seen_at)}`)],
+        "node-last-seen",
+      ),
     );
     replace(
       timeline,

@@ -24,7 +24,7 @@ function nodeRow(node, use) {
       "td",
       {},
       h("a", { href: link, class: "node-name", "data-testid": "node-link" }, node.hostname || node.node_id),
-      h("div", { class: "muted small mono" }, node.node_id),
+      h("div", { class: "muted small mono node-id" }, node.node_id),
     ),
     h("td", { class: "nowrap mono" }, node.ip || "–"),
     h("td", { class: "nowrap" }, `${node.os || "?"} / ${node.arch || "?"}`),
@@ -45,7 +45,12 @@ export function renderNodes(root, scope, query) {
     page_size: PAGE_SIZES.includes(query.get("page_size")) ? query.get("page_size") : "20",
   };
 
-  const q = h("input", { type: "search", placeholder: "node id, hostname or IP", value: state.q, "data-testid": "filter-q" });
+  const q = h("input", {
+    type: "search",
+    placeholder: "node id, hostname or IP",
+    value: state.q,
+    "data-testid": "filter-q",
+  });
   const status = select(
     [
       ["", "Any status"],
@@ -55,8 +60,17 @@ export function renderNodes(root, scope, query) {
     state.status,
     { "data-testid": "filter-status" },
   );
-  const label = h("input", { type: "text", placeholder: "env:prod, role:db", value: state.label, "data-testid": "filter-label" });
-  const pageSize = select(PAGE_SIZES.map((n) => [n, `${n} per page`]), state.page_size, { "data-testid": "filter-page-size" });
+  const label = h("input", {
+    type: "text",
+    placeholder: "env:prod, role:db",
+    value: state.label,
+    "data-testid": "filter-label",
+  });
+  const pageSize = select(
+    PAGE_SIZES.map((n) => [n, n]),
+    state.page_size,
+    { "data-testid": "filter-page-size" },
+  );
   const clear = h("button", { type: "button", class: "btn" }, "Clear filters");
 
   const nodes = table(
@@ -82,23 +96,31 @@ export function renderNodes(root, scope, query) {
         field("Search", q, "filter-q"),
         field("Status", status, "filter-status"),
         field("Labels (key:value, comma-separated)", label, "filter-label"),
-        h("div", { class: "toolbar" }, pageSize, clear),
+        field("Per page", pageSize, "filter-page-size"),
+        clear,
       ),
       nodes.el,
       h("div", { class: "pager" }, summary, h("div", { class: "btn-group" }, prev, next)),
     ),
   );
-  pageSize.setAttribute("aria-label", "Nodes per page");
 
   const poll = scope.every(POLL_MS, "nodes", "Loading nodes", async () => {
-    const params = { page: state.page, page_size: state.page_size, q: state.q, status: state.status, label: state.label };
+    const params = {
+      page: state.page,
+      page_size: state.page_size,
+      q: state.q,
+      status: state.status,
+      label: state.label,
+    };
     const [page, overview] = await Promise.all([api("/nodes", { query: params }), api("/metrics/cluster/overview")]);
     if (scope.disposed) return;
     const usageById = new Map(overview.node_usage.map((row) => [row.node_id, row]));
     const info = page.page_info;
     replace(
       nodes.tbody,
-      page.list.length ? page.list.map((n) => nodeRow(n, usageById.get(n.node_id))) : emptyRow(9, "No node matches these filters."),
+      page.list.length
+        ? page.list.map((n) => nodeRow(n, usageById.get(n.node_id)))
+        : emptyRow(9, "No node matches these filters."),
     );
     const pages = Math.max(1, info.pages);
     summary.textContent = `${info.total} node${info.total === 1 ? "" : "s"} · page ${info.page} of ${pages}`;
@@ -108,7 +130,11 @@ export function renderNodes(root, scope, query) {
 
   const apply = (resetPage = true) => {
     if (resetPage) state.page = 1;
-    setQuery({ ...state, page: state.page > 1 ? state.page : "", page_size: state.page_size !== "20" ? state.page_size : "" });
+    setQuery({
+      ...state,
+      page: state.page > 1 ? state.page : "",
+      page_size: state.page_size !== "20" ? state.page_size : "",
+    });
     poll.kick();
   };
   let debounce = null;

@@ -2,7 +2,7 @@
 
 import { api } from "../api.js";
 import { badge, card, emptyRow, h, replace, table } from "../dom.js";
-import { WARN_PERCENT, percent, usage } from "../format.js";
+import { WARN_PERCENT, meter, percent, usage } from "../format.js";
 import { href } from "../router.js";
 import { POLL_MS } from "../scope.js";
 
@@ -27,11 +27,21 @@ export function alertsOf(nodeUsage) {
       if (value === null || value === undefined) continue;
       anyValue = true;
       if (value > WARN_PERCENT) {
-        alerts.push({ level: "warn", label: `${key} high`, node: row, text: `${label} at ${percent(value)} on ${name}` });
+        alerts.push({
+          level: "warn",
+          label: `${key} high`,
+          node: row,
+          text: `${label} at ${percent(value)} on ${name}`,
+        });
       }
     }
     if (!anyValue) {
-      alerts.push({ level: "warn", label: "no metrics", node: row, text: `${name} sent no metrics in the last 15 minutes` });
+      alerts.push({
+        level: "warn",
+        label: "no metrics",
+        node: row,
+        text: `${name} sent no metrics in the last 15 minutes`,
+      });
     }
   }
   return alerts.sort((a, b) => (a.level === b.level ? 0 : a.level === "bad" ? -1 : 1));
@@ -61,8 +71,15 @@ export function renderOverview(root, scope) {
   };
   const averages = RESOURCES.map(([key, label]) => {
     const value = h("div", { class: "stat-value", "data-testid": `avg-${key}` }, "–");
-    const meter = h("div");
-    return { key, value, meter, el: h("div", { class: "card stat" }, h("div", { class: "stat-label" }, `Fleet average ${label}`), value, meter) };
+    const bar = h("div", { class: "stat-bar" });
+    const el = h(
+      "div",
+      { class: "card stat" },
+      h("div", { class: "stat-label" }, `Fleet average ${label}`),
+      value,
+      bar,
+    );
+    return { key, value, bar, el };
   });
   const alertList = h("ul", { class: "alerts", "data-testid": "alerts" });
   const alertCard = card("Alerts", { body: alertList, flush: true });
@@ -73,11 +90,24 @@ export function renderOverview(root, scope) {
     h(
       "div",
       { class: "page-head" },
-      h("div", {}, h("h1", {}, "Fleet overview"), h("div", { class: "sub" }, "Newest usage of every node over the last 15 minutes.")),
+      h(
+        "div",
+        {},
+        h("h1", {}, "Fleet overview"),
+        h("div", { class: "sub" }, "Newest usage of every node over the last 15 minutes."),
+      ),
       updated,
     ),
-    h("div", { class: "grid grid-4 keep-2" }, Object.values(tiles).map((t) => t.el)),
-    h("div", { class: "grid grid-3 section" }, averages.map((a) => a.el)),
+    h(
+      "div",
+      { class: "grid grid-4 keep-2" },
+      Object.values(tiles).map((t) => t.el),
+    ),
+    h(
+      "div",
+      { class: "grid grid-3 section" },
+      averages.map((a) => a.el),
+    ),
     h(
       "div",
       { class: "grid grid-3 section" },
@@ -92,7 +122,13 @@ export function renderOverview(root, scope) {
       tbody,
       rows.length
         ? rows.map((row) =>
-            h("tr", {}, h("td", {}, nodeLink(row)), h("td", {}, badge(row.status)), h("td", { class: "num" }, usage(row[key]))),
+            h(
+              "tr",
+              {},
+              h("td", {}, nodeLink(row)),
+              h("td", {}, badge(row.status)),
+              h("td", { class: "num" }, usage(row[key])),
+            ),
           )
         : emptyRow(3, "No recent samples"),
     );
@@ -109,7 +145,7 @@ export function renderOverview(root, scope) {
     for (const a of averages) {
       const v = overview.averages[a.key];
       a.value.textContent = percent(v);
-      replace(a.meter, usage(v));
+      replace(a.bar, v === null || v === undefined ? null : meter(v));
     }
     const alerts = alertsOf(overview.node_usage);
     tiles.alerts.value.textContent = String(alerts.length);
