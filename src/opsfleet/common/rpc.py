@@ -20,7 +20,10 @@ SERVER_KEEPALIVE_TIMEOUT_MS = 20_000
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
-def server_options(max_message_bytes: int, min_ping_interval: float = 10.0) -> list[tuple[str, Any]]:
+def server_options(
+    max_message_bytes: int, min_ping_interval: float = 10.0, *, reuse_port: bool = False
+) -> list[tuple[str, Any]]:
+    """Server channel arguments; ``reuse_port`` lets several processes share one listening port."""
     min_ping_ms = int(min_ping_interval * 1000)
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -31,7 +34,7 @@ def server_options(max_message_bytes: int, min_ping_interval: float = 10.0) -> l
         ("grpc.http2.min_recv_ping_interval_without_data_ms", min_ping_ms),
         ("grpc.http2.min_ping_interval_without_data_ms", min_ping_ms),
         ("grpc.http2.max_ping_strikes", 2),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
 
 

@@ -106,14 +106,20 @@ class ManagerApp:
         await self.metrics.start()
         await self.daemon_clients.start()
         server = grpc.aio.server(
-            interceptors=[self.telemetry.grpc_interceptor()],
-            options=rpc_opts.server_options(cfg.grpc.max_message_bytes, cfg.grpc.keepalive_min_ping_interval),
+            options=rpc_opts.server_options(
+                cfg.grpc.max_message_bytes,
+                cfg.grpc.keepalive_min_ping_interval,
+                reuse_port=cfg.grpc.reuse_port,
+            ),
         )
         manager_pb2_grpc.add_ManagerServiceServicer_to_server(
-            ManagerServicer(self.nodes, self.metrics), server
+            ManagerServicer(self.nodes, self.metrics, observe_rpc=self.telemetry.observe_rpc), server
         )
         daemon_pb2_grpc.add_DaemonServiceServicer_to_server(
-            DaemonServiceServicer(self.nodes, self.metrics, self.agents, self.configs), server
+            DaemonServiceServicer(
+                self.nodes, self.metrics, self.agents, self.configs, observe_rpc=self.telemetry.observe_rpc
+            ),
+            server,
         )
         creds = None
         if cfg.grpc.tls.enabled:

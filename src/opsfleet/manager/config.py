@@ -78,6 +78,7 @@ class GrpcSection(Section):
     max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=64 * 1024, le=256 * 1024 * 1024)
     shutdown_grace: Duration = 5.0
     keepalive_min_ping_interval: Duration = Field(default=10.0, ge=1.0)
+    reuse_port: bool = False
 
 
 class DatabaseSection(Section):

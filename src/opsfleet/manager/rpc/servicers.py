@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -18,6 +19,7 @@ from opsfleet.manager.services.nodes import NodeService
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc, manager_pb2, manager_pb2_grpc
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+RpcObserver = Callable[[str, str, float], None] | None
 
 
 def _ingest_message(accepted: int, dropped: int) -> str:
@@ -28,9 +30,14 @@ def _ingest_message(accepted: int, dropped: int) -> str:
 
 
 class ManagerServicer(manager_pb2_grpc.ManagerServiceServicer):
-    def __init__(self, nodes: NodeService, metrics: MetricService) -> None:
+    SERVICE = "manager.ManagerService"
+
+    def __init__(
+        self, nodes: NodeService, metrics: MetricService, *, observe_rpc: RpcObserver = None
+    ) -> None:
         self._nodes = nodes
         self._metrics = metrics
+        self.observe_rpc = observe_rpc
 
     @grpc_errors
     async def RegisterNode(
@@ -93,9 +100,18 @@ def parse_metrics_document(data: bytes, timestamp: int) -> list[RawMetric]:
 class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
     """The RPCs of DaemonService that the manager serves; the daemon's answer UNIMPLEMENTED."""
 
+    SERVICE = "proto.DaemonService"
+
     def __init__(
-        self, nodes: NodeService, metrics: MetricService, agents: AgentService, configs: ConfigService
+        self,
+        nodes: NodeService,
+        metrics: MetricService,
+        agents: AgentService,
+        configs: ConfigService,
+        *,
+        observe_rpc: RpcObserver = None,
     ) -> None:
+        self.observe_rpc = observe_rpc
         self._nodes = nodes
         self._metrics = metrics
         self._agents = agents
