@@ -1,8 +1,9 @@
 """Agent state reported by daemons (SyncAgentStates) and stored per node.
 
 Daemons send a full snapshot on every change and periodically. A snapshot equal to the
-last one stored for the node within ``refresh_after`` seconds is not written again: the
-periodic syncs of a quiet fleet cost no transaction.
+last one stored for the node (ignoring ``last_heartbeat``, which advances all the time)
+within ``refresh_after`` seconds is not written again: the periodic syncs of a quiet fleet
+cost no transaction, and a stored ``last_heartbeat`` is at most ``refresh_after`` old.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class AgentService:
         self._nodes = nodes
         self._clock = clock
         self._refresh_after = refresh_after
-        self._last: dict[str, tuple[tuple[AgentState, ...], float]] = {}
+        self._last: dict[str, tuple[tuple[tuple[str, str, str, str, int], ...], float]] = {}
         self.writes_skipped = 0
         nodes.add_forget_listener(self.forget)
 
@@ -51,13 +52,13 @@ class AgentService:
             if len(state.status) > 32 or len(state.type) > 64 or len(state.version) > 64:
                 raise InvalidArgument(f"agent {state.agent_id!r}: status/type/version too long")
         now = self._clock()
-        snapshot = tuple(sorted(states, key=lambda st: st.agent_id))
+        shape = tuple(sorted((st.agent_id, st.type, st.version, st.status, st.pid) for st in states))
         last = self._last.get(node_id)
-        if last is not None and last[0] == snapshot and now - last[1] < self._refresh_after:
+        if last is not None and last[0] == shape and now - last[1] < self._refresh_after:
             self.writes_skipped += 1
         else:
-            await self._store.sync_agents(node_id, snapshot, now)
-            self._last[node_id] = (snapshot, now)
+            await self._store.sync_agents(node_id, states, now)
+            self._last[node_id] = (shape, now)
         self._nodes.seen(node_id)
 
     def forget(self, node_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +34,14 @@ from opsfleet.manager.store.shield import ShieldedWork, shielded
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_METRIC_INSERT_SQLITE = (
+    'INSERT INTO metric_samples (node_id, type, ts, "values") VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING'
+)
+_METRIC_INSERT_PG = (
+    'INSERT INTO metric_samples (node_id, type, ts, "values") '
+    "VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT DO NOTHING"
+)
 _MIGRATION_LOCK_ID = 0x0F5F1EE7
 
 
@@ -270,15 +279,14 @@ class SqlStore(ShieldedWork):
     async def insert_metrics(self, samples: Sequence[MetricSample]) -> None:
         if not samples:
             return
-        rows = [
-            {"node_id": s.node_id, "type": s.type, "ts": s.timestamp, "values": s.values} for s in samples
-        ]
-        stmt = self._insert(metric_samples).on_conflict_do_nothing(
-            index_elements=[metric_samples.c.node_id, metric_samples.c.type, metric_samples.c.ts]
-        )
+        # The hottest write: plain driver executemany with values pre-encoded, skipping
+        # SQLAlchemy's per-row parameter processing (half the CPU of this path).
+        encode = _JSON.encode
+        rows = [(s.node_id, s.type, s.timestamp, encode(s.values)) for s in samples]
+        sql = _METRIC_INSERT_PG if self.dialect == "postgresql" else _METRIC_INSERT_SQLITE
         async with self.engine.begin() as conn:
             for chunk in _chunks(rows, 2000):
-                await conn.execute(stmt, chunk)
+                await conn.exec_driver_sql(sql, chunk)
 
     @shielded
     async def query_metrics(self, node_id: str, type_: str, start: int, end: int) -> list[MetricSample]:
