@@ -45,6 +45,10 @@ class Unavailable(OpsfleetError):
     """A dependency (database, peer, the server itself while stopping) cannot be reached now."""
 
 
+class DatabaseUnavailable(Unavailable):
+    """The Manager's own database failed or timed out."""
+
+
 class ResourceExhausted(OpsfleetError):
     """Load is being shed; try again after ``retry_after`` seconds."""
 
@@ -75,6 +79,7 @@ ERROR_TABLE: dict[type[OpsfleetError], ErrorMapping] = {
     Unauthenticated: ErrorMapping(grpc.StatusCode.UNAUTHENTICATED, 401),
     PermissionDenied: ErrorMapping(grpc.StatusCode.PERMISSION_DENIED, 403),
     Unavailable: ErrorMapping(grpc.StatusCode.UNAVAILABLE, 502),
+    DatabaseUnavailable: ErrorMapping(grpc.StatusCode.UNAVAILABLE, 503),
     ResourceExhausted: ErrorMapping(grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
     DeadlineExceeded: ErrorMapping(grpc.StatusCode.DEADLINE_EXCEEDED, 504),
     Internal: ErrorMapping(grpc.StatusCode.INTERNAL, 500),

@@ -44,7 +44,7 @@ async def test_full_queue_answers_resource_exhausted_with_retry_delay(tmp_path: 
         await nodes.register(NodeRegistration("n1", "h", "1.1.1.1", "linux", "amd64", {}, "1", "1"))
         first = asyncio.create_task(metrics.ingest("n1", rows(800)))
         await asyncio.sleep(0)  # let the first report enter the queue
-        while metrics._queued_rows == 0:
+        while metrics.queued_rows == 0:
             await asyncio.sleep(0.01)
         with pytest.raises(ResourceExhausted) as info:
             await metrics.ingest("n1", rows(300, offset=1000))

@@ -43,7 +43,7 @@ class ManagerServicer(manager_pb2_grpc.ManagerServiceServicer):
     async def RegisterNode(
         self, request: manager_pb2.RegisterNodeRequest, context: Ctx
     ) -> manager_pb2.RegisterNodeResponse:
-        node, created = await self._nodes.register(
+        created = await self._nodes.register(
             NodeRegistration(
                 node_id=request.node_id,
                 hostname=request.hostname,
@@ -57,7 +57,7 @@ class ManagerServicer(manager_pb2_grpc.ManagerServiceServicer):
             )
         )
         word = "registered" if created else "re-registered"
-        return manager_pb2.RegisterNodeResponse(success=True, message=f"node {node.node_id} {word}")
+        return manager_pb2.RegisterNodeResponse(success=True, message=f"node {request.node_id} {word}")
 
     @grpc_errors
     async def Heartbeat(
@@ -121,7 +121,7 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
     async def Register(
         self, request: daemon_pb2.RegisterRequest, context: Ctx
     ) -> daemon_pb2.RegisterResponse:
-        node, created = await self._nodes.register_assigned(
+        node_id, created = await self._nodes.register_assigned(
             NodeRegistration(
                 node_id="",
                 hostname=request.hostname,
@@ -134,7 +134,7 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
             )
         )
         word = "registered" if created else "re-registered"
-        return daemon_pb2.RegisterResponse(node_id=node.node_id, success=True, message=f"node {word}")
+        return daemon_pb2.RegisterResponse(node_id=node_id, success=True, message=f"node {word}")
 
     @grpc_errors
     async def Heartbeat(

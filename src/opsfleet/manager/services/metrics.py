@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from opsfleet.common.errors import InvalidArgument, ResourceExhausted, Unavailable
+from opsfleet.common.errors import InvalidArgument
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
 from opsfleet.common.validation import (
     MAX_METRICS_PER_REQUEST,
@@ -22,6 +21,7 @@ from opsfleet.common.validation import (
     clean_values,
 )
 from opsfleet.manager.domain import IngestResult, MetricSample
+from opsfleet.manager.services.batching import GroupCommitter
 from opsfleet.manager.services.nodes import NodeService
 from opsfleet.manager.store.base import Store
 
@@ -35,12 +35,6 @@ class RawMetric:
     type: str
     timestamp: int
     values: Mapping[str, object]
-
-
-@dataclass
-class _Pending:
-    samples: list[MetricSample]
-    done: asyncio.Future[None]
 
 
 class MetricService:
@@ -59,29 +53,47 @@ class MetricService:
         self._nodes = nodes
         self._retention_days = retention_days
         self._retention_interval = retention_interval
-        self._max_batch_rows = max_batch_rows
-        self._max_queued_rows = max_queued_rows
-        self._queued_rows = 0
         self._clock = clock
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._accepting = False
         self._stop = asyncio.Event()
         self._tasks = TaskOwner("metrics")
-        self.batches_written = 0
-        self.rows_written = 0
-        self.batch_observer: Callable[[int, float], None] | None = None
+        self._writer: GroupCommitter[list[MetricSample], None] = GroupCommitter(
+            "metrics writer", self._insert, max_batch=max_batch_rows, max_queued=max_queued_rows, units=len
+        )
+
+    @property
+    def batch_observer(self) -> Callable[[int, float], None] | None:
+        """Called with (rows, seconds) after each committed write batch."""
+        return self._writer.observer
+
+    @batch_observer.setter
+    def batch_observer(self, observer: Callable[[int, float], None] | None) -> None:
+        self._writer.observer = observer
+
+    @property
+    def batches_written(self) -> int:
+        return self._writer.batches
+
+    @property
+    def rows_written(self) -> int:
+        return self._writer.units_committed
+
+    @property
+    def queued_rows(self) -> int:
+        return self._writer.queued
 
     async def start(self) -> None:
-        self._accepting = True
-        self._tasks.spawn("writer", self._writer_loop())
+        await self._writer.start()
         self._tasks.spawn("retention", self._retention_loop())
 
     async def stop(self) -> None:
         """Refuse new reports, commit what is queued, stop; idempotent."""
-        self._accepting = False
         self._stop.set()
-        await self._queue.put(_Pending([], asyncio.get_running_loop().create_future()))
+        await self._writer.stop()
         await self._tasks.stop(timeout=30.0)
+
+    async def _insert(self, batches: Sequence[list[MetricSample]]) -> list[None]:
+        await self._store.insert_metrics([s for batch in batches for s in batch])
+        return [None] * len(batches)
 
     def validate(self, node_id: str, metrics: Iterable[RawMetric]) -> tuple[list[MetricSample], int]:
         items = list(metrics)
@@ -110,61 +122,13 @@ class MetricService:
         return IngestResult(accepted=len(samples), dropped_values=dropped)
 
     async def _commit(self, samples: list[MetricSample]) -> None:
-        if not self._accepting:
-            raise Unavailable("manager is shutting down")
-        if self._queued_rows + len(samples) > self._max_queued_rows:
-            # Shed load instead of queueing without bound; daemons keep the samples and retry.
-            raise ResourceExhausted(
-                f"metrics write queue is full ({self._queued_rows} rows)",
-                retry_after=random.uniform(1.0, 3.0),
-            )
-        self._queued_rows += len(samples)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(samples, done))
-        await done
+        # Daemons keep samples the manager sheds (ResourceExhausted) and send them again later.
+        await self._writer.submit(samples)
 
     async def history(self, node_id: str, type_: str, start: int, end: int) -> list[MetricSample]:
         await self._nodes.get(node_id)
         check_metric_type(type_)
         return await self._store.query_metrics(node_id, type_, start, end)
-
-    async def _writer_loop(self) -> None:
-        while True:
-            first = await self._queue.get()
-            batch = [first]
-            rows = len(first.samples)
-            while rows < self._max_batch_rows and not self._queue.empty():
-                item = self._queue.get_nowait()
-                batch.append(item)
-                rows += len(item.samples)
-            await self._write(batch, rows)
-            if self._stop.is_set() and self._queue.empty():
-                return
-
-    async def _write(self, batch: list[_Pending], rows: int) -> None:
-        samples = [s for p in batch for s in p.samples]
-        self._queued_rows -= rows
-        started = time.perf_counter()
-        error: BaseException | None = None
-        if samples:
-            try:
-                await self._store.insert_metrics(samples)
-            except Exception as exc:
-                log.warning("metrics batch of %d rows failed: %s", rows, exc)
-                error = Unavailable(f"storing metrics failed: {exc}")
-        elapsed = time.perf_counter() - started
-        if error is None and samples:
-            self.batches_written += 1
-            self.rows_written += rows
-            if self.batch_observer is not None:
-                self.batch_observer(rows, elapsed)
-        for pending in batch:
-            if pending.done.done():
-                continue
-            if error is None:
-                pending.done.set_result(None)
-            else:
-                pending.done.set_exception(error)
 
     async def apply_retention(self) -> int:
         cutoff = int(self._clock()) - self._retention_days * 86400

@@ -12,12 +12,13 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from opsfleet.common.errors import NotFound
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
 from opsfleet.common.validation import check_node_id, check_registration_fields
 from opsfleet.manager.domain import Node, NodeEvent, NodeRegistration
+from opsfleet.manager.services.batching import GroupCommitter
 from opsfleet.manager.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class NodeService:
         offline_after: float,
         check_interval: float = 5.0,
         flush_interval: float = 1.0,
+        max_queued_registrations: int = 20_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -47,6 +49,9 @@ class NodeService:
         self._flush_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._tasks = TaskOwner("nodes")
+        self._registrations: GroupCommitter[NodeRegistration, bool] = GroupCommitter(
+            "registrations", self._upsert, max_batch=500, max_queued=max_queued_registrations
+        )
         self._started_at = clock()
         self.heartbeats_flushed = 0
         self._forget_listeners: list[Callable[[str], None]] = []
@@ -58,16 +63,19 @@ class NodeService:
     async def start(self) -> None:
         self._started_at = self._clock()
         self._known = {n.node_id for n in await self._store.list_nodes()}
+        await self._registrations.start()
         self._tasks.spawn("heartbeat-flusher", self._flush_loop())
         self._tasks.spawn("liveness", self._liveness_loop())
 
     async def stop(self) -> None:
         """Stop the loops and write pending heartbeats; idempotent."""
         self._stop.set()
+        await self._registrations.stop()
         await self._tasks.stop()
         await self.flush()
 
-    async def register(self, reg: NodeRegistration) -> tuple[Node, bool]:
+    async def register(self, reg: NodeRegistration) -> bool:
+        """Idempotent upsert of the node (group-committed with concurrent registrations); True when new."""
         check_node_id(reg.node_id)
         check_registration_fields(
             reg.hostname,
@@ -81,25 +89,25 @@ class NodeService:
             reg.labels,
         )
         self._pending.pop(reg.node_id, None)
-        node, created = await self._store.upsert_node(reg, self._clock())
-        self._known.add(node.node_id)
+        created = await self._registrations.submit(reg)
+        self._known.add(reg.node_id)
         if created:
             for listener in self._forget_listeners:
-                listener(node.node_id)
-        log.info(
-            "node %s %s (hostname=%s ip=%s)",
-            node.node_id,
-            "registered" if created else "re-registered",
-            node.hostname,
-            node.ip,
-        )
-        return node, created
+                listener(reg.node_id)
+            log.info("node %s registered (hostname=%s ip=%s)", reg.node_id, reg.hostname, reg.ip)
+        else:
+            # At DEBUG: after a manager restart a whole fleet re-registers within a minute.
+            log.debug("node %s re-registered (hostname=%s ip=%s)", reg.node_id, reg.hostname, reg.ip)
+        return created
 
-    async def register_assigned(self, reg: NodeRegistration) -> tuple[Node, bool]:
+    async def _upsert(self, regs: Sequence[NodeRegistration]) -> list[bool]:
+        return await self._store.upsert_nodes(regs, self._clock())
+
+    async def register_assigned(self, reg: NodeRegistration) -> tuple[str, bool]:
         """Registration where the manager picks the id: the same hostname and ip keep their id."""
         check_registration_fields(reg.hostname, {"ip": reg.ip}, reg.labels)
         node_id = await self._store.find_node_id(reg.hostname, reg.ip) or str(uuid.uuid4())
-        return await self.register(
+        created = await self.register(
             NodeRegistration(
                 node_id=node_id,
                 hostname=reg.hostname,
@@ -112,6 +120,7 @@ class NodeService:
                 daemon_address=reg.daemon_address,
             )
         )
+        return node_id, created
 
     async def ensure_known(self, node_id: str) -> None:
         """NotFound unless the node is registered (the manager never invents nodes)."""

@@ -35,8 +35,10 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise Unavailable when the database cannot be reached."""
 
-    async def upsert_node(self, reg: NodeRegistration, now: float) -> tuple[Node, bool]:
-        """Insert or update a node (status online); True when it is new. Records the event."""
+    async def upsert_nodes(self, regs: Sequence[NodeRegistration], now: float) -> list[bool]:
+        """Insert or update nodes (status online) in one transaction, recording an event each.
+
+        One flag per registration: True when that registration created the node."""
 
     async def get_node(self, node_id: str) -> Node | None: ...
 

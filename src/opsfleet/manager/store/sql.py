@@ -48,6 +48,37 @@ _TOUCH_PG = "UPDATE nodes SET last_seen_at = $1 WHERE node_id = $2 AND last_seen
 _MIGRATION_LOCK_ID = 0x0F5F1EE7
 
 
+_NODE_UPDATABLE = (
+    "hostname",
+    "ip",
+    "os",
+    "arch",
+    "labels",
+    "daemon_version",
+    "agent_version",
+    "daemon_address",
+    "status",
+    "last_seen_at",
+)
+
+
+def _node_values(reg: NodeRegistration, now: float) -> dict[str, Any]:
+    return {
+        "node_id": reg.node_id,
+        "hostname": reg.hostname,
+        "ip": reg.ip,
+        "os": reg.os,
+        "arch": reg.arch,
+        "labels": reg.labels,
+        "daemon_version": reg.daemon_version,
+        "agent_version": reg.agent_version,
+        "daemon_address": reg.daemon_address,
+        "status": NodeStatus.ONLINE.value,
+        "registered_at": now,
+        "last_seen_at": now,
+    }
+
+
 def _row_to_node(row: sa.Row[Any]) -> Node:
     m = row._mapping
     return Node(
@@ -75,6 +106,7 @@ class SqlStore(ShieldedWork):
         self._pool_size = pool_size
         self._engine: AsyncEngine | None = None
         self._agent_upsert_stmt: Any = None
+        self._node_upsert_stmt: Any = None
 
     @property
     def dialect(self) -> str:
@@ -149,30 +181,37 @@ class SqlStore(ShieldedWork):
         return sqlite.insert(table)
 
     @shielded
-    async def upsert_node(self, reg: NodeRegistration, now: float) -> tuple[Node, bool]:
+    async def upsert_nodes(self, regs: Sequence[NodeRegistration], now: float) -> list[bool]:
+        if not regs:
+            return []
+        ids = list(dict.fromkeys(r.node_id for r in regs))
+        latest = {r.node_id: r for r in regs}  # a node registering twice in one batch: the last wins
         async with self.engine.begin() as conn:
-            existing = (
-                await conn.execute(sa.select(nodes.c.node_id).where(nodes.c.node_id == reg.node_id))
-            ).first()
-            values = {
-                "hostname": reg.hostname,
-                "ip": reg.ip,
-                "os": reg.os,
-                "arch": reg.arch,
-                "labels": reg.labels,
-                "daemon_version": reg.daemon_version,
-                "agent_version": reg.agent_version,
-                "daemon_address": reg.daemon_address,
-                "status": NodeStatus.ONLINE.value,
-                "last_seen_at": now,
-            }
-            stmt = self._insert(nodes).values(node_id=reg.node_id, registered_at=now, **values)
-            stmt = stmt.on_conflict_do_update(index_elements=[nodes.c.node_id], set_=values)
-            await conn.execute(stmt)
-            kind = EventKind.REREGISTERED if existing else EventKind.REGISTERED
-            await _add_event(conn, reg.node_id, kind, now)
-            row = (await conn.execute(sa.select(nodes).where(nodes.c.node_id == reg.node_id))).one()
-            return _row_to_node(row), existing is None
+            existing: set[str] = set()
+            for chunk in _chunks(ids, 500):
+                rows = await conn.execute(sa.select(nodes.c.node_id).where(nodes.c.node_id.in_(chunk)))
+                existing.update(r[0] for r in rows)
+            await conn.execute(self._node_upsert(), [_node_values(latest[i], now) for i in ids])
+            created: list[bool] = []
+            events = []
+            for reg in regs:
+                is_new = reg.node_id not in existing
+                existing.add(reg.node_id)
+                created.append(is_new)
+                kind = EventKind.REGISTERED if is_new else EventKind.REREGISTERED
+                events.append({"node_id": reg.node_id, "kind": kind.value, "at": now, "detail": ""})
+            await conn.execute(node_events.insert(), events)
+        return created
+
+    def _node_upsert(self) -> Any:
+        """The nodes upsert statement, built once; re-registration keeps ``registered_at``."""
+        if self._node_upsert_stmt is None:
+            stmt = self._insert(nodes)
+            self._node_upsert_stmt = stmt.on_conflict_do_update(
+                index_elements=[nodes.c.node_id],
+                set_={c: stmt.excluded[c] for c in _NODE_UPDATABLE},
+            )
+        return self._node_upsert_stmt
 
     @shielded
     async def get_node(self, node_id: str) -> Node | None:

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from opsfleet.common.errors import (
     ConfigError,
     Conflict,
+    DatabaseUnavailable,
     DeadlineExceeded,
     Internal,
     InvalidArgument,
@@ -64,6 +65,7 @@ API_CODES: dict[type[OpsfleetError], int] = {
     UserExists: 2009,
     ResourceExhausted: TOO_MANY_REQUESTS,
     Unavailable: UPSTREAM,
+    DatabaseUnavailable: DATABASE,
     DeadlineExceeded: UPSTREAM,
     Internal: INTERNAL,
 }

@@ -1,0 +1,131 @@
+"""Group commit: many concurrent callers, one transaction.
+
+``submit(item)`` queues an item and waits until the writer task has committed it together
+with whatever else was queued meanwhile (up to ``max_batch`` units). The reply to an RPC
+is therefore sent only after its data is durable, yet a burst of N calls costs a handful
+of transactions instead of N. Beyond ``max_queued`` units the committer sheds load with
+ResourceExhausted (and a retry delay) instead of queueing without bound.
+
+Lifecycle: ``start()`` spawns the writer; ``stop()`` refuses new items, commits what is
+queued and returns; it is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from opsfleet.common.errors import OpsfleetError, ResourceExhausted, Unavailable
+from opsfleet.common.lifecycle import TaskOwner
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class _Pending(Generic[T, R]):
+    item: T
+    units: int
+    done: asyncio.Future[R]
+
+
+class GroupCommitter(Generic[T, R]):
+    """``commit(items)`` returns one result per item, in order, or raises for the whole batch."""
+
+    def __init__(
+        self,
+        name: str,
+        commit: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        *,
+        max_batch: int,
+        max_queued: int,
+        units: Callable[[T], int] = lambda _item: 1,
+        observer: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self._name = name
+        self._commit = commit
+        self._max_batch = max_batch
+        self._max_queued = max_queued
+        self._units = units
+        self.observer = observer
+        self._queue: asyncio.Queue[_Pending[T, R] | None] = asyncio.Queue()
+        self._queued = 0
+        self._accepting = False
+        self._tasks = TaskOwner(name)
+        self.batches = 0
+        self.units_committed = 0
+
+    async def start(self) -> None:
+        self._accepting = True
+        self._tasks.spawn("writer", self._writer())
+
+    async def stop(self) -> None:
+        if self._accepting:
+            self._accepting = False
+            await self._queue.put(None)
+        await self._tasks.stop(timeout=30.0)
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    async def submit(self, item: T) -> R:
+        if not self._accepting:
+            raise Unavailable("manager is shutting down")
+        units = self._units(item)
+        if self._queued + units > self._max_queued:
+            raise ResourceExhausted(
+                f"{self._name} queue is full ({self._queued} queued)", retry_after=random.uniform(1.0, 3.0)
+            )
+        self._queued += units
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(item, units, done))
+        return await done
+
+    async def _writer(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                stopping = True
+                batch: list[_Pending[T, R]] = []
+                units = 0
+            else:
+                batch = [first]
+                units = first.units
+            while units < self._max_batch and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stopping = True
+                    continue
+                batch.append(nxt)
+                units += nxt.units
+            if batch:
+                await self._write(batch, units)
+
+    async def _write(self, batch: list[_Pending[T, R]], units: int) -> None:
+        self._queued -= units
+        started = time.perf_counter()
+        try:
+            results = await self._commit([p.item for p in batch])
+        except Exception as exc:
+            log.warning("%s: batch of %d failed: %s", self._name, units, exc)
+            error = exc if isinstance(exc, OpsfleetError) else Unavailable(f"{self._name} failed: {exc}")
+            for pending in batch:
+                if not pending.done.done():
+                    pending.done.set_exception(error)
+            return
+        self.batches += 1
+        self.units_committed += units
+        if self.observer is not None:
+            self.observer(units, time.perf_counter() - started)
+        for pending, result in zip(batch, results, strict=True):
+            if not pending.done.done():
+                pending.done.set_result(result)
