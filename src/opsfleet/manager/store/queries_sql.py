@@ -94,7 +94,7 @@ class SqlFleetQueries:
 
     @shielded
     async def delete_node(self, node_id: str) -> bool:
-        async with self._engine.begin() as conn:
+        async with self._store.write_tx() as conn:
             for table in (agents, node_events, metric_samples):
                 await conn.execute(table.delete().where(table.c.node_id == node_id))
             result = await conn.execute(nodes.delete().where(nodes.c.node_id == node_id))

@@ -70,7 +70,7 @@ class SqlUserStore:
             .on_conflict_do_nothing(index_elements=[users.c.username])
             .returning(*_USER_COLUMNS)
         )
-        async with self._engine.begin() as conn:
+        async with self._store.write_tx() as conn:
             row = (await conn.execute(stmt)).first()
         return _row_to_user(row) if row else None
 
@@ -115,13 +115,13 @@ class SqlUserStore:
         if revoke_tokens:
             values["token_version"] = users.c.token_version + 1
         stmt = users.update().where(users.c.id == user_id).values(**values).returning(*_USER_COLUMNS)
-        async with self._engine.begin() as conn:
+        async with self._store.write_tx() as conn:
             row = (await conn.execute(stmt)).first()
         return _row_to_user(row) if row else None
 
     @shielded
     async def note_login(self, user_id: int, now: float) -> None:
-        async with self._engine.begin() as conn:
+        async with self._store.write_tx() as conn:
             await conn.execute(users.update().where(users.c.id == user_id).values(last_login_at=now))
 
     @shielded
@@ -131,7 +131,7 @@ class SqlUserStore:
             .values(key=key, value=default)
             .on_conflict_do_nothing(index_elements=[settings.c.key])
         )
-        async with self._engine.begin() as conn:
+        async with self._store.write_tx() as conn:
             await conn.execute(stmt)
             value = (
                 await conn.execute(sa.select(settings.c.value).where(settings.c.key == key))
@@ -163,7 +163,7 @@ class SqlAuditStore:
             "source_ip": entry.source_ip[:64],
             "detail": entry.detail[:1024],
         }
-        async with self._store.engine.begin() as conn:
+        async with self._store.write_tx() as conn:
             result = await conn.execute(audit_log.insert().values(**values).returning(audit_log.c.id))
             return int(result.scalar_one())
 
