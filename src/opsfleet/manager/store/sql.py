@@ -127,7 +127,7 @@ class SqlStore(ShieldedWork):
         SQLite has one writer at a time, and its busy handler would otherwise make the loser
         sleep in 1-100 ms steps (the source of tail latency under load)."""
         if self._write_lock is None:
-            async with self.write_tx() as conn:
+            async with self.engine.begin() as conn:
                 yield conn
             return
         async with self._write_lock, self.engine.begin() as conn:
