@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
+import functools
 import socket
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from typing import Any
 import pytest
 
 from opsfleet.daemon.supervisor import AgentSpec, Supervisor, merge_agents
+from tests.helpers import assert_eventually
 
 PROGRAMS = Path(__file__).resolve().parents[2] / "programs"
 
@@ -29,33 +28,9 @@ FAST_DEFAULTS: dict[str, Any] = {
 }
 
 
-async def assert_eventually(
-    check: Callable[[], Any], *, timeout: float = 15.0, interval: float = 0.02, message: str = ""
-) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy without raising AssertionError."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    last_error: AssertionError | None = None
-    while True:
-        try:
-            result = check()
-            if inspect.isawaitable(result):
-                result = await result
-            last, last_error = result, None
-            if result:
-                return result
-        except AssertionError as exc:
-            last_error = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"not true within {timeout}s: {message} (last value {last!r})"
-            ) from last_error
-        await asyncio.sleep(interval)
-
-
 @pytest.fixture
 def eventually() -> Eventually:
-    return assert_eventually
+    return functools.partial(assert_eventually, timeout=15.0, interval=0.02)
 
 
 @pytest.fixture

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import time
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ import pytest
 
 from opsfleet.daemon.supervisor import AgentSpec, Supervisor, merge_agents
 from opsfleet.daemon.supervisor.fakes import FakeSpawner
+from tests.helpers import assert_eventually
 
 Eventually = Callable[..., Awaitable[Any]]
 
@@ -27,33 +26,9 @@ FAST_DEFAULTS: dict[str, Any] = {
 }
 
 
-async def assert_eventually(
-    check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.01, message: str = ""
-) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy without raising AssertionError."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    last_error: AssertionError | None = None
-    while True:
-        try:
-            result = check()
-            if inspect.isawaitable(result):
-                result = await result
-            last, last_error = result, None
-            if result:
-                return result
-        except AssertionError as exc:
-            last_error = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"not true within {timeout}s: {message} (last value {last!r})"
-            ) from last_error
-        await asyncio.sleep(interval)
-
-
 @pytest.fixture
 def eventually() -> Eventually:
-    return assert_eventually
+    return functools.partial(assert_eventually, timeout=10.0, interval=0.01)
 
 
 @pytest.fixture

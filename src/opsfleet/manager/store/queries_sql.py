@@ -7,17 +7,14 @@ SQLite, ``jsonb_each_text`` in PostgreSQL), so at most buckets x keys rows come 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsfleet.manager.domain import MetricBucket, MetricSample, Node, NodeFilter, UsageStats
 from opsfleet.manager.store.schema import agents, metric_samples, node_events, nodes
 from opsfleet.manager.store.shield import shielded
-from opsfleet.manager.store.sql import SqlStore, _row_to_node
+from opsfleet.manager.store.sql import StoreModule, _row_to_node
 
 USAGE_KEY = "usage_percent"
 
@@ -46,20 +43,8 @@ def _usage() -> sa.ColumnElement[float]:
     return usage
 
 
-class SqlFleetQueries:
+class SqlFleetQueries(StoreModule):
     """Read-side queries over the SqlStore's engine; usable once the SqlStore has started."""
-
-    def __init__(self, store: SqlStore) -> None:
-        self._store = store
-
-    @property
-    def inflight(self) -> set[asyncio.Future[Any]]:
-        """Shielded work is tracked by the SqlStore, which drains it before closing."""
-        return self._store.inflight
-
-    @property
-    def _engine(self) -> AsyncEngine:
-        return self._store.engine
 
     @shielded
     async def page_nodes(self, flt: NodeFilter, offset: int, limit: int) -> tuple[list[Node], int]:

@@ -470,6 +470,22 @@ class SqlStore(ShieldedWork):
         ]
 
 
+class StoreModule:
+    """Base of store modules that share a started SqlStore's engine and shielded-work set."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+
+    @property
+    def inflight(self) -> set[asyncio.Future[Any]]:
+        """Shielded work is tracked by the SqlStore, which drains it before closing."""
+        return self._store.inflight
+
+    @property
+    def _engine(self) -> AsyncEngine:
+        return self._store.engine
+
+
 async def _add_event(
     conn: AsyncConnection, node_id: str, kind: EventKind, at: float, detail: str = ""
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from opsfleet.manager.domain import AuditEntry, Role, User
 from opsfleet.manager.store.schema import audit_log, settings, users
 from opsfleet.manager.store.shield import shielded
-from opsfleet.manager.store.sql import SqlStore
+from opsfleet.manager.store.sql import StoreModule
 
 
 def dialect_insert(engine: AsyncEngine, table: sa.Table) -> Any:
@@ -39,20 +38,8 @@ def _row_to_user(row: sa.Row[Any]) -> User:
 _USER_COLUMNS = [c for c in users.c if c.name != "password_hash"]
 
 
-class SqlUserStore:
+class SqlUserStore(StoreModule):
     """Users and settings in the Manager database; usable once the SqlStore has started."""
-
-    def __init__(self, store: SqlStore) -> None:
-        self._store = store
-
-    @property
-    def inflight(self) -> set[asyncio.Future[Any]]:
-        """Shielded work is tracked by the SqlStore, which drains it before closing."""
-        return self._store.inflight
-
-    @property
-    def _engine(self) -> AsyncEngine:
-        return self._store.engine
 
     @shielded
     async def insert_user(self, username: str, password_hash: str, role: Role, now: float) -> User | None:
@@ -139,16 +126,8 @@ class SqlUserStore:
         return str(value)
 
 
-class SqlAuditStore:
+class SqlAuditStore(StoreModule):
     """The audit log in the Manager database."""
-
-    def __init__(self, store: SqlStore) -> None:
-        self._store = store
-
-    @property
-    def inflight(self) -> set[asyncio.Future[Any]]:
-        """Shielded work is tracked by the SqlStore, which drains it before closing."""
-        return self._store.inflight
 
     @shielded
     async def add_audit(self, entry: AuditEntry) -> int:
