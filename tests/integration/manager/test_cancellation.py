@@ -16,11 +16,11 @@ from tests.processes import Proc
 
 
 async def _storm(address: str, seconds: int) -> str:
-    """Saturating simulated fleet with 0.1 s deadlines: many calls are cut mid-transaction."""
+    """Saturating simulated fleet with 20 ms deadlines: many calls are cut mid-transaction."""
     sim = await Proc.start(
         [
             *("simulate", "--target", address, "--mode", "saturate", "--nodes", "200", "--workers", "1"),
-            *("--duration", str(seconds), "--timeout", "0.1"),
+            *("--duration", str(seconds), "--timeout", "0.02", "--inflight", "256"),
         ]
     )
     assert await sim.wait(timeout=60) == 0, sim.output
