@@ -332,7 +332,3 @@ class ManagerLink:
                 if exc.code() == grpc.StatusCode.NOT_FOUND:
                     raise _Reregister() from exc
                 raise self._fail("agent state sync", exc) from exc
-
-
-def metric_records(samples: dict[str, dict[str, float]], timestamp: int) -> list[dict[str, Any]]:
-    return [{"type": t, "timestamp": timestamp, "values": v} for t, v in samples.items()]

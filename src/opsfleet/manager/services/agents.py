@@ -17,7 +17,6 @@ from opsfleet.manager.domain import Agent, AgentState
 from opsfleet.manager.services.nodes import NodeService
 from opsfleet.manager.store.base import Store
 
-AGENT_STATUSES = frozenset({"running", "stopped", "starting", "stopping", "error", "failed", "backoff"})
 DEFAULT_REFRESH_AFTER = 60.0
 
 

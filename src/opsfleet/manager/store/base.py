@@ -15,7 +15,6 @@ from opsfleet.manager.domain import (
     NodeEvent,
     NodeFilter,
     NodeRegistration,
-    NodeStatus,
     OperationRecord,
     Role,
     UsageStats,
@@ -73,8 +72,6 @@ class Store(Protocol):
         """Upsert the node's agents from a full snapshot; agents missing from it are marked removed."""
 
     async def list_agents(self, node_id: str) -> list[Agent]: ...
-
-    async def set_node_status(self, node_id: str, status: NodeStatus, now: float) -> None: ...
 
     async def record_operation(self, record: OperationRecord) -> int:
         """Append an agent operation to the history; its id."""

@@ -304,17 +304,6 @@ class SqlStore(ShieldedWork):
         return gone
 
     @shielded
-    async def set_node_status(self, node_id: str, status: NodeStatus, now: float) -> None:
-        async with self.write_tx() as conn:
-            result = await conn.execute(
-                nodes.update()
-                .where(nodes.c.node_id == node_id, nodes.c.status != status.value)
-                .values(status=status.value)
-            )
-            if result.rowcount:
-                await _add_event(conn, node_id, EventKind(status.value), now)
-
-    @shielded
     async def list_events(self, node_id: str, limit: int = 100) -> list[NodeEvent]:
         query = (
             sa.select(node_events)
