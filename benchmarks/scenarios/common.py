@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from benchmarks.output import method_rows, process_rows
+from benchmarks.procs import SimulatorArgs
 
 
 def add_database_arg(p: argparse.ArgumentParser) -> None:
@@ -34,6 +35,22 @@ def add_fleet_args(p: argparse.ArgumentParser, *, nodes: int, duration: float, s
     p.add_argument("--sync-interval", type=float, default=300.0, help="seconds (%(default)s)")
     p.add_argument(
         "--stagger", type=float, default=stagger, help="first registrations spread over (%(default)s s)"
+    )
+
+
+def fleet_simulator_args(args: argparse.Namespace) -> SimulatorArgs:
+    """The simulator run described by ``add_fleet_args`` + ``add_simulator_args`` flags."""
+    return SimulatorArgs(
+        mode="fleet",
+        nodes=args.nodes,
+        duration=args.duration,
+        workers=args.workers,
+        channels=args.channels,
+        heartbeat_interval=args.heartbeat_interval,
+        metrics_interval=args.metrics_interval,
+        sync_interval=args.sync_interval,
+        stagger=args.stagger,
+        progress_interval=args.progress_interval,
     )
 
 

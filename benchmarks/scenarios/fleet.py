@@ -12,11 +12,12 @@ from typing import Any
 
 from benchmarks.dbs import ScratchDatabase
 from benchmarks.output import mib, print_table, verdict
-from benchmarks.procs import SimulatorArgs, run_simulator, start_manager
+from benchmarks.procs import run_simulator, start_manager
 from benchmarks.scenarios.common import (
     add_database_arg,
     add_fleet_args,
     add_simulator_args,
+    fleet_simulator_args,
     run_rows,
     summary,
 )
@@ -41,18 +42,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    sim = SimulatorArgs(
-        mode="fleet",
-        nodes=args.nodes,
-        duration=args.duration,
-        workers=args.workers,
-        channels=args.channels,
-        heartbeat_interval=args.heartbeat_interval,
-        metrics_interval=args.metrics_interval,
-        sync_interval=args.sync_interval,
-        stagger=args.stagger,
-        progress_interval=args.progress_interval,
-    )
+    sim = fleet_simulator_args(args)
     db = ScratchDatabase(workdir, args.database_url, keep=args.keep)
     db.create()
     try:

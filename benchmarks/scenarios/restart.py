@@ -21,7 +21,6 @@ from benchmarks.output import print_table, verdict
 from benchmarks.procs import (
     BenchError,
     ServerProcess,
-    SimulatorArgs,
     SimulatorProcess,
     free_port,
     start_manager,
@@ -30,6 +29,7 @@ from benchmarks.scenarios.common import (
     add_database_arg,
     add_fleet_args,
     add_simulator_args,
+    fleet_simulator_args,
     run_rows,
     summary,
 )
@@ -76,18 +76,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             f"note: --duration {args.duration:.0f} is shorter than restart-at + down + recover-within; "
             "late recoveries may fall outside the run"
         )
-    sim_args = SimulatorArgs(
-        mode="fleet",
-        nodes=args.nodes,
-        duration=args.duration,
-        workers=args.workers,
-        channels=args.channels,
-        heartbeat_interval=args.heartbeat_interval,
-        metrics_interval=args.metrics_interval,
-        sync_interval=args.sync_interval,
-        stagger=args.stagger,
-        progress_interval=args.progress_interval,
-    )
+    sim_args = fleet_simulator_args(args)
     port = free_port()
     db = ScratchDatabase(workdir, args.database_url, keep=args.keep)
     db.create()
