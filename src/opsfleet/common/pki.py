@@ -391,3 +391,45 @@ def fetch_server_chain(host: str, port: int, timeout: float = 10.0) -> list[byte
             der = cert if isinstance(cert, bytes) else cert.public_bytes(ssl._ssl.ENCODING_DER)  # type: ignore[attr-defined]
             out.append(ssl.DER_cert_to_PEM_cert(der).encode())
         return out
+
+
+TLS_SUBDIR = "tls"
+NODE_KEY_FILE = "node.key"
+NODE_CERT_FILE = "node.pem"
+NODE_CA_FILE = "ca.pem"
+
+
+@dataclass(frozen=True)
+class TLSMaterial:
+    """A process's own certificate and key and the fleet CA it trusts (all PEM)."""
+
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+    @property
+    def identity(self) -> Identity | None:
+        return identity_of_pem(self.cert_pem)
+
+
+def node_tls_dir(work_dir: Path) -> Path:
+    """Where an enrolled daemon keeps ``node.key`` (0600), ``node.pem`` and ``ca.pem``."""
+    return work_dir / TLS_SUBDIR
+
+
+def load_node_material(work_dir: Path) -> TLSMaterial | None:
+    """The enrolled identity in ``work_dir/tls``, or None when the daemon has not enrolled."""
+    folder = node_tls_dir(work_dir)
+    paths = [folder / NODE_CA_FILE, folder / NODE_CERT_FILE, folder / NODE_KEY_FILE]
+    if not all(p.exists() for p in paths):
+        return None
+    ca, cert, key = (p.read_bytes() for p in paths)
+    return TLSMaterial(ca_pem=ca, cert_pem=cert, key_pem=key)
+
+
+def save_node_material(work_dir: Path, material: TLSMaterial) -> None:
+    """Store an identity (key first, 0600; each file replaced atomically)."""
+    folder = node_tls_dir(work_dir)
+    write_private(folder / NODE_KEY_FILE, material.key_pem)
+    write_public(folder / NODE_CERT_FILE, material.cert_pem)
+    write_public(folder / NODE_CA_FILE, material.ca_pem)
