@@ -17,7 +17,7 @@ from opsfleet.daemon.config import DaemonConfig
 from opsfleet.daemon.identity import load_node_id, local_ip_towards
 from opsfleet.daemon.link import AgentStateView, LinkSettings, ManagerLink
 from opsfleet.daemon.outbox import Outbox
-from opsfleet.daemon.rpc.server import DaemonRpcServer, ServerTLS
+from opsfleet.daemon.rpc.server import DaemonRpcServer, server_tls
 from opsfleet.daemon.rpc.servicer import DaemonServicer
 from opsfleet.daemon.sampler import Sampler
 from opsfleet.daemon.spool import Spool
@@ -80,12 +80,11 @@ class DaemonApp:
             heartbeat_listen=("127.0.0.1", cfg.daemon.agent_heartbeat_port),
             on_change=self._agents_changed,
         )
-        tls = cfg.daemon.tls
         self.rpc = DaemonRpcServer(
             DaemonServicer(self.supervisor),
             host=cfg.daemon.grpc_host,
             port=cfg.daemon.grpc_port,
-            tls=ServerTLS(tls.cert_file, tls.key_file, tls.ca_file) if tls.cert_file else None,
+            tls=server_tls(cfg.daemon.tls, self.work_dir),
         )
         self.grpc_port = await self.rpc.start()
         await self.supervisor.start()

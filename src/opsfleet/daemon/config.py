@@ -34,11 +34,16 @@ SEED_IGNORED_KEYS = (
 
 
 class DaemonTLS(Section):
-    """TLS of the daemon's own DaemonService; with ``ca_file`` only clients of that CA are served."""
+    """TLS of the daemon's own DaemonService (when it has no enrolled identity).
+
+    ``ca_file`` is required with TLS: only clients with a certificate from that CA are
+    served, and only with the Manager identity unless ``require_manager_identity`` is false.
+    """
 
     cert_file: str = ""
     key_file: str = ""
     ca_file: str = ""
+    require_manager_identity: bool = True
 
 
 class DaemonSection(Section):
@@ -146,6 +151,11 @@ def load_daemon_config(
     if (own.cert_file or own.key_file or own.ca_file) and not (own.cert_file and own.key_file):
         raise ConfigError(
             "config key 'daemon.tls.cert_file': cert_file and key_file are both required for TLS"
+        )
+    if own.cert_file and not own.ca_file:
+        raise ConfigError(
+            "config key 'daemon.tls.ca_file': required with daemon.tls.cert_file (TLS without a CA "
+            "would serve any client): set the CA that issued the Manager's client certificate"
         )
     config.agent_specs()
     return config

@@ -15,6 +15,7 @@ import grpc
 
 from opsfleet import __version__
 from opsfleet.common import rpc as rpc_opts
+from opsfleet.common.pki import TLSMaterial
 from opsfleet.common.tls import server_credentials
 from opsfleet.manager.config import ManagerConfig
 from opsfleet.manager.rpc.daemon_client import DaemonCallSettings, DaemonClientPool
@@ -93,6 +94,7 @@ class ManagerApp:
         self.http_port = 0
         self._server: grpc.aio.Server | None = None
         self.grpc_port = 0
+        self.tls_material: TLSMaterial | None = None
         self._started = False
         self._stopped = False
 
@@ -104,6 +106,7 @@ class ManagerApp:
         await self.auth.start()
         await self.nodes.start()
         await self.metrics.start()
+        self.daemon_clients.use_identity(self.tls_material)
         await self.daemon_clients.start()
         server = grpc.aio.server(
             options=rpc_opts.server_options(

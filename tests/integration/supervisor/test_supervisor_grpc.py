@@ -171,8 +171,12 @@ async def test_mtls_refuses_clients_without_a_certificate(
     supervisor: Start, program: Program, pki: dict[str, Path]
 ) -> None:
     sup = await supervisor(program("web", "forever.py", enabled=False))
+    # trustme certificates carry no opsfleet identity: the documented opt-out for a foreign CA.
     tls = ServerTLS(
-        cert_file=str(pki["server.pem"]), key_file=str(pki["server.key"]), ca_file=str(pki["ca.pem"])
+        cert_file=str(pki["server.pem"]),
+        key_file=str(pki["server.key"]),
+        ca_file=str(pki["ca.pem"]),
+        require_manager_identity=False,
     )
     server = DaemonRpcServer(DaemonServicer(sup), host="127.0.0.1", port=0, tls=tls)
     port = await server.start()
@@ -197,7 +201,11 @@ async def test_mtls_refuses_clients_without_a_certificate(
 
 async def test_server_errors_name_the_config_key(supervisor: Start, tmp_path: Path) -> None:
     sup = await supervisor()
-    missing = ServerTLS(cert_file=str(tmp_path / "none.pem"), key_file=str(tmp_path / "none.key"))
+    missing = ServerTLS(
+        cert_file=str(tmp_path / "none.pem"),
+        key_file=str(tmp_path / "none.key"),
+        ca_file=str(tmp_path / "ca.pem"),
+    )
     with pytest.raises(ConfigError, match=r"'daemon\.tls\.cert_file'"):
         await DaemonRpcServer(DaemonServicer(sup), host="127.0.0.1", port=0, tls=missing).start()
     first = DaemonRpcServer(DaemonServicer(sup), host="127.0.0.1", port=0)

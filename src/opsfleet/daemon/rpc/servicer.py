@@ -3,6 +3,8 @@
 Served here: ListAgents, OperateAgent, GetAgentMetrics, GetAgentLogs. PushUpdate answers
 UNIMPLEMENTED (this daemon does not update itself or its agents). Register, Heartbeat,
 ReportMetrics, GetConfig and SyncAgentStates are the manager's side: UNIMPLEMENTED.
+OperateAgent, GetAgentLogs and PushUpdate are audit-logged (``opsfleet.daemon.rpc.audit``).
+Who may call at all is decided before the servicer (``opsfleet.daemon.rpc.auth``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from opsfleet.common.errors import InvalidArgument
+from opsfleet.daemon.rpc.audit import audited, record
 from opsfleet.daemon.rpc.errors import Ctx, grpc_errors, unimplemented
 from opsfleet.daemon.supervisor.resources import ResourcePoint
 from opsfleet.daemon.supervisor.states import AgentView
@@ -87,7 +90,8 @@ class DaemonServicer(daemon_pb2_grpc.DaemonServiceServicer):
         timeout = self._operation_timeout
         if remaining is not None:
             timeout = min(timeout, remaining - DEADLINE_MARGIN)
-        await self._agents.operate(request.agent_id, request.operation, timeout)
+        with audited(context, f"OperateAgent/{request.operation or '-'}", request.agent_id):
+            await self._agents.operate(request.agent_id, request.operation, timeout)
         return daemon_pb2.AgentOperationResponse(success=True)
 
     @grpc_errors
@@ -104,13 +108,16 @@ class DaemonServicer(daemon_pb2_grpc.DaemonServiceServicer):
     async def GetAgentLogs(
         self, request: daemon_pb2.AgentLogsRequest, context: Ctx
     ) -> daemon_pb2.AgentLogsResponse:
-        if len(request.filter) > MAX_FILTER_CHARS:
-            raise InvalidArgument(f"filter longer than {MAX_FILTER_CHARS} characters")
-        lines = min(request.lines, MAX_LOG_LINES) if request.lines > 0 else DEFAULT_LOG_LINES
-        found = self._agents.tail_logs(request.agent_id, lines, request.filter)
+        with audited(context, "GetAgentLogs", request.agent_id):
+            if len(request.filter) > MAX_FILTER_CHARS:
+                raise InvalidArgument(f"filter longer than {MAX_FILTER_CHARS} characters")
+            lines = min(request.lines, MAX_LOG_LINES) if request.lines > 0 else DEFAULT_LOG_LINES
+            found = self._agents.tail_logs(request.agent_id, lines, request.filter)
         return daemon_pb2.AgentLogsResponse(agent_id=request.agent_id, lines=found)
 
     async def PushUpdate(self, request: daemon_pb2.UpdateRequest, context: Ctx) -> daemon_pb2.UpdateResponse:
+        target = f"{request.component}@{request.version}" if request.version else request.component
+        record(context, "PushUpdate", target, "refused (unimplemented)")
         await unimplemented(context, "updates are not supported by this daemon")
 
     async def Register(

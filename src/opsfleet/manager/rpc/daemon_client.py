@@ -5,6 +5,15 @@ channel is replaced when the node's address changes and closed after ``idle`` se
 without calls. gRPC failures become domain errors through the one table in
 ``opsfleet.common.errors`` (NOT_FOUND -> NotFound, DEADLINE_EXCEEDED -> DeadlineExceeded,
 UNAVAILABLE -> Unavailable "node unreachable", ...).
+
+With the Manager's identity (:meth:`DaemonClientPool.use_identity`) every channel is mutual
+TLS: the Manager presents its certificate (``spiffe://opsfleet/manager``), trusts only the
+fleet CA, and pins the DNS name of the node it means to call
+(``grpc.ssl_target_name_override`` = ``node_dns_name(node_id)``). A daemon that cannot prove
+it is that node (another node's certificate, a foreign or expired one, plaintext) fails
+the handshake; the caller gets Unavailable "daemon at ADDR did not prove identity of node
+X", never a call served by the wrong machine. Without an identity the ``agents.tls.*``
+files (or plaintext) are used as configured.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import grpc
 from opsfleet.common import rpc as rpc_opts
 from opsfleet.common.errors import OpsfleetError, Unavailable, error_for_code
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
+from opsfleet.common.pki import TLSMaterial, node_dns_name
 from opsfleet.common.tls import channel_credentials
 from opsfleet.manager.domain import LiveAgent, ResourcePoint
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc
@@ -48,9 +58,29 @@ class DaemonCallSettings:
         return bool(self.tls_ca_file or self.tls_cert_file)
 
 
-def _translate(node_id: str, exc: grpc.aio.AioRpcError) -> OpsfleetError:
+# What gRPC reports when the TLS handshake with a daemon fails: a certificate of another
+# node or another CA, an expired one, a plaintext daemon, or our certificate refused.
+_HANDSHAKE_FAILURES = (
+    "hostname verification",
+    "no match found for server name",
+    "handshake",
+    "certificate",
+    "ssl",
+    "tls",
+)
+
+
+def identity_failure(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether an UNAVAILABLE from a mutual-TLS channel is a failed handshake (not a down host)."""
+    details = (exc.details() or "").lower()
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and any(m in details for m in _HANDSHAKE_FAILURES)
+
+
+def _translate(node_id: str, address: str, exc: grpc.aio.AioRpcError, *, pinned: bool) -> OpsfleetError:
     code = exc.code()
     details = exc.details() or code.name
+    if pinned and identity_failure(exc):
+        return Unavailable(f"daemon at {address} did not prove identity of node {node_id}: {details}")
     if code == grpc.StatusCode.UNAVAILABLE:
         return Unavailable(f"node {node_id} is unreachable: {details}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -59,10 +89,21 @@ def _translate(node_id: str, exc: grpc.aio.AioRpcError) -> OpsfleetError:
 
 
 class DaemonClient:
-    def __init__(self, node_id: str, channel: grpc.aio.Channel, settings: DaemonCallSettings) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        channel: grpc.aio.Channel,
+        settings: DaemonCallSettings,
+        *,
+        address: str = "",
+        pinned: bool = False,
+    ) -> None:
+        """``pinned``: the channel verifies the daemon's node identity (handshake failures say so)."""
         self.node_id = node_id
+        self.address = address
         self._stub: daemon_pb2_grpc.DaemonServiceAsyncStub = daemon_pb2_grpc.DaemonServiceStub(channel)
         self._settings = settings
+        self._pinned = pinned
 
     async def _call(self, fn: Callable[[], Awaitable[T]], *, idempotent: bool) -> T:
         attempts = READ_RETRIES + 1 if idempotent else 1
@@ -70,10 +111,11 @@ class DaemonClient:
             try:
                 return await fn()
             except grpc.aio.AioRpcError as exc:
-                if idempotent and exc.code() == grpc.StatusCode.UNAVAILABLE and attempt + 1 < attempts:
+                retry = idempotent and exc.code() == grpc.StatusCode.UNAVAILABLE and attempt + 1 < attempts
+                if retry and not (self._pinned and identity_failure(exc)):
                     await asyncio.sleep(0.2 * (attempt + 1))
                     continue
-                raise _translate(self.node_id, exc) from exc
+                raise _translate(self.node_id, self.address, exc, pinned=self._pinned) from exc
         raise AssertionError("unreachable")
 
     async def list_agents(self) -> list[LiveAgent]:
@@ -138,7 +180,10 @@ class _Entry:
 
 
 class DaemonClientPool:
-    """One channel per node. ``start()`` runs the idle reaper; ``close()`` closes every channel."""
+    """One channel per node. ``start()`` runs the idle reaper; ``close()`` closes every channel.
+
+    ``use_identity`` (before ``start()``) switches every channel to mutual TLS as the Manager.
+    """
 
     def __init__(self, settings: DaemonCallSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
@@ -154,6 +199,33 @@ class DaemonClientPool:
                 key_file=settings.tls_key_file,
                 key_prefix="agents.tls",
             )
+        self._identity: grpc.ChannelCredentials | None = None
+
+    def use_identity(self, material: TLSMaterial | None) -> None:
+        """Dial daemons as the Manager with ``material`` (None: the ``agents.tls`` settings).
+
+        Meant to be called once before ``start()``; a later call (a renewed Manager
+        certificate) closes the open channels so the next calls dial with the new one.
+        """
+        if material is None:
+            self._identity = None
+        else:
+            self._identity = grpc.ssl_channel_credentials(
+                root_certificates=material.ca_pem,
+                private_key=material.key_pem,
+                certificate_chain=material.cert_pem,
+            )
+            if self._settings.tls:
+                log.warning("agents.tls.* is ignored: daemons are dialed with the Manager's fleet identity")
+            log.info("daemons are dialed with mutual TLS as the Manager; each must prove its node identity")
+        for entry in self._entries.values():
+            self._close_later(entry.channel)
+        self._entries.clear()
+
+    @property
+    def pinned(self) -> bool:
+        """Whether each channel verifies the daemon's node identity (an identity is in use)."""
+        return self._identity is not None
 
     async def start(self) -> None:
         self._tasks.spawn("idle-reaper", self._reap_loop())
@@ -167,13 +239,16 @@ class DaemonClientPool:
             self._close_later(entry.channel)
             entry = None
         if entry is None:
-            entry = _Entry(address, self._open(address), self._clock())
+            entry = _Entry(address, self._open(node_id, address), self._clock())
             self._entries[node_id] = entry
         entry.last_used = self._clock()
-        return DaemonClient(node_id, entry.channel, self._settings)
+        return DaemonClient(node_id, entry.channel, self._settings, address=address, pinned=self.pinned)
 
-    def _open(self, address: str) -> grpc.aio.Channel:
+    def _open(self, node_id: str, address: str) -> grpc.aio.Channel:
         options: list[tuple[str, Any]] = [*rpc_opts.channel_options()]
+        if self._identity is not None:
+            options.append(("grpc.ssl_target_name_override", node_dns_name(node_id)))
+            return grpc.aio.secure_channel(address, self._identity, options=options)
         if self._creds is None:
             return grpc.aio.insecure_channel(address, options=options)
         if self._settings.tls_server_name:
