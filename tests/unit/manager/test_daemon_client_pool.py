@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from opsfleet.common.pki import CertificateAuthority, TLSMaterial
 from opsfleet.manager.rpc.daemon_client import DaemonCallSettings, DaemonClientPool
 
 
@@ -34,3 +35,21 @@ async def test_channels_per_node_address_change_and_idle() -> None:
     finally:
         await pool.close()
     assert pool.open_channels == 0
+
+
+async def test_use_identity_pins_new_channels_and_drops_open_ones() -> None:
+    ca = CertificateAuthority.create()
+    cert_pem, key_pem, _ = ca.issue_manager([])
+    pool = DaemonClientPool(DaemonCallSettings())
+    try:
+        pool.client("a", "127.0.0.1:1")
+        assert not pool.pinned and pool.open_channels == 1
+        pool.use_identity(TLSMaterial(ca.cert_pem, cert_pem, key_pem))
+        assert pool.pinned and pool.open_channels == 0  # reopened with the identity on next use
+        await pool.start()
+        pool.client("a", "127.0.0.1:1")
+        assert pool.open_channels == 1
+        pool.use_identity(None)
+        assert not pool.pinned and pool.open_channels == 0
+    finally:
+        await pool.close()

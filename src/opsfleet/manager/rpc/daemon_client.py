@@ -61,12 +61,11 @@ class DaemonCallSettings:
 # What gRPC reports when the TLS handshake with a daemon fails: a certificate of another
 # node or another CA, an expired one, a plaintext daemon, or our certificate refused.
 _HANDSHAKE_FAILURES = (
+    "handshake failed",
     "hostname verification",
+    "verification check failed",
     "no match found for server name",
-    "handshake",
-    "certificate",
-    "ssl",
-    "tls",
+    "certificate_verify_failed",
 )
 
 
