@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from opsfleet.common.errors import ConfigError
 
@@ -64,7 +64,14 @@ def _signature(files: ServerFiles) -> Signature:
     return tuple(out)
 
 
-def _spki(public_key: CertificatePublicKeyTypes) -> bytes:
+def _signature_or_none(files: ServerFiles) -> Signature | None:
+    try:
+        return _signature(files)
+    except OSError:
+        return None
+
+
+def _spki(public_key: PublicKeyTypes) -> bytes:
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -77,9 +84,7 @@ def load_files(files: ServerFiles) -> LoadedFiles:
     ca_pem = Path(files.ca_file).read_bytes() if files.ca_file else None
     cert = x509.load_pem_x509_certificate(cert_pem)
     key = serialization.load_pem_private_key(key_pem, password=None)
-    if _spki(cert.public_key()) != key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ):
+    if _spki(cert.public_key()) != _spki(key.public_key()):
         raise ValueError(
             f"the key in {files.key_file} does not belong to the certificate in {files.cert_file}"
         )
@@ -126,7 +131,7 @@ class ReloadingCertificates:
                     return None
                 loaded = load_files(self.files)
             except (OSError, ValueError) as exc:
-                seen = signature_or_none(self.files)
+                seen = _signature_or_none(self.files)
                 if seen != self._failed:  # one warning per state of the files, not per handshake
                     self._failed = seen
                     log.warning(
@@ -151,13 +156,6 @@ class ReloadingCertificates:
                 loaded.not_after,
             )
             return self.configuration()
-
-
-def signature_or_none(files: ServerFiles) -> Signature | None:
-    try:
-        return _signature(files)
-    except OSError:
-        return None
 
 
 def reloading_server_credentials(

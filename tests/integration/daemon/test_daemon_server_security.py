@@ -16,9 +16,9 @@ import pytest
 from opsfleet.common.errors import Unavailable
 from opsfleet.common.pki import node_dns_name, save_node_material
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc
+from tests.fleet_certs import FleetPKI
 from tests.helpers import assert_eventually
 from tests.integration.daemon.test_agent_ops import agent
-from tests.integration.security.fleet_certs import FleetPKI
 
 STOP = daemon_pb2.AgentOperationRequest(agent_id="a", operation="stop")
 

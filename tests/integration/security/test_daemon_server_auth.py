@@ -23,8 +23,8 @@ from opsfleet.daemon.rpc.servicer import DaemonServicer
 from opsfleet.daemon.supervisor.resources import ResourcePoint
 from opsfleet.daemon.supervisor.states import AgentView
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc
+from tests.fleet_certs import FleetPKI, served_serial, write_files
 from tests.helpers import assert_eventually
-from tests.integration.security.fleet_certs import FleetPKI, served_serial, write_files
 
 NODE = "node-1"
 STOP = daemon_pb2.AgentOperationRequest(agent_id="web", operation="stop")

@@ -17,7 +17,7 @@ from opsfleet.daemon.config import DaemonTLS
 from opsfleet.daemon.rpc.server import DaemonRpcServer, server_tls
 from opsfleet.daemon.rpc.servicer import DaemonServicer
 from opsfleet.manager.rpc.daemon_client import DaemonCallSettings, DaemonClientPool
-from tests.integration.security.fleet_certs import FleetPKI
+from tests.fleet_certs import FleetPKI
 from tests.integration.security.test_daemon_server_auth import RecordingAgents
 
 StartDaemon = Callable[[TLSMaterial | None], Awaitable[tuple[str, RecordingAgents]]]

@@ -58,8 +58,9 @@ class DaemonCallSettings:
         return bool(self.tls_ca_file or self.tls_cert_file)
 
 
-# What gRPC reports when the TLS handshake with a daemon fails: a certificate of another
-# node or another CA, an expired one, a plaintext daemon, or our certificate refused.
+# What gRPC reports when the daemon's side of the TLS handshake fails: a certificate of
+# another node or another CA, an expired one, a plaintext daemon. (A daemon refusing the
+# Manager's certificate just closes the socket: that reads as "unreachable".)
 _HANDSHAKE_FAILURES = (
     "handshake failed",
     "hostname verification",
