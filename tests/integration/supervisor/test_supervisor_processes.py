@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -126,7 +125,7 @@ async def test_stop_reaches_the_whole_process_group(
 
 
 async def test_spawn_failures_fail_with_the_reason(
-    supervisor: Start, program: Program, eventually: Eventually
+    supervisor: Start, program: Program, eventually: Eventually, tmp_path: Path
 ) -> None:
     ghost = program("ghost", "forever.py", binary_path="/nonexistent/agent", restart={"max_retries": 1})
     sup = await supervisor(ghost)
@@ -136,12 +135,15 @@ async def test_spawn_failures_fail_with_the_reason(
     )
     with pytest.raises(Unavailable):
         await sup.operate("ghost", "start", timeout=10)
-    nowhere = program("nowhere", "forever.py", work_dir="/nonexistent/dir", restart={"policy": "never"})
+    (tmp_path / "plain-file").write_text("")
+    nowhere = program("nowhere", "forever.py", work_dir=str(tmp_path / "plain-file" / "dir"))
     await sup.reload([ghost, nowhere])
     assert sup.agent("ghost").state is S.FAILED  # unchanged agents are left alone
     await eventually(lambda: sup.agent("nowhere").state is S.FAILED)
-    reason = sup.agent("nowhere").last_exit_reason
-    assert reason.startswith(f"cannot execute {sys.executable}: No such file or directory: /nonexistent/dir")
+    view = sup.agent("nowhere")
+    work_dir = tmp_path / "plain-file" / "dir"
+    assert view.last_exit_reason == f"cannot create work_dir '{work_dir}': Not a directory"
+    assert view.restart_count == 0  # a configuration problem: no restart storm
 
 
 async def test_logs_rotate_without_losing_lines_and_tail_spans_files(

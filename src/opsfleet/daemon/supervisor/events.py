@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import time
 from dataclasses import dataclass
 from typing import Literal
+
+from opsfleet.daemon.supervisor.clock import Clock
 
 Operation = Literal["start", "stop", "restart"]
 OPERATIONS: tuple[Operation, ...] = ("start", "stop", "restart")
@@ -58,16 +59,20 @@ class Inbox:
 
     Each state has at most one timer (start grace, stability, kill, backoff), so there is a
     single slot: arming replaces it and ``clear_timer()`` (on every transition) drops it, so a
-    stale timer never fires. Read only by the owner task; any task may ``post``.
+    stale timer never fires. Deadlines are on the injected clock's monotonic time. Read only
+    by the owner task; any task may ``post``.
     """
 
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._queue: collections.deque[Event] = collections.deque()
+        self._posted = asyncio.Event()
         self._deferred: collections.deque[Command] = collections.deque()
         self._timer: Timer | None = None
 
     def post(self, event: Event) -> None:
-        self._queue.put_nowait(event)
+        self._queue.append(event)
+        self._posted.set()
 
     def defer(self, command: Command) -> None:
         self._deferred.append(command)
@@ -76,14 +81,14 @@ class Inbox:
         """The commands put aside; with ``drain`` also every command still queued (on the way out)."""
         commands = list(self._deferred)
         self._deferred.clear()
-        while drain and not self._queue.empty():
-            event = self._queue.get_nowait()
+        while drain and self._queue:
+            event = self._queue.popleft()
             if isinstance(event, Command):
                 commands.append(event)
         return commands
 
     def arm(self, kind: TimerKind, seconds: float) -> None:
-        self._timer = Timer(kind, time.monotonic() + max(0.0, seconds))
+        self._timer = Timer(kind, self._clock.monotonic() + max(0.0, seconds))
 
     def clear_timer(self) -> None:
         self._timer = None
@@ -92,15 +97,16 @@ class Inbox:
         """The next event: a deferred command (when allowed), a posted event, or the due timer."""
         if replay_deferred and self._deferred:
             return self._deferred.popleft()
-        timer = self._timer
-        if timer is None:
-            return await self._queue.get()
-        delay = timer.deadline - time.monotonic()
-        if delay > 0:
-            try:
-                async with asyncio.timeout(delay):
-                    return await self._queue.get()
-            except TimeoutError:
-                pass
-        self._timer = None
-        return timer
+        while True:
+            if self._queue:
+                return self._queue.popleft()
+            self._posted.clear()
+            timer = self._timer
+            if timer is None:
+                await self._posted.wait()
+                continue
+            delay = timer.deadline - self._clock.monotonic()
+            if delay <= 0:
+                self._timer = None
+                return timer
+            await self._clock.wait(self._posted, delay)

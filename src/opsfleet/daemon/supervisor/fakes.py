@@ -103,8 +103,73 @@ class FakeSpawner:
 
 
 class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
+    """Time that moves only when the test says so: ``advance()`` moves wall and monotonic time
+    together and wakes every :meth:`wait` whose timeout has passed."""
+
+    def __init__(self, now: float = 1_700_000_000.0, mono: float = 1_000.0) -> None:
         self.now = now
+        self.mono = mono
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
 
     def time(self) -> float:
         return self.now
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        if event.is_set():
+            return True
+        if timeout <= 0:
+            return False
+        due: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (self.mono + timeout, due)
+        self._sleepers.append(entry)
+        waiter: asyncio.Future[None] = asyncio.ensure_future(self._until(event))
+        try:
+            await asyncio.wait([due, waiter], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if entry in self._sleepers:
+                self._sleepers.remove(entry)
+        return event.is_set()
+
+    @staticmethod
+    async def _until(event: asyncio.Event) -> None:
+        await event.wait()
+
+    @property
+    def next_deadline(self) -> float | None:
+        """The monotonic time the earliest pending :meth:`wait` times out (None: nobody waits)."""
+        pending = [deadline for deadline, due in self._sleepers if not due.done()]
+        return min(pending, default=None)
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward at once; waits that timed out wake on the next loop iterations."""
+        self.now += seconds
+        self.mono += seconds
+        for deadline, due in list(self._sleepers):
+            if deadline <= self.mono and not due.done():
+                due.set_result(None)
+
+    async def skip(self, seconds: float) -> None:
+        """Let ``seconds`` pass deadline by deadline, letting the woken tasks run at each one.
+
+        Each timer then fires at its own time and sees the clock it expects, as if the time
+        had really passed (timers armed meanwhile fire too when they fall in the span).
+        """
+        target = self.mono + seconds
+        while True:
+            await _settle()
+            deadline = self.next_deadline
+            if deadline is None or deadline > target:
+                break
+            self.advance(max(0.0, deadline - self.mono))
+        self.advance(max(0.0, target - self.mono))
+        await _settle()
+
+
+async def _settle(rounds: int = 20) -> None:
+    """Give the event loop enough turns to run what was just woken (no real time passes)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)

@@ -41,6 +41,22 @@ class RestartRecord:
     reason: str
 
 
+@dataclass(frozen=True)
+class ProcessRecord:
+    """Identifies one agent process beyond its pid, which the kernel may hand out again."""
+
+    pid: int
+    pgid: int
+    create_time: float  # psutil's create_time: the start time of the process, unix seconds
+
+
+def _process_from_json(data: Any) -> ProcessRecord | None:
+    if not isinstance(data, dict):
+        return None
+    record = ProcessRecord(int(data["pid"]), int(data["pgid"]), float(data["create_time"]))
+    return record if record.pid > 0 and record.pgid > 0 else None
+
+
 @dataclass
 class AgentMetadata:
     restart_count: int = 0
@@ -50,6 +66,9 @@ class AgentMetadata:
     # Set by an operator's stop, cleared by an operator's start/restart: survives daemon restarts.
     manually_stopped: bool = False
     restarts: list[RestartRecord] = field(default_factory=list)
+    # The agent's process while it runs; still set at start-up means a previous daemon died
+    # without stopping it (see orphans.py).
+    process: ProcessRecord | None = None
 
     def record_restart(self, when: float, reason: str) -> None:
         self.restart_count += 1
@@ -68,6 +87,7 @@ class AgentMetadata:
             last_start_time=float(data.get("last_start_time", 0.0)),
             manually_stopped=bool(data.get("manually_stopped", False)),
             restarts=[RestartRecord(float(r["time"]), str(r["reason"])) for r in data.get("restarts", [])],
+            process=_process_from_json(data.get("process")),
         )
 
 

@@ -18,7 +18,6 @@ import asyncio
 import logging
 import random
 import signal
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
@@ -40,6 +39,7 @@ from opsfleet.daemon.supervisor.health import Probe
 from opsfleet.daemon.supervisor.heartbeat import Heartbeat
 from opsfleet.daemon.supervisor.logs import AgentLog
 from opsfleet.daemon.supervisor.metadata import MetadataStore
+from opsfleet.daemon.supervisor.orphans import identify
 from opsfleet.daemon.supervisor.resources import ProcessSampler, ResourceHistory
 from opsfleet.daemon.supervisor.restarts import RestartBudget, decide
 from opsfleet.daemon.supervisor.run import AgentRun, RunContext, SamplerFactory
@@ -52,6 +52,7 @@ from opsfleet.daemon.supervisor.states import (
     describe_exit,
 )
 from opsfleet.daemon.supervisor.waiters import Waiters
+from opsfleet.daemon.supervisor.workdir import ensure_work_dir
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class AgentProcess:
         self._budget = RestartBudget(spec.restart, rand)
         self._stable_after = spec.restart.stable_after
         self._state = _S.STOPPED
-        self._inbox = Inbox()
+        self._inbox = Inbox(clock)
         self._waiters = Waiters(spec.id)
         self._run: AgentRun | None = None
         self._runs = 0
@@ -156,7 +157,7 @@ class AgentProcess:
     def record_heartbeat(self, heartbeat: Heartbeat) -> None:
         """Note a heartbeat (timestamps only: the health monitor reads them)."""
         self._heartbeat_wall = self._clock.time()
-        self._heartbeat_mono = time.monotonic()
+        self._heartbeat_mono = self._clock.monotonic()
 
     # -- lifecycle and commands -----------------------------------------------------------
 
@@ -225,6 +226,8 @@ class AgentProcess:
             if run is not None:  # only after a crash or cancellation: leave no orphans
                 run.child.signal_group(signal.SIGKILL)
                 await run.end()
+                self._meta.process = None
+                self._store.save(self._meta)
             self._drop_pending(Unavailable(f"agent {self.spec.id} is no longer supervised"), drain=True)
             self._close_files()
             if self._shutdown is not None and not self._shutdown.done():
@@ -315,6 +318,16 @@ class AgentProcess:
         env = {**self._base_env, **self.spec.env}
         env["OPSFLEET_AGENT_ID"] = self.spec.id
         env["OPSFLEET_HEARTBEAT_URL"] = self._heartbeat_url
+        if self.spec.work_dir:
+            problem = ensure_work_dir(self.spec.work_dir)
+            if problem is not None:
+                # A configuration problem: restarting would only fail the same way.
+                self._meta.last_exit_reason = problem
+                self._meta.last_exit_time = self._clock.time()
+                self._store.save(self._meta)
+                self._transition(_S.STARTING, reason)
+                self._transition(_S.FAILED, problem)
+                return
         try:
             child = await self._spawner.spawn(argv, env=env, cwd=self.spec.work_dir or None)
         except (OSError, ValueError) as exc:
@@ -328,6 +341,7 @@ class AgentProcess:
         run = AgentRun(self._runs, child, self._run_context)
         self._run = run
         self._meta.last_start_time = run.started_wall
+        self._meta.process = identify(child.pid)
         self._store.save(self._meta)
         self._transition(_S.STARTING, f"{reason}; pid {child.pid}")
         run.begin()
@@ -363,6 +377,7 @@ class AgentProcess:
 
     async def _on_exit(self, returncode: int | None) -> None:
         run, self._run = self._run, None
+        self._meta.process = None  # saved by every branch below
         if run is not None:
             await run.end()
         how = describe_exit(returncode) if returncode is not None else "did not exit after SIGKILL"
@@ -383,7 +398,8 @@ class AgentProcess:
 
     def _after_exit(self, reason: str, *, failure: bool) -> None:
         """An exit or failed check while not stopping on request: backoff, stopped or failed."""
-        decision = decide(self.spec.restart, self._budget, reason, failure=failure, now=time.monotonic())
+        now = self._clock.monotonic()
+        decision = decide(self.spec.restart, self._budget, reason, failure=failure, now=now)
         self._meta.last_exit_reason = decision.reason
         if decision.outcome == "backoff":
             self._meta.record_restart(self._clock.time(), reason)

@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
+from opsfleet.common.lifecycle import TaskOwner
 from opsfleet.daemon.supervisor.clock import Clock
 from opsfleet.daemon.supervisor.config import AgentSpec
 from opsfleet.daemon.supervisor.events import Exited, RunEvent, Unhealthy
@@ -120,7 +119,7 @@ class AgentRun:
                 return
             self._ctx.history.append(point)
             if self._ctx.is_running():
-                now = time.monotonic()
+                now = self._ctx.clock.monotonic()
                 above = cpu.observe(point.cpu, now)
                 if above is not None:
                     self._report(_threshold_reason("cpu", f"{hc.cpu_threshold:g}%", above, f"{point.cpu:g}%"))
@@ -134,18 +133,18 @@ class AgentRun:
             else:
                 cpu.reset()
                 memory.reset()
-            if await sleep_or_stop(self._stop, self._spec.metrics_interval):
+            if await self._ctx.clock.wait(self._stop, self._spec.metrics_interval):
                 return
 
     async def _health_loop(self) -> None:
         hc = self._spec.health_check
-        started = time.monotonic()
+        started = self._ctx.clock.monotonic()
         failures = 0
-        while not await sleep_or_stop(self._stop, hc.interval):
+        while not await self._ctx.clock.wait(self._stop, hc.interval):
             if hc.heartbeat_timeout > 0:
                 last = self._ctx.last_heartbeat()
                 since = started if last is None else max(started, last)
-                silent = time.monotonic() - since
+                silent = self._ctx.clock.monotonic() - since
                 if silent > hc.heartbeat_timeout:
                     self._report(
                         f"heartbeat timeout: none for {silent:.1f}s (limit {hc.heartbeat_timeout:g}s)"

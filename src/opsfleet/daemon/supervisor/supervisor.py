@@ -1,11 +1,14 @@
 """The daemon's agent supervisor: every configured agent, the heartbeat endpoint, and queries.
 
-Lifecycle: ``start()`` binds the heartbeat endpoint and starts the enabled agents in config
-order (an agent an operator stopped stays stopped); ``stop()`` closes the endpoint, then
-stops the agents gracefully in reverse order. ``stop()`` is idempotent, safe before
-``start()``, and once it returns no ``on_change`` or ``on_crash`` callback fires.
+Lifecycle: ``start()`` binds the heartbeat endpoint, stops the agent processes a previous
+daemon left running (``orphans.py``; this may take up to an agent's ``stop_timeout``) and
+starts the enabled agents in config order (an agent an operator stopped stays stopped);
+``stop()`` closes the endpoint, then stops the agents gracefully in reverse order.
+``stop()`` is idempotent, safe before ``start()``, and once it returns no ``on_change`` or
+``on_crash`` callback fires.
 
-Files: ``<state_dir>/agents/<id>.json`` (restart counts, last exit reason, manual stop),
+Files: ``<state_dir>/agents/<id>.json`` (restart counts, last exit reason, manual stop,
+the running process's pid, process group and start time),
 ``<state_dir>/agents/<id>.metrics.jsonl`` (resource history), ``<log_dir>/<id>.log[.N]``.
 All methods are called from the event loop thread.
 """
@@ -23,12 +26,13 @@ import httpx
 
 from opsfleet.common.errors import ConfigError, InvalidArgument, NotFound, Unavailable
 from opsfleet.daemon.supervisor.clock import Clock, SystemClock
-from opsfleet.daemon.supervisor.config import AgentSpec, is_valid_agent_id
+from opsfleet.daemon.supervisor.config import DEFAULT_STOP_TIMEOUT, AgentSpec, is_valid_agent_id
 from opsfleet.daemon.supervisor.events import OPERATIONS, Operation
 from opsfleet.daemon.supervisor.health import build_probes
 from opsfleet.daemon.supervisor.heartbeat import Heartbeat, HeartbeatServer
 from opsfleet.daemon.supervisor.logs import AgentLog
-from opsfleet.daemon.supervisor.metadata import MetadataStore
+from opsfleet.daemon.supervisor.metadata import AgentMetadata, MetadataStore, ProcessRecord
+from opsfleet.daemon.supervisor.orphans import stop_leftover
 from opsfleet.daemon.supervisor.process import AgentProcess
 from opsfleet.daemon.supervisor.resources import DEFAULT_RETENTION, ResourceHistory, ResourcePoint
 from opsfleet.daemon.supervisor.spawner import Spawner, SubprocessSpawner
@@ -109,6 +113,7 @@ class Supervisor:
                 raise ConfigError(f"cannot listen for agent heartbeats on {host}:{port}: {exc}") from exc
             self._phase = "running"
             try:
+                await self._stop_leftovers()
                 for spec in self._specs:
                     await self._launch(spec)
             except BaseException:
@@ -230,6 +235,30 @@ class Supervisor:
             log.info("agent %s: stays stopped (stopped by an operator)", spec.id)
         elif spec.enabled:
             await agent.submit("start")
+
+    async def _stop_leftovers(self) -> None:
+        """Stop every agent process a previous daemon left running (see orphans.py), all at once."""
+        timeouts = {spec.id: spec.stop_timeout for spec in self._specs}
+        pending: list[tuple[str, MetadataStore, AgentMetadata, ProcessRecord]] = []
+        for path in sorted(self._agent_dir.glob("*.json")):
+            agent_id = path.stem
+            if not is_valid_agent_id(agent_id):
+                continue
+            store = MetadataStore(path)
+            meta = store.load()
+            if meta.process is not None:
+                pending.append((agent_id, store, meta, meta.process))
+        if not pending:
+            return
+        await asyncio.gather(
+            *(
+                stop_leftover(agent_id, record, timeouts.get(agent_id, DEFAULT_STOP_TIMEOUT), self._clock)
+                for agent_id, _, _, record in pending
+            )
+        )
+        for _, store, meta, _ in pending:
+            meta.process = None
+            store.save(meta)
 
     async def _teardown(self) -> None:
         await self._heartbeats.stop()
