@@ -47,7 +47,8 @@ agents:
     args: ["-m", "opsfleet.sample_agent", "--port", "{web_port}", "--log-interval", "3600",
            "--heartbeat-interval", "3600"]
     work_dir: {work}/web
-    health_check: {{interval: 200ms, http_url: "http://127.0.0.1:{web_port}/health"}}
+    start_seconds: 1s       # probes begin once running: time to listen on a busy host
+    health_check: {{interval: 300ms, http_url: "http://127.0.0.1:{web_port}/health"}}
   - id: fw
     args: ["-u", "{forever}", "--interval", "3600"]
     work_dir: {work}/fw

@@ -32,6 +32,7 @@ async def test_failing_http_probe_restarts_with_the_reason(
         "--fail-file",
         str(fail_file),
         health_check={"http_url": f"http://127.0.0.1:{port}/health", "failure_threshold": 2},
+        start_seconds=1.5,  # checks begin once running: time for Python to listen on a busy host
     )
     sup = await supervisor(spec)
     await eventually(lambda: len(sup.tail_logs("web", 10, '"GET /health HTTP/1.1" 200')) >= 2)
@@ -77,6 +78,7 @@ async def test_heartbeat_timeout_restarts_and_heartbeats_keep_an_agent_alive(
         "forever.py",
         args=sample_args,
         health_check={"heartbeat_timeout": 0.5, "http_url": f"http://127.0.0.1:{port}/health"},
+        start_seconds=1.5,  # checks begin once running: time for the first heartbeat on a busy host
     )
     silent = program("silent", "forever.py", health_check={"heartbeat_timeout": 0.3})
     sup = await supervisor(sample, silent)
