@@ -70,7 +70,12 @@ async def test_start_stop_restart_real_processes(
     assert second.status == "running" and second.pid != first.pid
     assert gone(first.pid)
     assert second.last_exit_reason == "restart requested (exit code 0)"
-    await eventually(lambda: sup.tail_logs("f", 1, "line"))
+
+    def second_printed() -> bool:  # a line after the first process's "bye"
+        tail = sup.tail_logs("f", 1000)
+        return "bye" in tail and any("line" in line for line in tail[tail.index("bye") :])
+
+    await eventually(second_printed)  # its SIGTERM handler is installed
     await sup.operate("f", "stop", timeout=10)
     stopped = sup.agent("f")
     assert (stopped.status, stopped.pid, stopped.start_time) == ("stopped", 0, 0)

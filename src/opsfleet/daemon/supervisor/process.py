@@ -318,22 +318,19 @@ class AgentProcess:
         env = {**self._base_env, **self.spec.env}
         env["OPSFLEET_AGENT_ID"] = self.spec.id
         env["OPSFLEET_HEARTBEAT_URL"] = self._heartbeat_url
-        if self.spec.work_dir:
-            problem = ensure_work_dir(self.spec.work_dir)
-            if problem is not None:
-                # A configuration problem: restarting would only fail the same way.
-                self._meta.last_exit_reason = problem
-                self._meta.last_exit_time = self._clock.time()
-                self._store.save(self._meta)
-                self._transition(_S.STARTING, reason)
-                self._transition(_S.FAILED, problem)
-                return
+        problem = ensure_work_dir(self.spec.work_dir)
+        if problem is not None:  # a configuration problem: restarting would fail the same way
+            self._meta.last_exit_reason, self._meta.last_exit_time = problem, self._clock.time()
+            self._store.save(self._meta)
+            self._transition(_S.STARTING, reason)
+            self._transition(_S.FAILED, problem)
+            return
         try:
             child = await self._spawner.spawn(argv, env=env, cwd=self.spec.work_dir or None)
         except (OSError, ValueError) as exc:
             detail = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
             if isinstance(exc, OSError) and exc.filename and exc.filename != argv[0]:
-                detail += f": {exc.filename}"  # e.g. a missing work_dir
+                detail += f": {exc.filename}"  # e.g. a work_dir it may not enter
             self._transition(_S.STARTING, reason)
             self._after_exit(f"cannot execute {argv[0]}: {detail}", failure=True)
             return

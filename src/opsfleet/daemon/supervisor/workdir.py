@@ -14,7 +14,9 @@ log = logging.getLogger(__name__)
 
 
 def ensure_work_dir(work_dir: str) -> str | None:
-    """Create ``work_dir`` if it is missing; None when it exists now, otherwise why not."""
+    """Create ``work_dir`` if it is missing; None when it exists now (or is empty), otherwise why not."""
+    if not work_dir:
+        return None  # the agent runs in the daemon's working directory
     path = Path(work_dir)
     if path.is_dir():
         return None
