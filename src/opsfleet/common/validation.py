@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from opsfleet.common.errors import InvalidArgument
 
@@ -20,6 +21,8 @@ MAX_VALUE_KEY = 128
 MAX_HOSTNAME = 255
 MAX_SHORT_FIELD = 64
 MAX_AGENTS_PER_SYNC = 1000
+MAX_FUTURE_SECONDS = 300
+SAMPLE_ERROR_RE = re.compile(r"\bmetrics\[(\d+)\]\.")
 
 
 def check_node_id(node_id: str) -> str:
@@ -67,6 +70,8 @@ def check_metric_type(type_: str) -> str:
 
 def clean_values(type_: str, values: Mapping[str, object]) -> tuple[dict[str, float], int]:
     """Finite values kept, non-finite ones counted; InvalidArgument for bad keys or non-numbers."""
+    if not isinstance(values, Mapping):
+        raise InvalidArgument(f"metric {type_!r} values must be a map of key -> number")
     if len(values) > MAX_VALUES_PER_METRIC:
         raise InvalidArgument(f"metric {type_!r} has {len(values)} values > {MAX_VALUES_PER_METRIC}")
     fast = _all_finite_floats(values)
@@ -75,13 +80,16 @@ def clean_values(type_: str, values: Mapping[str, object]) -> tuple[dict[str, fl
     kept: dict[str, float] = {}
     dropped = 0
     for key, value in values.items():
-        if not key or len(key) > MAX_VALUE_KEY:
+        if not isinstance(key, str) or not key or len(key) > MAX_VALUE_KEY:
             raise InvalidArgument(
-                f"metric {type_!r} value key {key[:40]!r} must be 1-{MAX_VALUE_KEY} characters"
+                f"metric {type_!r} value key {str(key)[:40]!r} must be 1-{MAX_VALUE_KEY} characters"
             )
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidArgument(f"metric {type_!r} value {key!r} is not a number")
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond the float range counts as non-finite
+            number = math.inf
         if math.isfinite(number):
             kept[key] = number
         else:
@@ -94,15 +102,77 @@ def _all_finite_floats(values: Mapping[str, object]) -> dict[str, float] | None:
     if not values:
         return {}
     copy = dict(values)
-    if set(map(type, copy.values())) != {float}:
+    if set(map(type, copy.values())) != {float} or set(map(type, copy)) != {str}:
         return None
     lengths = set(map(len, copy))
     if min(lengths) < 1 or max(lengths) > MAX_VALUE_KEY:
         return None
     floats: dict[str, float] = copy  # type: ignore[assignment]
-    try:
-        if not math.isfinite(math.fsum(floats.values())):
-            return None
-    except OverflowError:
+    # Not math.fsum: it raises ValueError on a map holding both +inf and -inf.
+    if not all(map(math.isfinite, floats.values())):
         return None
     return floats
+
+
+@dataclass(frozen=True)
+class CheckedSample:
+    """A metric sample that passed :func:`check_sample`: finite values only."""
+
+    type: str
+    timestamp: int
+    values: dict[str, float]
+    dropped_values: int
+
+
+def sample_error(index: int, field: str, reason: str) -> InvalidArgument:
+    """The one error format of a bad sample: ``metrics[<index>].<field>: <reason>``."""
+    return InvalidArgument(f"metrics[{index}].{field}: {reason}")
+
+
+def parse_sample_error_index(message: str) -> int | None:
+    """The ``<index>`` of a message made by :func:`sample_error`, or None if it names none."""
+    match = SAMPLE_ERROR_RE.search(message)
+    return int(match.group(1)) if match else None
+
+
+def check_sample(
+    index: int,
+    type_: object,
+    timestamp: object,
+    values: object,
+    *,
+    now: float,
+    max_age_seconds: float | None = None,
+) -> CheckedSample:
+    """Validate one metric sample (PROTOCOL.md sections 3-4); the Manager and the daemon share it.
+
+    ``index`` is the sample's position in its request, named in the error. Non-finite values are
+    dropped and counted, not rejected. The timestamp must be an integer of unix seconds, at
+    most ``MAX_FUTURE_SECONDS`` ahead of ``now`` and, when ``max_age_seconds`` is given (the
+    Manager's retention), not older than that. Raises :class:`InvalidArgument` with the message
+    ``metrics[<index>].<field>: <reason>``.
+    """
+    if not isinstance(type_, str) or not METRIC_TYPE_RE.fullmatch(type_):
+        shown = type_[:40] if isinstance(type_, str) else type(type_).__name__
+        raise sample_error(index, "type", f"{shown!r} must match [a-z0-9_.]{{1,32}}")
+    if timestamp is None:
+        raise sample_error(index, "timestamp", "missing")
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int):
+        raise sample_error(index, "timestamp", "must be an integer of unix seconds")
+    if timestamp <= 0:
+        raise sample_error(index, "timestamp", f"{timestamp} is not a positive unix time")
+    if timestamp > now + MAX_FUTURE_SECONDS:
+        raise sample_error(
+            index, "timestamp", f"{timestamp} is more than {MAX_FUTURE_SECONDS} s in the future"
+        )
+    if max_age_seconds is not None and timestamp < now - max_age_seconds:
+        raise sample_error(
+            index, "timestamp", f"{timestamp} is older than the retention ({max_age_seconds:.0f} s)"
+        )
+    if not isinstance(values, Mapping):
+        raise sample_error(index, "values", "must be a map of key -> number")
+    try:
+        kept, dropped = clean_values(type_, values)
+    except InvalidArgument as exc:
+        raise sample_error(index, "values", str(exc)) from None
+    return CheckedSample(type_, timestamp, kept, dropped)

@@ -21,7 +21,7 @@ DEFAULT_MANAGER_ADDRESS = "127.0.0.1:9090"
 DEFAULT_GRPC_PORT = 9091
 DEFAULT_WORK_DIR = "data/daemon"
 DEFAULT_SPOOL_BYTES = 64 * 1024 * 1024
-DEFAULT_RECONNECT_MAX = 300.0
+DEFAULT_RECONNECT_MAX = 15.0  # with 5 s channel reconnects: back within 30 s of the manager
 
 SEED_IGNORED_KEYS = (
     "daemon.pid_file",

@@ -1,11 +1,15 @@
 """The daemon's one reconnecting session with the manager.
 
-One loop: connect -> register -> session (heartbeats, metric delivery, agent state sync)
--> on failure back off with full jitter (starting at ``reconnect_interval``, capped at
-``reconnect_max``) -> repeat. The backoff is reset after a healthy session (registered and
-a heartbeat answered). NOT_FOUND on a heartbeat, a metrics report or a state sync means
-the manager lost the node: register again at once. A retry delay pushed by the manager
-(``grpc-retry-pushback-ms`` with UNAVAILABLE or RESOURCE_EXHAUSTED) is honoured.
+One loop: connect -> register (once, and again only when the manager answers NOT_FOUND or
+the labels change) -> session (heartbeats, metric delivery, agent state sync) -> when the
+session fails, wait and start a new session. The wait is exponential backoff with full
+jitter (from ``reconnect_interval``, capped at ``reconnect_max``), cut short as soon as the
+channel connects again after a connection failure, so a daemon is back within seconds of
+the manager listening again, whatever the outage's length. The backoff is reset by a
+heartbeat answered. A retry delay pushed by the manager (``grpc-retry-pushback-ms`` with
+UNAVAILABLE or RESOURCE_EXHAUSTED) is honoured. Metric delivery retries on its own
+(:mod:`opsfleet.daemon.delivery`) and never ends the session except on NOT_FOUND. Any other
+exception is logged and followed by the same backoff: the loop never dies.
 
 Lifecycle: ``start()`` spawns the loop; ``stop()`` ends it (in-flight calls cancelled,
 undelivered samples stay in the spool) and is idempotent.
@@ -16,11 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
 
@@ -31,14 +35,16 @@ from opsfleet.common.config import split_host_port
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
 from opsfleet.common.tls import channel_credentials
 from opsfleet.daemon.config import ManagerSection
+from opsfleet.daemon.delivery import Delivery, DeliveryStopped, NodeUnknown, pushback
 from opsfleet.daemon.identity import HostFacts, local_ip_towards
 from opsfleet.daemon.outbox import Outbox
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc, manager_pb2, manager_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-PUSHBACK_KEY = "grpc-retry-pushback-ms"
 SYNC_DEBOUNCE = 0.5
+READY_JITTER = 1.0  # spread a fleet's return over this many seconds once the manager is back
+REREGISTER_MIN_GAP = 5.0  # NOT_FOUND again sooner than this after a registration: back off
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,7 @@ class LinkSettings:
     batch_size: int = 500
 
 
-class _Reregister(Exception):
-    """The manager does not know this node any more."""
+_Reregister = NodeUnknown
 
 
 class _Stopped(Exception):
@@ -74,17 +79,6 @@ class _SessionFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
-
-
-def _pushback(exc: grpc.aio.AioRpcError) -> float | None:
-    metadata: Any = exc.trailing_metadata() or ()
-    for key, value in metadata:
-        if key == PUSHBACK_KEY:
-            try:
-                return max(0.0, int(value) / 1000)
-            except ValueError:
-                return None
-    return None
 
 
 class ManagerLink:
@@ -116,8 +110,19 @@ class ManagerLink:
         self.connected = False
         self.registrations = 0
         self.heartbeats_sent = 0
-        self.samples_rejected = 0
+        self.sessions = 0
+        self.registered = False
+        self._registered_at = -math.inf
         self.last_error = ""
+        self.delivery = Delivery(
+            outbox=outbox,
+            node_id=node_id,
+            timeout=manager.timeout,
+            backoff=Backoff(base=manager.reconnect_interval, cap=manager.reconnect_max),
+            stop=self._stop,
+            batch_size=lambda: self.settings.batch_size,
+            quarantine=outbox.quarantine,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -168,35 +173,85 @@ class ManagerLink:
         log.info("link to manager %s starting (node %s)", self._cfg.address, self.node_id)
         while not self._stop.is_set():
             delay: float | None = None
+            wake_on_connect = False
             try:
-                await self._register(manager)
-                self.connected = True
+                if not self.registered or self._reregister_wanted.is_set():
+                    await self._register(manager)
+                self.sessions += 1
                 await self._session(manager, daemon)
             except _Reregister:
-                log.info("manager does not know node %s any more: registering again", self.node_id)
-                continue
+                self.registered = False
+                recent = time.monotonic() - self._registered_at < REREGISTER_MIN_GAP
+                if self._reregister_wanted.is_set() or not recent:
+                    log.info("manager does not know node %s any more: registering again", self.node_id)
+                    continue
+                delay = self._backoff.next_delay()
+                log.warning("manager forgot node %s again right after registering", self.node_id)
             except _SessionFailed as exc:
                 self.last_error = exc.reason
                 delay = exc.retry_after if exc.retry_after is not None else self._backoff.next_delay()
+                wake_on_connect = exc.retry_after is None and not self._channel_ready()
                 if self.connected:
                     log.warning("disconnected from manager %s: %s", self._cfg.address, exc.reason)
                 else:
                     log.warning("cannot reach manager %s: %s", self._cfg.address, exc.reason)
+            except Exception as exc:  # never a dead link: log, back off, try again
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                delay = self._backoff.next_delay()
+                log.exception("link session failed unexpectedly")
             finally:
                 self.connected = False
             if delay is not None:
-                log.info("reconnecting in %.1fs", delay)
-                if await sleep_or_stop(self._stop, delay):
+                log.info("reconnecting in %.1fs%s", delay, " or once connected" if wake_on_connect else "")
+                if await self._pause(delay, wake_on_connect=wake_on_connect):
                     break
         log.info("link to manager stopped")
 
+    def _channel_ready(self) -> bool:
+        channel = self._channel
+        return channel is not None and channel.get_state() == grpc.ChannelConnectivity.READY
+
+    async def _pause(self, delay: float, *, wake_on_connect: bool) -> bool:
+        """Wait ``delay`` (or, with ``wake_on_connect``, until the channel connects); True when stopping."""
+        if not wake_on_connect:
+            return await sleep_or_stop(self._stop, delay)
+        connected = asyncio.create_task(self._connected_again())
+        try:
+            await asyncio.wait_for(asyncio.shield(connected), timeout=delay)
+        except TimeoutError:
+            pass
+        finally:
+            connected.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connected
+        return self._stop.is_set()
+
+    async def _connected_again(self) -> None:
+        """Return once the channel is READY again (then a short jitter), or the link stops.
+
+        gRPC reconnects in the background with its own backoff (0.5 s, capped at 5 s), so a
+        dead manager sees at most one connection attempt per few seconds per daemon.
+        """
+        channel = self._channel
+        assert channel is not None
+        stop = asyncio.create_task(self._stop.wait())
+        try:
+            state = channel.get_state(try_to_connect=True)
+            while state != grpc.ChannelConnectivity.READY and not self._stop.is_set():
+                change = asyncio.create_task(channel.wait_for_state_change(state))
+                await asyncio.wait({change, stop}, return_when=asyncio.FIRST_COMPLETED)
+                change.cancel()
+                state = channel.get_state(try_to_connect=True)
+            if not self._stop.is_set():
+                log.info("manager %s reachable again", self._cfg.address)
+                await sleep_or_stop(self._stop, random.uniform(0, READY_JITTER))
+        finally:
+            stop.cancel()
+
     def _fail(self, what: str, exc: grpc.aio.AioRpcError) -> _SessionFailed:
         code = exc.code()
-        retry = (
-            _pushback(exc)
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
-            else None
-        )
+        shedding = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        retry = pushback(exc) if shedding else None
         return _SessionFailed(f"{what}: {code.name} {exc.details() or ''}".strip(), retry)
 
     async def _register(self, manager: manager_pb2_grpc.ManagerServiceAsyncStub) -> None:
@@ -217,7 +272,10 @@ class ManagerLink:
         except grpc.aio.AioRpcError as exc:
             raise self._fail("register", exc) from exc
         self._reregister_wanted.clear()
+        self.registered = True
+        self._registered_at = time.monotonic()
         self.registrations += 1
+        self.connected = True
         log.info(
             "registered with manager %s as %s (ip %s, registration #%d)",
             self._cfg.address,
@@ -270,6 +328,7 @@ class ManagerLink:
                     raise _Reregister() from exc
                 raise self._fail("heartbeat", exc) from exc
             self.heartbeats_sent += 1
+            self.connected = True
             if first:
                 self._backoff.reset()
                 first = False
@@ -277,30 +336,10 @@ class ManagerLink:
             await sleep_or_stop(self._stop, interval * random.uniform(0.9, 1.1))
 
     async def _deliver(self, manager: manager_pb2_grpc.ManagerServiceAsyncStub) -> None:
-        while True:
-            records, cursor = await self._outbox.peek(self.settings.batch_size)
-            if not records:
-                self._outbox.ready.clear()
-                await self._outbox.ready.wait()
-                continue
-            request = manager_pb2.ReportMetricsRequest(
-                node_id=self.node_id,
-                metrics=[
-                    manager_pb2.MetricData(type=r["type"], timestamp=int(r["timestamp"]), values=r["values"])
-                    for r in records
-                ],
-            )
-            try:
-                await manager.ReportMetrics(request, timeout=self._cfg.timeout)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.NOT_FOUND:
-                    raise _Reregister() from exc
-                if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
-                    raise self._fail("metrics", exc) from exc
-                # A batch the manager can never accept would block delivery forever.
-                self.samples_rejected += len(records)
-                log.error("manager rejected %d samples: %s; discarding them", len(records), exc.details())
-            await self._outbox.ack(cursor, len(records))
+        try:
+            await self.delivery.run(manager)
+        except DeliveryStopped:
+            raise _Stopped() from None
 
     async def _sync_agents(self, daemon: daemon_pb2_grpc.DaemonServiceAsyncStub) -> None:
         if self._agent_states is None:

@@ -106,6 +106,10 @@ class Spool:
       partly unread; their unread records are added to ``dropped`` (persisted) and a WARNING is
       logged. A cursor into a dropped segment acks nothing. A record larger than ``max_bytes``
       is rejected with ``InvalidArgument`` before anything of the batch is written.
+    * A state file that does not parse, or points outside the existing segments (a segment
+      that does not exist, an offset past the end), is ignored with a WARNING naming it and
+      delivery starts at the oldest record: unread records are only ever deleted by the size
+      bound, and then counted.
     * A torn last write (process killed mid-append) is truncated away at reopen with a warning;
       earlier records are kept. A corrupt frame elsewhere is skipped with a warning.
     * Not thread-safe: use it from one thread or task at a time (the daemon calls it from one
@@ -185,7 +189,10 @@ class Spool:
                 if payload is None:
                     logger.warning("spool: skipping a corrupt record in segment %d", seq)
                     continue
-                records.append(json.loads(payload))
+                try:
+                    records.append(json.loads(payload))
+                except ValueError:
+                    records.append({})  # framed but not JSON: the reader quarantines it
                 index += 1
                 cursor = Cursor(seq, end, index)
         return records, cursor
@@ -241,6 +248,18 @@ class Spool:
     def _open_existing(self) -> None:
         state_seq, state_offset = self._load_state()
         seqs = sorted(int(p.stem) for p in self._dir.glob("*" + _SUFFIX) if p.stem.isdigit())
+        if seqs and state_seq >= seqs[0] and not self._state_points_inside(state_seq, state_offset, seqs):
+            # A read position the spool never writes: trusting it would delete unsent records.
+            logger.warning(
+                "spool: %s points outside the segments (segment %d, offset %d; segments %d..%d);"
+                " delivering from the oldest record",
+                self._dir / _STATE,
+                state_seq,
+                state_offset,
+                seqs[0],
+                seqs[-1],
+            )
+            state_seq, state_offset = seqs[0], 0
         for seq in seqs:
             if seq < state_seq:
                 self._path(seq).unlink()  # fully read; the deletion after the ack was interrupted
@@ -265,6 +284,9 @@ class Spool:
             index += payload is not None
         self._read = Cursor(first, offset, index)
 
+    def _state_points_inside(self, seq: int, offset: int, seqs: Sequence[int]) -> bool:
+        return seq in seqs and 0 <= offset <= self._path(seq).stat().st_size
+
     def _load_state(self) -> tuple[int, int]:
         try:
             state = json.loads((self._dir / _STATE).read_text())
@@ -273,7 +295,9 @@ class Spool:
         except FileNotFoundError:
             return 0, 0
         except (ValueError, KeyError, TypeError) as exc:
-            logger.warning("spool: unreadable %s (%s); delivering from the oldest segment", _STATE, exc)
+            logger.warning(
+                "spool: unreadable %s (%s); delivering from the oldest segment", self._dir / _STATE, exc
+            )
             return 0, 0
 
     def _scan(self, seq: int, *, last: bool) -> _Segment:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -230,3 +231,49 @@ def test_directory_is_locked_and_close_is_final(tmp_path: Path) -> None:
 def test_invalid_sizes_are_config_errors(tmp_path: Path, max_bytes: int, segment_bytes: int) -> None:
     with pytest.raises(ConfigError):
         Spool(tmp_path, max_bytes=max_bytes, segment_bytes=segment_bytes)
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"segment": 999999, "offset": 0, "dropped": 0},
+        {"segment": 1, "offset": 10**9, "dropped": 0},
+        {"segment": 1, "offset": -5, "dropped": 0},
+    ],
+)
+def test_state_pointing_outside_the_segments_is_clamped_to_the_oldest_record(
+    tmp_path: Path, state: dict[str, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    with Spool(tmp_path) as spool:
+        spool.append(recs(0, 5))
+    first = segments(tmp_path)[0]
+    state = {**state, "segment": int(first.stem) if state["segment"] == 1 else state["segment"]}
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    with caplog.at_level(logging.WARNING, logger="opsfleet.daemon.spool"), Spool(tmp_path) as spool:
+        assert spool.pending() == 5
+        assert drain(spool) == recs(0, 5)
+        assert spool.dropped == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(tmp_path / "state.json") in w for w in warnings), warnings
+
+
+def test_valid_state_still_skips_acked_records(tmp_path: Path) -> None:
+    with Spool(tmp_path) as spool:
+        spool.append(recs(0, 5))
+        _, cursor = spool.peek(2)
+        spool.ack(cursor)
+    with Spool(tmp_path) as spool:
+        assert spool.peek(10)[0] == recs(2, 5)
+
+
+def test_framed_record_that_is_not_json_is_handed_over_as_empty(tmp_path: Path) -> None:
+    import zlib
+
+    payload = b"{not json"
+    with Spool(tmp_path) as spool:
+        spool.append(recs(0, 1))
+    with open(segments(tmp_path)[-1], "ab") as seg:
+        seg.write(b"%08x %08x " % (len(payload), zlib.crc32(payload)) + payload + b"\n")
+    with Spool(tmp_path) as spool:
+        spool.append(recs(1, 2))
+        assert drain(spool) == [rec(0), {}, rec(1)]

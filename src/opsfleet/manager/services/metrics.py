@@ -18,7 +18,7 @@ from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
 from opsfleet.common.validation import (
     MAX_METRICS_PER_REQUEST,
     check_metric_type,
-    clean_values,
+    check_sample,
 )
 from opsfleet.manager.domain import IngestResult, MetricSample
 from opsfleet.manager.services.batching import GroupCommitter
@@ -96,21 +96,26 @@ class MetricService:
         return [None] * len(batches)
 
     def validate(self, node_id: str, metrics: Iterable[RawMetric]) -> tuple[list[MetricSample], int]:
+        """The samples to store and the count of dropped non-finite values.
+
+        InvalidArgument names the first invalid sample: ``metrics[<i>].<field>: <reason>``
+        (daemons use the index to drop only that sample). A timestamp of 0 (unset) means now.
+        """
         items = list(metrics)
         if len(items) > MAX_METRICS_PER_REQUEST:
             raise InvalidArgument(
                 f"too many metrics in one request: {len(items)} > {MAX_METRICS_PER_REQUEST}"
             )
         now = int(self._clock())
+        max_age = self._retention_days * 86400
         samples: list[MetricSample] = []
         dropped = 0
-        for item in items:
-            check_metric_type(item.type)
-            if item.timestamp < 0:
-                raise InvalidArgument(f"metric {item.type!r} has a negative timestamp")
-            kept, lost = clean_values(item.type, item.values)
-            dropped += lost
-            samples.append(MetricSample(node_id, item.type, item.timestamp or now, kept))
+        for index, item in enumerate(items):
+            checked = check_sample(
+                index, item.type, item.timestamp or now, item.values, now=now, max_age_seconds=max_age
+            )
+            dropped += checked.dropped_values
+            samples.append(MetricSample(node_id, checked.type, checked.timestamp, checked.values))
         return samples, dropped
 
     async def ingest(self, node_id: str, metrics: Iterable[RawMetric]) -> IngestResult:

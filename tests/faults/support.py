@@ -1,0 +1,63 @@
+"""Helpers of the fault-injection suite: spool prefills, row counts straight from SQLite, figures."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opsfleet.daemon.spool import Spool
+
+
+def prefill_spool(work_dir: Path, records: list[dict[str, Any]]) -> None:
+    """Leave ``records`` in the daemon's spool, as an earlier outage would have."""
+    with Spool(work_dir / "spool") as spool:
+        spool.append(records)
+
+
+def recent_samples(count: int, *, type_: str = "custom.fault", age: int = 3600) -> list[dict[str, Any]]:
+    """``count`` distinct samples of one type, one second apart, ending ``age - count`` s ago."""
+    start = int(time.time()) - age
+    return [{"type": type_, "timestamp": start + i, "values": {"seq": float(i)}} for i in range(count)]
+
+
+def row_counts(db_file: Path, node_id: str) -> dict[tuple[str, int], int]:
+    """Rows per (type, timestamp) of one node, read with SQL (not through the store's API)."""
+    conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = conn.execute(
+            "SELECT type, ts, COUNT(*) FROM metric_samples WHERE node_id = ? GROUP BY type, ts", (node_id,)
+        ).fetchall()
+    finally:
+        conn.close()
+    return {(type_, ts): n for type_, ts, n in rows}
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What a delivery fault run did, for docs/reliability.md."""
+
+    sent: int  # samples carried by ReportMetrics calls, resends included
+    acked: int  # samples the daemon saw confirmed
+    stored: int  # rows in the database
+    duplicated: int  # rows beyond one per (node, type, timestamp)
+    lost: int  # samples taken that are not stored
+
+    def line(self, name: str) -> str:
+        return (
+            f"FIGURES {name}: sent={self.sent} acked={self.acked} stored={self.stored}"
+            f" duplicated={self.duplicated} lost={self.lost}"
+        )
+
+
+def figures(daemon: Any, counts: dict[tuple[str, int], int], expected: set[tuple[str, int]]) -> Figures:
+    stored = sum(counts.values())
+    return Figures(
+        sent=daemon.link.delivery.samples_sent,
+        acked=daemon.link.delivery.samples_stored,
+        stored=stored,
+        duplicated=stored - len(counts),
+        lost=len(expected - set(counts)),
+    )
