@@ -17,9 +17,9 @@ def prefill_spool(work_dir: Path, records: list[dict[str, Any]]) -> None:
         spool.append(records)
 
 
-def recent_samples(count: int, *, type_: str = "custom.fault", age: int = 3600) -> list[dict[str, Any]]:
-    """``count`` distinct samples of one type, one second apart, ending ``age - count`` s ago."""
-    start = int(time.time()) - age
+def recent_samples(count: int, *, type_: str = "custom.fault") -> list[dict[str, Any]]:
+    """``count`` distinct samples of one type, one second apart, the last one an hour ago."""
+    start = int(time.time()) - 3600 - count
     return [{"type": type_, "timestamp": start + i, "values": {"seq": float(i)}} for i in range(count)]
 
 

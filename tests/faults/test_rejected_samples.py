@@ -21,7 +21,11 @@ async def test_one_sample_older_than_retention_among_good_ones(apps: Any, tmp_pa
     work = tmp_path / "node"
     records = recent_samples(60)
     # The daemon cannot know the manager's retention (30 days): only the manager rejects this one.
-    records[30] = {"type": "custom.fault", "timestamp": int(time.time()) - 40 * 86400, "values": {"seq": -1.0}}
+    records[30] = {
+        "type": "custom.fault",
+        "timestamp": int(time.time()) - 40 * 86400,
+        "values": {"seq": -1.0},
+    }
     prefill_spool(work, records)
     manager = await apps.manager()
     daemon = await apps.daemon(f"127.0.0.1:{manager.grpc_port}", work_dir=work, **NO_COLLECTORS)

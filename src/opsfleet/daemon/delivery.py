@@ -100,22 +100,23 @@ class Delivery:
         self.samples_sent = 0  # samples carried by those calls, resends included
         self.samples_stored = 0  # samples the manager confirmed
         self.last_error = ""
+        self._backlog_delivered: int | None = None  # counting since a backlog was announced
 
     async def run(self, manager: manager_pb2_grpc.ManagerServiceAsyncStub) -> None:
         backlog = await self._outbox.pending()
-        delivered = 0
-        if backlog:
+        if backlog and self._backlog_delivered is None:
             log.info("delivering %d spooled samples", backlog)
+            self._backlog_delivered = 0
         while True:
             records, cursor = await self._outbox.peek(self._batch_size())
             if not records:
-                if backlog:
+                if self._backlog_delivered is not None:
                     log.info(
                         "delivered %d spooled samples after reconnecting (%d quarantined in all)",
-                        delivered,
+                        self._backlog_delivered,
                         self.quarantine.total,
                     )
-                    backlog = 0
+                    self._backlog_delivered = None
                 self._outbox.ready.clear()
                 await self._outbox.ready.wait()
                 continue
@@ -132,7 +133,8 @@ class Delivery:
                 )
             stored = await self._send_isolated(manager, samples) if samples else 0
             await self._outbox.ack(cursor, stored)
-            delivered += stored
+            if self._backlog_delivered is not None:
+                self._backlog_delivered += stored
 
     async def _send_isolated(
         self, manager: manager_pb2_grpc.ManagerServiceAsyncStub, samples: list[manager_pb2.MetricData]

@@ -47,6 +47,15 @@ READY_JITTER = 1.0  # spread a fleet's return over this many seconds once the ma
 REREGISTER_MIN_GAP = 5.0  # NOT_FOUND again sooner than this after a registration: back off
 
 
+def channel_reconnect_options() -> list[tuple[str, int]]:
+    """gRPC's own reconnect backoff: how often a daemon probes a manager that is down."""
+    return [
+        ("grpc.initial_reconnect_backoff_ms", 500),
+        ("grpc.min_reconnect_backoff_ms", 500),
+        ("grpc.max_reconnect_backoff_ms", 5000),
+    ]
+
+
 @dataclass(frozen=True)
 class AgentStateView:
     agent_id: str
@@ -152,9 +161,7 @@ class ManagerLink:
         target = self._cfg.address
         options = [
             *rpc_opts.channel_options(),
-            ("grpc.initial_reconnect_backoff_ms", 500),
-            ("grpc.min_reconnect_backoff_ms", 500),
-            ("grpc.max_reconnect_backoff_ms", 5000),
+            *channel_reconnect_options(),
         ]
         if not self._cfg.tls_enabled:
             return grpc.aio.insecure_channel(target, options=options)
