@@ -138,3 +138,26 @@ async def test_manager_rejecting_every_network_batch_without_index(apps: Any) ->
     assert taken > 0 and window_calls <= 2 * taken + 5, (window_calls, taken)
     assert servicer.calls <= 2 * appended + 10
     assert servicer.registrations == 1
+
+
+async def test_manager_names_index_and_field_of_the_first_bad_sample(apps: Any) -> None:
+    manager = await apps.manager()
+    now = int(time.time())
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{manager.grpc_port}") as channel:
+        stub = manager_pb2_grpc.ManagerServiceStub(channel)
+        await stub.RegisterNode(manager_pb2.RegisterNodeRequest(node_id="n1", hostname="h"))
+        for bad_ts, reason in ((now + 3600, "in the future"), (now - 31 * 86400, "older than the retention")):
+            metrics = [
+                manager_pb2.MetricData(type="cpu", timestamp=now - 2, values={"idle": 1.0}),
+                manager_pb2.MetricData(type="cpu", timestamp=now - 1, values={"idle": 1.0}),
+                manager_pb2.MetricData(type="cpu", timestamp=bad_ts, values={"idle": 1.0}),
+            ]
+            try:
+                await stub.ReportMetrics(manager_pb2.ReportMetricsRequest(node_id="n1", metrics=metrics))
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert (exc.details() or "").startswith("metrics[2].timestamp: "), exc.details()
+                assert reason in (exc.details() or "")
+            else:
+                raise AssertionError(f"timestamp {bad_ts} accepted")
+    assert await manager.store.count_metrics("n1") == 0

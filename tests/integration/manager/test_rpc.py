@@ -122,16 +122,16 @@ async def test_register_rejects_malformed_input(
 
 async def test_metrics_rejects_malformed_input_and_keeps_nothing(running: Running) -> None:
     await running.manager.RegisterNode(reg())
-    good = manager_pb2.MetricData(type="cpu", timestamp=1, values={"usage_percent": 1.0})
-    bad_type = manager_pb2.MetricData(type="CPU!", timestamp=1, values={"x": 1.0})
+    good = manager_pb2.MetricData(type="cpu", timestamp=T0, values={"usage_percent": 1.0})
+    bad_type = manager_pb2.MetricData(type="CPU!", timestamp=T0, values={"x": 1.0})
     too_many_values = manager_pb2.MetricData(
-        type="cpu", timestamp=2, values={f"k{i}": 1.0 for i in range(257)}
+        type="cpu", timestamp=T0, values={f"k{i}": 1.0 for i in range(257)}
     )
     cases = [
         [good, bad_type],
         [too_many_values],
         [good] * 1001,
-        [manager_pb2.MetricData(type="x" * 33, timestamp=1, values={})],
+        [manager_pb2.MetricData(type="x" * 33, timestamp=T0, values={})],
     ]
     for metrics in cases:
         await expect_code(
@@ -258,7 +258,7 @@ async def test_daemon_side_rpcs_are_unimplemented(running: Running) -> None:
 
 async def test_oversized_message_is_refused(running: Running) -> None:
     await running.manager.RegisterNode(reg())
-    huge = manager_pb2.MetricData(type="cpu", timestamp=1, values={"k": 1.0})
+    huge = manager_pb2.MetricData(type="cpu", timestamp=T0, values={"k": 1.0})
     labels = {"x": "y" * (5 * 1024 * 1024)}
     await expect_code(running.manager.RegisterNode(reg(labels=labels)), grpc.StatusCode.RESOURCE_EXHAUSTED)
     assert (
