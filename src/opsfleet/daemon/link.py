@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 SYNC_DEBOUNCE = 0.5
 READY_JITTER = 1.0  # spread a fleet's return over this many seconds once the manager is back
+MIN_PAUSE = 1.0  # the shortest wait cut short by a reconnection
 REREGISTER_MIN_GAP = 5.0  # NOT_FOUND again sooner than this after a registration: back off
 
 
@@ -220,8 +221,9 @@ class ManagerLink:
 
     async def _pause(self, delay: float, *, wake_on_connect: bool) -> bool:
         """Wait ``delay`` (or, with ``wake_on_connect``, until the channel connects); True when stopping."""
-        if not wake_on_connect:
+        if not wake_on_connect or delay <= MIN_PAUSE:
             return await sleep_or_stop(self._stop, delay)
+        started = time.monotonic()
         connected = asyncio.create_task(self._connected_again())
         try:
             await asyncio.wait_for(asyncio.shield(connected), timeout=delay)
@@ -231,7 +233,8 @@ class ManagerLink:
             connected.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await connected
-        return self._stop.is_set()
+        # A manager that accepts connections but fails every call still gets at most one try a second.
+        return await sleep_or_stop(self._stop, MIN_PAUSE - (time.monotonic() - started))
 
     async def _connected_again(self) -> None:
         """Return once the channel is READY again (then a short jitter), or the link stops.

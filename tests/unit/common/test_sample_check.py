@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from opsfleet.common.errors import InvalidArgument
-from opsfleet.common.validation import check_sample, parse_sample_error_index
+from opsfleet.common.validation import check_sample, clean_values, parse_sample_error_index
 
 NOW = 1_800_000_000
 
@@ -63,3 +63,7 @@ def test_index_parsing() -> None:
     assert parse_sample_error_index("metrics[12].values: bad") == 12
     assert parse_sample_error_index("bad network sample") is None
     assert parse_sample_error_index("too many metrics[x]") is None
+
+
+def test_clean_values_with_both_infinities_does_not_raise() -> None:
+    assert clean_values("cpu", {"a": math.inf, "b": -math.inf, "c": 2.0}) == ({"c": 2.0}, 2)
