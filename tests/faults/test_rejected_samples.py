@@ -115,6 +115,7 @@ async def test_manager_rejecting_every_network_batch_without_index(apps: Any) ->
         taken_before = daemon.sampler.samples_taken
         await asyncio.sleep(6)  # the window whose delivery is checked: collectors run every second
         elapsed = time.monotonic() - started
+        await daemon.sampler.stop()  # nothing new while the last samples are checked
         taken = daemon.sampler.samples_taken - taken_before
 
         async def caught_up() -> bool:
