@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from opsfleet.daemon.config import ManagerSection
 from tests.faults.support import figures, prefill_spool, recent_samples, row_counts
 from tests.helpers import assert_eventually
@@ -32,7 +34,7 @@ async def test_manager_restart_daemon_back_fast_and_no_offline_event(apps: Any, 
 
     await apps.stop(manager)
     await assert_eventually(lambda: not daemon.link.connected, timeout=10)
-    await asyncio.sleep(4)  # the outage: the daemon's backoff grows meanwhile
+    await asyncio.sleep(3)  # the outage: the daemon's backoff grows meanwhile
     manager = await apps.manager(db, port=port, **liveness)
     listening = time.monotonic()
     heartbeats = daemon.link.heartbeats_sent
@@ -77,6 +79,7 @@ async def _start_manager(db_file: Path, port: int) -> Proc:
     return proc
 
 
+@pytest.mark.slow
 async def test_kill_9_of_the_manager_mid_stream_loses_and_duplicates_nothing(
     apps: Any, tmp_path: Path
 ) -> None:
