@@ -1,0 +1,61 @@
+"""Transient metric failures are retried with backoff, inside the session: no re-registration."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from opsfleet.proto import manager_pb2, manager_pb2_grpc
+from tests.faults.support import prefill_spool, recent_samples
+from tests.helpers import assert_eventually
+
+NO_COLLECTORS = {f"collectors__{name}__enabled": False for name in ("cpu", "memory", "disk", "network")}
+
+
+class FlakyMetrics(manager_pb2_grpc.ManagerServiceServicer):
+    """Heartbeats work; ReportMetrics answers UNAVAILABLE (no retry hint) for its first 3 s."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.registrations = 0
+        self.report_calls = 0
+        self.stored: set[int] = set()
+
+    async def RegisterNode(self, request: Any, context: Any) -> manager_pb2.RegisterNodeResponse:
+        self.registrations += 1
+        return manager_pb2.RegisterNodeResponse(success=True, message="ok")
+
+    async def Heartbeat(self, request: Any, context: Any) -> manager_pb2.HeartbeatResponse:
+        return manager_pb2.HeartbeatResponse(success=True, message="ok")
+
+    async def ReportMetrics(self, request: Any, context: Any) -> manager_pb2.ReportMetricsResponse:
+        self.report_calls += 1
+        if time.monotonic() - self.started < 3.0:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable")
+        self.stored.update(m.timestamp for m in request.metrics)
+        return manager_pb2.ReportMetricsResponse(success=True, message="ok")
+
+
+async def test_unavailable_metrics_are_retried_with_backoff_without_reregistering(
+    apps: Any, tmp_path: Path
+) -> None:
+    work = tmp_path / "node"
+    records = recent_samples(30)
+    prefill_spool(work, records)
+    servicer = FlakyMetrics()
+    server = grpc.aio.server()
+    manager_pb2_grpc.add_ManagerServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        daemon = await apps.daemon(f"127.0.0.1:{port}", work_dir=work, **NO_COLLECTORS)
+        await assert_eventually(lambda: len(servicer.stored) == len(records), timeout=15)
+    finally:
+        await server.stop(None)
+    assert servicer.registrations == 1  # heartbeats kept working: the node was never re-registered
+    # Backoff from 0.2 s capped at 1 s (the test daemon's settings): a handful of tries in 3 s.
+    assert 2 <= servicer.report_calls <= 25, servicer.report_calls
+    assert daemon.link.heartbeats_sent >= 2
