@@ -20,12 +20,14 @@ from opsfleet.common.tls import server_credentials
 from opsfleet.manager.config import ManagerConfig
 from opsfleet.manager.rpc.daemon_client import DaemonCallSettings, DaemonClientPool
 from opsfleet.manager.rpc.servicers import DaemonServiceServicer, ManagerServicer
+from opsfleet.manager.secret_file import SecretFile
 from opsfleet.manager.services.agent_ops import AgentOpsService
 from opsfleet.manager.services.agents import AgentService
 from opsfleet.manager.services.audit import AuditService
 from opsfleet.manager.services.auth import AuthService
 from opsfleet.manager.services.configs import ConfigService
 from opsfleet.manager.services.fleet import FleetService
+from opsfleet.manager.services.login_throttle import LoginThrottle, ThrottlePolicy
 from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
 from opsfleet.manager.services.nodes import NodeService
@@ -86,7 +88,23 @@ class ManagerApp:
         queries = SqlFleetQueries(self.store)
         user_store = SqlUserStore(self.store)
         self.users = UserService(user_store)
-        self.auth = AuthService(self.users, user_store, secret=config.jwt.secret, ttl=config.jwt.expire)
+        au = config.auth
+        self.auth = AuthService(
+            self.users,
+            user_store,
+            secret=config.jwt.secret,
+            secret_store=SecretFile(config.jwt_secret_path()),
+            ttl=config.jwt.expire,
+            throttle=LoginThrottle(
+                ThrottlePolicy(
+                    max_failures=au.login_max_failures,
+                    max_failures_per_address=au.login_max_failures_per_address,
+                    window=au.login_window,
+                    lockout_base=au.lockout_base,
+                    lockout_max=au.lockout_max,
+                )
+            ),
+        )
         self.audit = AuditService(SqlAuditStore(self.store))
         self.fleet = FleetService(queries, self.nodes)
         self.metric_queries = MetricQueryService(queries, self.nodes, self.metrics)

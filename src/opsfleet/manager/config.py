@@ -24,6 +24,12 @@ DEFAULT_DATA_DIR = "data"
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_TOKEN_TTL = 24 * 3600.0
 ADMIN_PASSWORD_ENV = "OPSFLEET_ADMIN_PASSWORD"
+DEFAULT_LOGIN_MAX_FAILURES = 10
+DEFAULT_LOGIN_MAX_FAILURES_PER_ADDRESS = 30
+DEFAULT_LOGIN_WINDOW = 300.0
+DEFAULT_LOCKOUT_BASE = 60.0
+DEFAULT_LOCKOUT_MAX = 3600.0
+JWT_SECRET_FILE = "jwt.secret"
 
 # Keys of the seed's manager.yaml that opsfleet reads but does not use.
 SEED_IGNORED_KEYS = (
@@ -124,21 +130,30 @@ class AgentsSection(Section):
 
 
 class JwtSection(Section):
-    """REST API tokens. An empty secret means: generate one once and keep it in the database."""
+    """REST API tokens, signed with ``secret`` when set (replicas share it), else with the secret
+    in ``secret_file`` (default ``<data_dir>/jwt.secret``, created once with mode 0600)."""
 
     secret: str = Field(default="", repr=False)
+    secret_file: str = ""
     expire: Duration = Field(default=DEFAULT_TOKEN_TTL, ge=60.0, le=30 * 86400.0)
 
 
 class AuthSection(Section):
-    """``admin_password`` (or env OPSFLEET_ADMIN_PASSWORD) is the first admin's password on first start."""
+    """``admin_password`` (or env OPSFLEET_ADMIN_PASSWORD) is the first admin's password on first
+    start; the password policy is checked when it is used. The ``login_*``/``lockout_*`` keys
+    throttle failed sign-ins per username and per client address."""
 
-    admin_password: str = Field(default="", repr=False)
+    admin_password: str = Field(default="", repr=False, max_length=128)
+    login_max_failures: int = Field(default=DEFAULT_LOGIN_MAX_FAILURES, ge=1, le=10_000)
+    login_max_failures_per_address: int = Field(default=DEFAULT_LOGIN_MAX_FAILURES_PER_ADDRESS, ge=1)
+    login_window: Duration = Field(default=DEFAULT_LOGIN_WINDOW, gt=0, le=86400.0)
+    lockout_base: Duration = Field(default=DEFAULT_LOCKOUT_BASE, gt=0)
+    lockout_max: Duration = Field(default=DEFAULT_LOCKOUT_MAX, gt=0, le=30 * 86400.0)
 
     @model_validator(mode="after")
-    def _password_length(self) -> AuthSection:
-        if self.admin_password and not 8 <= len(self.admin_password) <= 128:
-            raise ValueError("admin_password (env OPSFLEET_ADMIN_PASSWORD) must be 8-128 characters")
+    def _lockout_bounds(self) -> AuthSection:
+        if self.lockout_max < self.lockout_base:
+            raise ValueError("auth.lockout_max must be at least auth.lockout_base")
         return self
 
 
@@ -153,6 +168,10 @@ class ManagerConfig(Section):
     agents: AgentsSection = AgentsSection()
     jwt: JwtSection = JwtSection()
     auth: AuthSection = AuthSection()
+
+    def jwt_secret_path(self) -> Path:
+        """Where the generated JWT secret lives when ``jwt.secret`` is not set."""
+        return Path(self.jwt.secret_file) if self.jwt.secret_file else Path(self.data_dir) / JWT_SECRET_FILE
 
     def database_url(self) -> str:
         """The SQLAlchemy async URL for the configured database."""

@@ -12,7 +12,7 @@ import httpx
 from opsfleet.manager.app import ManagerApp
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc, manager_pb2, manager_pb2_grpc
 
-ADMIN_PASSWORD = "admin-pass-123"
+ADMIN_PASSWORD = "fleet-keeper-2718"
 # Recent timestamps: retention (30 days by default) must not touch test samples.
 NOW = int(time.time())
 

@@ -47,7 +47,7 @@ async def test_missing_garbage_and_expired_tokens(start_web: Callable[..., Any],
     expect(await web.http.get("/api/v1/nodes", headers=bearer("not.a.jwt")), 401, 1007)
     key = hashlib.sha256(b"configured-secret").digest()
     now = int(time.time())
-    claims = {"sub": "1", "ver": 0, "iss": "opsfleet", "iat": now - 100, "exp": now - 10}
+    claims = {"sub": "1", "ver": 0, "iss": "opsfleet", "iat": now - 100, "exp": now - 10, "jti": "t-1"}
     expired = jwt.encode(claims, key, algorithm="HS256")
     expect(await web.http.get("/api/v1/nodes", headers=bearer(expired)), 401, 1008)
     forged = jwt.encode({**claims, "exp": now + 100}, b"another-key-of-32-bytes-xxxxxxxx", algorithm="HS256")

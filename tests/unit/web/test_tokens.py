@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from opsfleet.common.errors import Conflict, InvalidArgument
 from opsfleet.manager.domain import Role, User
+from opsfleet.manager.secret_file import SecretFile
 from opsfleet.manager.services.auth import AuthService, TokenExpired, TokenInvalid
 from opsfleet.manager.services.users import BadCredentials, UserDisabled, UserExists, UserService
 
@@ -18,6 +20,7 @@ class MemoryUserStore:
     def __init__(self) -> None:
         self.users: dict[int, tuple[User, str]] = {}
         self.settings: dict[str, str] = {}
+        self.revoked: dict[str, float] = {}
 
     async def insert_user(self, username: str, password_hash: str, role: Role, now: float) -> User | None:
         if any(u.username == username for u, _ in self.users.values()):
@@ -67,6 +70,24 @@ class MemoryUserStore:
     async def setting(self, key: str, default: str) -> str:
         return self.settings.setdefault(key, default)
 
+    async def get_setting(self, key: str) -> str | None:
+        return self.settings.get(key)
+
+    async def delete_setting(self, key: str) -> bool:
+        return self.settings.pop(key, None) is not None
+
+    async def revoke_token(self, jti: str, user_id: int, expires_at: float, now: float) -> None:
+        self.revoked = {j: e for j, e in self.revoked.items() if e > now}
+        self.revoked.setdefault(jti, expires_at)
+
+    async def token_revoked(self, jti: str) -> bool:
+        return jti in self.revoked
+
+    async def prune_revocations(self, now: float) -> int:
+        before = len(self.revoked)
+        self.revoked = {j: e for j, e in self.revoked.items() if e > now}
+        return before - len(self.revoked)
+
 
 class Clock:
     def __init__(self) -> None:
@@ -77,12 +98,12 @@ class Clock:
 
 
 @pytest.fixture
-async def setup() -> tuple[MemoryUserStore, UserService, AuthService, Clock]:
+async def setup(tmp_path: Path) -> tuple[MemoryUserStore, UserService, AuthService, Clock]:
     store, clock = MemoryUserStore(), Clock()
     users = UserService(store, clock=clock)
-    auth = AuthService(users, store, ttl=3600, clock=clock)
+    auth = AuthService(users, store, secret_store=SecretFile(tmp_path / "jwt.secret"), ttl=3600, clock=clock)
     await auth.start()
-    await users.bootstrap_admin("first-admin-pw")
+    await users.bootstrap_admin("first-keeper-pw")
     return store, users, auth, clock
 
 
@@ -90,9 +111,9 @@ async def test_token_roundtrip_expiry_and_revocation(
     setup: tuple[MemoryUserStore, UserService, AuthService, Clock],
 ) -> None:
     store, users, auth, clock = setup
-    issued, admin = await auth.login("admin", "first-admin-pw")
+    issued, admin = await auth.login("admin", "first-keeper-pw")
     assert (await auth.authenticate(issued.token)).id == admin.id
-    assert store.settings["jwt_secret"]  # generated once, then reused
+    assert "jwt_secret" not in store.settings  # kept in the 0600 file, not in the database
     clock.now += 3601
     with pytest.raises(TokenExpired):
         await auth.authenticate(issued.token)
@@ -112,14 +133,14 @@ async def test_other_secret_rejects(setup: tuple[MemoryUserStore, UserService, A
     store, users, auth, clock = setup
     other = AuthService(users, store, secret="configured", clock=clock)
     await other.start()
-    issued, _ = await auth.login("admin", "first-admin-pw")
+    issued, _ = await auth.login("admin", "first-keeper-pw")
     with pytest.raises(TokenInvalid):
         await other.authenticate(issued.token)
 
 
 async def test_user_rules(setup: tuple[MemoryUserStore, UserService, AuthService, Clock]) -> None:
     _, users, auth, _ = setup
-    admin = (await auth.login("admin", "first-admin-pw"))[1]
+    admin = (await auth.login("admin", "first-keeper-pw"))[1]
     assert await users.bootstrap_admin("another-password") is None  # exists: unchanged
     with pytest.raises(BadCredentials):
         await users.authenticate("admin", "another-password")
@@ -131,10 +152,10 @@ async def test_user_rules(setup: tuple[MemoryUserStore, UserService, AuthService
         await users.set_role(admin, admin.id, "viewer")
     with pytest.raises(InvalidArgument, match=r"^role"):
         await users.create("carl", "password-123", "god")
-    _, updated = await auth.change_password(admin, "first-admin-pw", "second-admin-pw")
+    _, updated = await auth.change_password(admin, "first-keeper-pw", "second-keeper-pw")
     assert updated.token_version == admin.token_version + 1
     with pytest.raises(InvalidArgument, match=r"^old_password"):
-        await users.change_password(updated, "first-admin-pw", "third-admin-pw")
+        await users.change_password(updated, "first-keeper-pw", "third-keeper-pw")
 
 
 async def test_generated_admin_password() -> None:

@@ -11,9 +11,18 @@ import re
 import time
 from collections.abc import Callable
 
-from opsfleet.common.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from opsfleet.common.errors import (
+    ConfigError,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from opsfleet.manager.domain import Role, User
 from opsfleet.manager.services.paging import Page, page_window
+from opsfleet.manager.services.password_policy import MAX_LENGTH as MAX_PASSWORD
+from opsfleet.manager.services.password_policy import check_password
 from opsfleet.manager.services.passwords import (
     generate_password,
     hash_password_async,
@@ -25,8 +34,6 @@ log = logging.getLogger(__name__)
 
 ADMIN_USERNAME = "admin"
 USERNAME_RE = re.compile(r"[A-Za-z0-9._-]{3,64}")
-MIN_PASSWORD = 8
-MAX_PASSWORD = 128
 
 
 class UserNotFound(NotFound):
@@ -51,17 +58,20 @@ def check_username(username: str) -> str:
     return username
 
 
-def check_password(password: str, field: str = "password") -> str:
-    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise InvalidArgument(f"{field} must be {MIN_PASSWORD}-{MAX_PASSWORD} characters")
-    return password
-
-
 def parse_role(role: str) -> Role:
     try:
         return Role(role)
     except ValueError:
         raise InvalidArgument("role must be admin, operator or viewer") from None
+
+
+def _generate_admin_password() -> str:
+    while True:  # a random password fails the policy only by containing "admin": draw again
+        candidate = generate_password()
+        try:
+            return check_password(candidate, ADMIN_USERNAME)
+        except InvalidArgument:
+            continue
 
 
 class UserService:
@@ -79,9 +89,14 @@ class UserService:
         """
         if await self._store.get_credentials(ADMIN_USERNAME) is not None:
             return None
-        generated = None if password else generate_password()
+        generated = None if password else _generate_admin_password()
         secret = password or generated or ""
-        check_password(secret, "OPSFLEET_ADMIN_PASSWORD")
+        try:
+            check_password(secret, ADMIN_USERNAME)
+        except InvalidArgument as exc:
+            raise ConfigError(
+                f"config key 'auth.admin_password' (env OPSFLEET_ADMIN_PASSWORD): {exc.message}"
+            ) from None
         user = await self._store.insert_user(
             ADMIN_USERNAME, await hash_password_async(secret), Role.ADMIN, self._clock()
         )
@@ -131,7 +146,7 @@ class UserService:
 
     async def create(self, username: str, password: str, role: str) -> User:
         check_username(username)
-        check_password(password)
+        check_password(password, username)
         parsed = parse_role(role)
         user = await self._store.insert_user(
             username, await hash_password_async(password), parsed, self._clock()
@@ -170,7 +185,7 @@ class UserService:
             raise UserNotFound(f"user {user.username} does not exist")
         if not await verify_password_async(old_password[:MAX_PASSWORD], found[1]):
             raise InvalidArgument("old_password is wrong")
-        check_password(new_password, "new_password")
+        check_password(new_password, user.username, "new_password")
         if new_password == old_password:
             raise InvalidArgument("new_password must differ from old_password")
         updated = await self._store.update_user(

@@ -113,6 +113,21 @@ class UserStore(Protocol):
     async def setting(self, key: str, default: str) -> str:
         """The stored value of ``key``; stores ``default`` first when absent (first writer wins)."""
 
+    async def get_setting(self, key: str) -> str | None:
+        """The stored value of ``key``, or None; stores nothing."""
+
+    async def delete_setting(self, key: str) -> bool:
+        """Remove ``key``; False when it was absent."""
+
+    async def revoke_token(self, jti: str, user_id: int, expires_at: float, now: float) -> None:
+        """Record token ``jti`` as revoked until ``expires_at`` (idempotent); revocations that
+        expired by ``now`` are pruned on the way."""
+
+    async def token_revoked(self, jti: str) -> bool: ...
+
+    async def prune_revocations(self, now: float) -> int:
+        """Delete revocations of tokens expired by ``now``; how many."""
+
 
 class AuditStore(Protocol):
     async def add_audit(self, entry: AuditEntry) -> int:

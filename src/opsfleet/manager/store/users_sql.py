@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsfleet.manager.domain import AuditEntry, Role, User
-from opsfleet.manager.store.schema import audit_log, settings, users
+from opsfleet.manager.store.schema import audit_log, settings, token_revocations, users
 from opsfleet.manager.store.shield import shielded
 from opsfleet.manager.store.sql import StoreModule
 
@@ -124,6 +124,45 @@ class SqlUserStore(StoreModule):
                 await conn.execute(sa.select(settings.c.value).where(settings.c.key == key))
             ).scalar_one()
         return str(value)
+
+    @shielded
+    async def get_setting(self, key: str) -> str | None:
+        async with self._engine.connect() as conn:
+            value = (
+                await conn.execute(sa.select(settings.c.value).where(settings.c.key == key))
+            ).scalar_one_or_none()
+        return None if value is None else str(value)
+
+    @shielded
+    async def delete_setting(self, key: str) -> bool:
+        async with self._store.write_tx() as conn:
+            result = await conn.execute(settings.delete().where(settings.c.key == key))
+        return bool(result.rowcount)
+
+    @shielded
+    async def revoke_token(self, jti: str, user_id: int, expires_at: float, now: float) -> None:
+        stmt = (
+            dialect_insert(self._engine, token_revocations)
+            .values(jti=jti, user_id=user_id, expires_at=expires_at, revoked_at=now)
+            .on_conflict_do_nothing(index_elements=[token_revocations.c.jti])
+        )
+        async with self._store.write_tx() as conn:
+            await conn.execute(stmt)
+            await conn.execute(token_revocations.delete().where(token_revocations.c.expires_at <= now))
+
+    @shielded
+    async def token_revoked(self, jti: str) -> bool:
+        query = sa.select(token_revocations.c.jti).where(token_revocations.c.jti == jti)
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None
+
+    @shielded
+    async def prune_revocations(self, now: float) -> int:
+        async with self._store.write_tx() as conn:
+            result = await conn.execute(
+                token_revocations.delete().where(token_revocations.c.expires_at <= now)
+            )
+        return int(result.rowcount or 0)
 
 
 class SqlAuditStore(StoreModule):

@@ -1,4 +1,4 @@
-"""/api/v1/auth: sign in, own profile, own password. There is no self-registration."""
+"""/api/v1/auth: sign in, sign out, own profile, own password. There is no self-registration."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from opsfleet.manager.web.audit_route import AuditedRoute
 from opsfleet.manager.web.context import Ctx
 from opsfleet.manager.web.envelope import ok, rfc3339
 from opsfleet.manager.web.schemas import ChangePasswordBody, LoginBody, user_json
-from opsfleet.manager.web.security import CurrentUser
+from opsfleet.manager.web.security import BearerToken, CurrentUser
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=AuditedRoute)
 
@@ -30,8 +30,20 @@ def _token_json(issued: IssuedToken, user: User) -> dict[str, Any]:
 async def login(body: LoginBody, request: Request, ctx: Ctx) -> dict[str, Any]:
     request.state.audit_user = body.username
     request.state.audit_target = f"user:{body.username}"
-    issued, user = await ctx.auth.login(body.username, body.password)
+    address = request.client.host if request.client else ""
+    issued, user = await ctx.auth.login(body.username, body.password, address)
     return ok(_token_json(issued, user))
+
+
+@router.post(
+    "/logout",
+    name="auth.logout",
+    summary="Revoke the presented token on every replica until it would have expired",
+)
+async def logout(request: Request, user: CurrentUser, token: BearerToken, ctx: Ctx) -> dict[str, Any]:
+    request.state.audit_target = f"user:{user.username}"
+    await ctx.auth.logout(token)
+    return ok({"logged_out": True})
 
 
 @router.get("/profile", name="auth.profile", summary="The signed-in user")

@@ -36,6 +36,18 @@ async def current_user(
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
+async def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The raw bearer token of the request (after ``CurrentUser`` has checked it)."""
+    if credentials is None or not credentials.credentials:
+        raise Unauthenticated("not authenticated: send Authorization: Bearer <token>")
+    return credentials.credentials
+
+
+BearerToken = Annotated[str, Depends(bearer_token)]
+
+
 def require_role(minimum: Role) -> Callable[[User], Awaitable[User]]:
     """A dependency admitting users of ``minimum`` role or higher (admin > operator > viewer)."""
 
