@@ -106,6 +106,11 @@ class ApiClient:
         )
         return data
 
+    def logout(self) -> JsonObject:
+        """Revoke the token this client carries (on the server, until it would have expired)."""
+        data: JsonObject = self._call("POST", "/auth/logout")
+        return data
+
     def profile(self) -> JsonObject:
         data: JsonObject = self._call("GET", "/auth/profile")
         return data

@@ -8,8 +8,10 @@ mapped to an exit code by :data:`EXIT_CODES` (most specific class wins).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +19,14 @@ from opsfleet.client.api import DEFAULT_TIMEOUT
 from opsfleet.client.errors import NotLoggedIn, UsageError
 from opsfleet.client.output import Output
 from opsfleet.client.session import Session
-from opsfleet.common.errors import ConfigError, NotFound, OpsfleetError, PermissionDenied, Unauthenticated
+from opsfleet.common.errors import (
+    ConfigError,
+    NotFound,
+    OpsfleetError,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -129,6 +138,10 @@ class Command:
         if refused and session is not None and session.token and self.name != "login":
             hint = f"the token from {session.token_source} was refused: run `opsfleet login` again"
             return f"{exc.message}; {hint}"
+        if isinstance(exc, ResourceExhausted) and exc.retry_after is not None:
+            wait = max(1, math.ceil(exc.retry_after))
+            at = time.strftime("%H:%M:%S", time.gmtime(time.time() + wait))
+            return f"{exc.message}; retry after {wait}s (at {at} UTC)"
         return exc.message
 
 

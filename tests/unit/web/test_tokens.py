@@ -165,3 +165,21 @@ async def test_generated_admin_password() -> None:
     assert generated and len(generated) >= 16
     assert (await users.authenticate("admin", generated)).role is Role.ADMIN
     assert await users.bootstrap_admin("") is None
+
+
+async def test_logout_revokes_only_that_token_until_it_expires(
+    setup: tuple[MemoryUserStore, UserService, AuthService, Clock],
+) -> None:
+    store, _, auth, clock = setup
+    first, _ = await auth.login("admin", "first-keeper-pw")
+    second, _ = await auth.login("admin", "first-keeper-pw")
+    assert (await auth.logout(first.token)).username == "admin"
+    with pytest.raises(TokenInvalid, match="logged out"):
+        await auth.authenticate(first.token)
+    with pytest.raises(TokenInvalid):
+        await auth.logout(first.token)
+    assert (await auth.authenticate(second.token)).username == "admin"
+    assert len(store.revoked) == 1
+    clock.now += 3601  # both expired: the revocation is pruned at the next start
+    await auth.start()
+    assert store.revoked == {}

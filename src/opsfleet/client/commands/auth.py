@@ -8,11 +8,13 @@ from typing import Any
 from rich.text import Text
 
 from opsfleet.client import prompts
+from opsfleet.client.api import ApiClient
 from opsfleet.client.dispatch import EXIT_OK, add_command
 from opsfleet.client.errors import UsageError
 from opsfleet.client.output import when
 from opsfleet.client.profile import Profile
-from opsfleet.client.session import Session
+from opsfleet.client.session import Session, normalize_server
+from opsfleet.common.errors import OpsfleetError
 
 LOGIN_HELP = """\
 Sign in to a Manager and store its URL and the token in the CLI profile (mode 0600), so
@@ -23,8 +25,10 @@ The password is asked without echo, or read from the first line of stdin with
 --password-stdin`). With --token TOKEN the token is checked (GET /auth/profile) and stored
 instead; $OPSFLEET_TOKEN is not used by login.
 
-The token lives until it expires (jwt.expire on the Manager, 24h by default), the user
-changes the password or is disabled. Signing in again replaces the stored login.
+The token lives until it expires (jwt.expire on the Manager, 24h by default), `opsfleet
+logout` revokes it, the user changes the password or is disabled. Signing in again replaces
+the stored login. After repeated wrong passwords the Manager refuses sign-ins for the
+username or the client address for a while (HTTP 429); the message says when to retry.
 
 examples:
   opsfleet login --server http://manager:8080 --username admin
@@ -32,8 +36,10 @@ examples:
 """
 
 LOGOUT_HELP = """\
-Forget the stored token (the server URL and username stay, for the next login). The token
-itself stays valid on the Manager until it expires; change the password to revoke it.
+Revoke the stored token on the Manager (POST /auth/logout: it stops working at once, on
+every replica) and forget it (the server URL and username stay, for the next login). When
+the Manager cannot be reached or refuses the token, the token is still forgotten locally
+and a warning says it was not revoked.
 
 example:
   opsfleet logout
@@ -94,15 +100,36 @@ def login(s: Session, args: argparse.Namespace) -> int:
 
 def logout(s: Session, args: argparse.Namespace) -> int:
     had_token = bool(s.profile.token)
+    revoked, problem = False, ""
     if had_token:
+        server = normalize_server(s.profile.server) if s.profile.server else s.server
+        try:
+            with ApiClient(server, token=s.profile.token, timeout=s.timeout) as api:
+                api.logout()
+            revoked = True
+        except OpsfleetError as exc:
+            problem = exc.message
         s.save(Profile(server=s.profile.server, username=s.profile.username))
-    data = {"logged_out": had_token, "server": s.profile.server or None, "profile_file": str(s.profile_file)}
+    data = {
+        "logged_out": had_token,
+        "revoked": revoked,
+        "server": s.profile.server or None,
+        "profile_file": str(s.profile_file),
+    }
 
     def render() -> None:
-        if had_token:
-            s.out.message(f"Logged out of {s.profile.server}: the token was removed from {s.profile_file}.")
-        else:
+        if not had_token:
             s.out.message(f"Not logged in (no token in {s.profile_file}).")
+            return
+        if revoked:
+            s.out.message(
+                f"Logged out of {s.profile.server}: the token was revoked and removed from {s.profile_file}."
+            )
+        else:
+            s.out.message(
+                f"Logged out locally: the token was removed from {s.profile_file}, but the Manager "
+                f"did not revoke it ({problem}); it stays valid until it expires."
+            )
 
     s.out.emit(data, render)
     return EXIT_OK

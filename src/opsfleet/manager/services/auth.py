@@ -91,7 +91,7 @@ class AuthService:
         self._secret_store = secret_store
         self._ttl = ttl
         self._clock = clock
-        self.throttle = throttle or LoginThrottle()
+        self.throttle = throttle if throttle is not None else LoginThrottle()
         self._key: bytes | None = None
 
     async def start(self) -> None:
