@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import stat
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from opsfleet.client.api import ApiClient
 from opsfleet.common.errors import Internal, NotFound, ResourceExhausted
-from tests.integration.cli.support import Cli
+from tests.integration.cli.support import Cli, InProcess
 from tests.integration.web.support import ADMIN_PASSWORD, Web
 
 
@@ -36,8 +37,12 @@ async def test_login_stores_the_token_and_later_commands_use_it(cli: Cli, manage
     listed = await cli.run("nodes", "list", "--json")
     assert [n["node_id"] for n in listed.json()["list"]] == ["n1"]
 
+    token = stored["token"]
     out = await cli.run("logout")
-    assert out.code == 0 and "token was removed" in out.stdout
+    assert out.code == 0 and "the token was revoked and removed" in out.stdout, out
+    # Revoked on the Manager, not only forgotten: a copy of the token no longer works.
+    r = await manager.http.get("/api/v1/auth/profile", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401 and r.json()["code"] == 1007
     after = json.loads(cli.profile.read_text())
     assert after["token"] == "" and after["server"] == cli.server
     denied = await cli.run("nodes", "list")
@@ -45,6 +50,35 @@ async def test_login_stores_the_token_and_later_commands_use_it(cli: Cli, manage
     assert "not logged in: run `opsfleet login`" in denied.stderr
     again = await cli.run("logout")
     assert again.code == 0 and "Not logged in" in again.stdout
+
+
+async def test_locked_out_login_says_when_to_retry(cli: Cli, run_main: InProcess) -> None:
+    for attempt in range(10):  # the tenth failure locks the username (auth.login_max_failures)
+        bad = await run_main(
+            "login", "--server", cli.server, "-u", "admin", "--password-stdin", stdin="wrong-password-1\n"
+        )
+        assert bad.code == (4 if attempt < 9 else 1), bad
+    locked = await cli.run(
+        "login", "--server", cli.server, "-u", "admin", "--password-stdin", stdin=ADMIN_PASSWORD + "\n"
+    )
+    assert locked.code == 1 and locked.stdout == ""
+    # e.g. "... try again in 60 seconds (429, code 1006); retry after 60s (at 12:34:56 UTC)"
+    assert re.fullmatch(
+        r"opsfleet login: too many failed sign-ins; try again in \d+ seconds \(429, code 1006\); "
+        r"retry after \d+s \(at \d\d:\d\d:\d\d UTC\)",
+        locked.stderr.strip(),
+    ), locked.stderr
+
+
+async def test_logout_when_the_manager_refuses_still_forgets_the_token(cli: Cli, manager: Web) -> None:
+    await cli.login()
+    profile = json.loads(cli.profile.read_text())
+    profile["token"] = "not.a.token"
+    cli.profile.write_text(json.dumps(profile))
+    out = await cli.run("logout", "--json")
+    data = json.loads(out.stdout)
+    assert out.code == 0 and data["logged_out"] is True and data["revoked"] is False
+    assert json.loads(cli.profile.read_text())["token"] == ""
 
 
 async def test_wrong_password_and_not_logged_in_exit_4(cli: Cli) -> None:
