@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsfleet.common.config import split_host_port
-from opsfleet.common.errors import Unavailable
+from opsfleet.common.errors import InvalidArgument, Unavailable
 from opsfleet.common.lifecycle import install_signal_handlers
 from opsfleet.common.logs import configure_logging
 
@@ -56,6 +56,19 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
+def _random_admin_password() -> str:
+    """16 random characters that pass the Manager's password policy (drawn again in the rare
+    case that they contain the username "admin")."""
+    from opsfleet.manager.services.password_policy import check_password
+
+    while True:
+        candidate = secrets.token_urlsafe(12)
+        try:
+            return check_password(candidate, "admin")
+        except InvalidArgument:
+            continue
+
+
 def admin_password(data_dir: Path) -> str:
     """OPSFLEET_ADMIN_PASSWORD, else the demo's own password file (created once)."""
     env = os.environ.get("OPSFLEET_ADMIN_PASSWORD")
@@ -65,7 +78,7 @@ def admin_password(data_dir: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_urlsafe(12)
+    password = _random_admin_password()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(password + "\n")

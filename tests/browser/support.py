@@ -49,7 +49,8 @@ def free_port() -> int:
 
 
 class Session:
-    """A page of the dashboard; collects uncaught script errors and takes numbered screenshots."""
+    """A page of the dashboard; collects uncaught script errors and Content-Security-Policy
+    violations, and takes numbered screenshots."""
 
     def __init__(self, page: Page, demo: Demo, name: str) -> None:
         self.page = page
@@ -58,6 +59,13 @@ class Session:
         self.script_errors: list[str] = []
         self._shots = 0
         page.on("pageerror", lambda exc: self.script_errors.append(str(exc)))
+        # The Manager's Content-Security-Policy: anything it blocks is a broken page.
+        page.on(
+            "console",
+            lambda msg: (
+                self.script_errors.append(msg.text) if "Content Security Policy" in msg.text else None
+            ),
+        )
         page.set_default_timeout(TIMEOUT_MS)
 
     async def shot(self, step: str, *, full_page: bool = True) -> Path:

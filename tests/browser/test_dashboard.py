@@ -199,3 +199,33 @@ async def test_pages_fit_the_window(open_session: OpenSession, width: int, heigh
         await s.shot("menu-open", full_page=False)
     else:
         await expect(toggle).to_be_hidden()
+
+
+async def test_logout_revokes_the_token_on_the_manager(open_session: OpenSession) -> None:
+    s = await open_session("logout")
+    await s.sign_in()
+    token = await s.page.evaluate("JSON.parse(sessionStorage.getItem('opsfleet.session')).token")
+    before = await s.page.request.get(
+        s.demo.url + "api/v1/auth/profile", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert before.status == 200
+    await s.page.get_by_role("button", name="Log out").click()
+    await expect(s.page.get_by_label("Password")).to_be_visible()
+    after = await s.page.request.get(
+        s.demo.url + "api/v1/auth/profile", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert after.status == 401 and (await after.json())["code"] == 1007
+    assert after.headers["x-frame-options"] == "DENY"
+    await s.shot("logged-out")
+
+
+async def test_api_docs_render_from_local_assets(open_session: OpenSession) -> None:
+    s = await open_session("api-docs")
+    outside: list[str] = []
+    s.page.on("request", lambda req: outside.append(req.url) if not req.url.startswith(s.demo.url) else None)
+    response = await s.page.goto(s.demo.url + "docs")
+    assert response is not None and "script-src 'self'" in response.headers["content-security-policy"]
+    await expect(s.page.locator(".opblock-summary-path").first).to_be_visible()
+    await expect(s.page.get_by_text("/api/v1/auth/logout", exact=True)).to_be_visible()
+    await s.shot("swagger-ui")
+    assert outside == []

@@ -65,7 +65,10 @@ export function timeAgo(value) {
 /** A usage bar; amber (the warning colour) above the alert threshold. */
 export function meter(value) {
   const v = Math.max(0, Math.min(100, Number(value) || 0));
-  return h("div", { class: v > WARN_PERCENT ? "meter warn" : "meter" }, h("span", { style: `width:${v.toFixed(1)}%` }));
+  // Set through the CSSOM: a style="" attribute is inline style, which the CSP refuses.
+  const bar = h("span");
+  bar.style.width = `${v.toFixed(1)}%`;
+  return h("div", { class: v > WARN_PERCENT ? "meter warn" : "meter" }, bar);
 }
 
 /** A usage bar with its number. */

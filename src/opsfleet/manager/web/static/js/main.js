@@ -54,8 +54,14 @@ function render() {
   target.render(app, scope, ...target.args);
 }
 
-// Tokens are stateless JWTs without a server-side logout: forgetting the token is the logout.
-function logout() {
+// The Manager revokes the token (POST /auth/logout), then it is forgotten here. A failed
+// revocation is not shown: the token is forgotten all the same and expires on its own.
+async function logout() {
+  try {
+    await api("/auth/logout", { method: "POST" });
+  } catch {
+    // signed out either way
+  }
   session.clear();
   location.hash = "#/login";
 }
