@@ -25,9 +25,9 @@ example:
 """
 
 CREATE_HELP = """\
-Create a user (admin role). Usernames are 3-64 of A-Z a-z 0-9 . _ -; passwords 8-128
-characters. The password is asked twice without echo, or read from the first line of
-stdin with --password-stdin.
+Create a user (admin role). Usernames are 3-64 of A-Z a-z 0-9 . _ -; passwords 12-128
+characters, not a common password and not containing the username. The password is asked
+twice without echo, or read from the first line of stdin with --password-stdin.
 
 examples:
   opsfleet users create alice --role operator
