@@ -11,8 +11,10 @@ While either key of an attempt is locked the attempt is refused before the passw
 checked, so a brute force cannot learn that it hit the right one.
 
 The state is in memory: each Manager replica keeps its own (a client spreading attempts over
-N replicas gets N times the budget). It is bounded: at most ``max_keys`` keys are tracked,
-idle ones are dropped first. Not thread-safe; call it from the event loop only.
+N replicas gets N times the budget). Attempts are counted when their password check ends, so
+a burst of concurrent attempts can exceed a limit by the number in flight. It is bounded:
+at most ``max_keys`` keys are tracked, idle ones are dropped first. Not thread-safe: call
+it from the event loop only.
 """
 
 from __future__ import annotations
