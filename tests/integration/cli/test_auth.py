@@ -70,12 +70,12 @@ async def test_locked_out_login_says_when_to_retry(cli: Cli, run_main: InProcess
     ), locked.stderr
 
 
-async def test_logout_when_the_manager_refuses_still_forgets_the_token(cli: Cli, manager: Web) -> None:
-    await cli.login()
+async def test_logout_when_the_manager_refuses_still_forgets_the_token(cli: Cli, run_main: InProcess) -> None:
+    await run_main.login()
     profile = json.loads(cli.profile.read_text())
     profile["token"] = "not.a.token"
     cli.profile.write_text(json.dumps(profile))
-    out = await cli.run("logout", "--json")
+    out = await run_main("logout", "--json")
     data = json.loads(out.stdout)
     assert out.code == 0 and data["logged_out"] is True and data["revoked"] is False
     assert json.loads(cli.profile.read_text())["token"] == ""
