@@ -1,25 +1,103 @@
-"""Owned background tasks and signal handling shared by both processes."""
+"""Owned background tasks, the crash policy of a process, and signal handling.
+
+Crash policy: a composition root (ManagerApp, DaemonApp) opens a :func:`crash_scope` around
+its start-up. Every :class:`TaskOwner` task spawned inside it (directly or by a task spawned
+inside it) reports a crash to the scope's handler unless its owner handles crashes itself
+(``on_crash``). The root's :class:`Crashes` then stops the whole process in its normal
+shutdown order, and the CLI exits with :data:`EXIT_CRASHED` so a supervisor (systemd
+``Restart=on-failure``) starts it again.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+CrashHandler = Callable[[str, BaseException], None]
+
+EXIT_CRASHED = 70
+"""Exit code of ``opsfleet manager`` / ``opsfleet daemon`` after a background task crashed."""
+
+_crash_handler: contextvars.ContextVar[CrashHandler | None] = contextvars.ContextVar(
+    "opsfleet_crash_handler", default=None
+)
+
+
+@contextlib.contextmanager
+def crash_scope(handler: CrashHandler) -> Iterator[None]:
+    """Tasks spawned inside this block (and by those tasks) report crashes to ``handler``."""
+    token = _crash_handler.set(handler)
+    try:
+        yield
+    finally:
+        _crash_handler.reset(token)
+
+
+def current_crash_handler() -> CrashHandler | None:
+    """The handler of the innermost :func:`crash_scope` around the caller, if any."""
+    return _crash_handler.get()
+
+
+class Crashes:
+    """The crash handler of one process: remembers the first crash and wakes :meth:`wait`."""
+
+    def __init__(self, component: str) -> None:
+        self._component = component
+        self._event = asyncio.Event()
+        self.first: tuple[str, BaseException] | None = None
+
+    def report(self, name: str, exc: BaseException) -> None:
+        if self.first is None:
+            self.first = (name, exc)
+            log.critical(
+                "%s: background task %s crashed (%s: %s); stopping with exit code %d",
+                self._component,
+                name,
+                type(exc).__name__,
+                exc,
+                EXIT_CRASHED,
+            )
+        self._event.set()
+
+    @property
+    def happened(self) -> bool:
+        return self.first is not None
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+async def wait_stop_or_crash(stop: asyncio.Event, crashes: Crashes) -> None:
+    """Return once ``stop`` is set or a crash was reported."""
+    waiters = [
+        asyncio.create_task(stop.wait(), name="wait:stop"),
+        asyncio.create_task(crashes.wait(), name="wait:crash"),
+    ]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
 
 
 class TaskOwner:
     """Named background tasks owned by one component.
 
-    A task that crashes is logged and reported through ``on_crash`` (the component then
-    shuts down loudly). ``stop()`` cancels what is left and waits for it; it is idempotent.
+    A task that raises is logged and reported through ``on_crash`` when given, else to the
+    handler of the :func:`crash_scope` that was current when the task was spawned (the
+    component then shuts down loudly). ``stop()`` cancels what is left and waits for it; it is idempotent.
     """
 
-    def __init__(self, owner: str, on_crash: Callable[[str, BaseException], None] | None = None) -> None:
+    def __init__(self, owner: str, on_crash: CrashHandler | None = None) -> None:
         self._owner = owner
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._on_crash = on_crash
@@ -27,17 +105,19 @@ class TaskOwner:
     def spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=f"{self._owner}:{name}")
         self._tasks[name] = task
-        task.add_done_callback(self._done)
+        task.add_done_callback(functools.partial(self._done, self._on_crash or current_crash_handler()))
         return task
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    @staticmethod
+    def _done(report: CrashHandler | None, task: asyncio.Task[None]) -> None:
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is not None:
-            log.error("background task %s crashed", task.get_name(), exc_info=exc)
-            if self._on_crash is not None:
-                self._on_crash(task.get_name(), exc)
+        if exc is None:
+            return
+        log.error("background task %s crashed", task.get_name(), exc_info=exc)
+        if report is not None:
+            report(task.get_name(), exc)
 
     async def stop(self, timeout: float = 5.0) -> None:
         tasks = [t for t in self._tasks.values() if not t.done()]

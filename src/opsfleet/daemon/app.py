@@ -2,6 +2,11 @@
 
 Shutdown order: stop sampling, stop the link (undelivered samples stay in the spool),
 stop agents in reverse order, stop the DaemonService server, close the spool, log "stopped".
+
+Crash policy: the owned tasks of the sampler, the manager link and the agent supervisor run
+in this app's crash scope. When one dies, ``run()`` shuts down in the order above (agents
+are stopped as usual) and returns EXIT_CRASHED, so ``opsfleet daemon`` exits non-zero and
+its supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from pathlib import Path
 
 from opsfleet import __version__
 from opsfleet.common.config import split_host_port
+from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, wait_stop_or_crash
 from opsfleet.daemon.config import DaemonConfig
 from opsfleet.daemon.identity import load_node_id, local_ip_towards
 from opsfleet.daemon.link import AgentStateView, LinkSettings, ManagerLink
@@ -54,12 +60,18 @@ class DaemonApp:
         self.rpc: DaemonRpcServer | None = None
         self.grpc_port = 0
         self._stopped = False
+        self.crashes = Crashes("daemon")
 
     @property
     def work_dir(self) -> Path:
         return self.config.work_dir
 
     async def start(self) -> None:
+        """Start everything; owned tasks started here report crashes to ``self.crashes``."""
+        with crash_scope(self.crashes.report):
+            await self._start()
+
+    async def _start(self) -> None:
         cfg = self.config
         log.info("opsfleet daemon %s starting (work dir %s)", __version__, self.work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -79,6 +91,7 @@ class DaemonApp:
             log_dir=self.work_dir / "logs",
             heartbeat_listen=("127.0.0.1", cfg.daemon.agent_heartbeat_port),
             on_change=self._agents_changed,
+            on_crash=self.crashes.report,
         )
         self.rpc = DaemonRpcServer(
             DaemonServicer(self.supervisor),
@@ -126,6 +139,10 @@ class DaemonApp:
 
     async def reload(self) -> None:
         """Apply a re-read config: intervals, collectors and labels (new labels re-register)."""
+        with crash_scope(self.crashes.report):
+            await self._reload()
+
+    async def _reload(self) -> None:
         if self._reload_config is None or self.link is None or self.sampler is None:
             return
         try:
@@ -165,9 +182,12 @@ class DaemonApp:
                 log.info("%d undelivered samples kept in the spool", pending)
         log.info("stopped")
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event) -> int:
+        """Start, wait for ``stop`` or a crashed owned task, shut down in order; the exit code
+        (0, or EXIT_CRASHED after a crash)."""
         try:
             await self.start()
-            await stop.wait()
+            await wait_stop_or_crash(stop, self.crashes)
         finally:
             await self.stop()
+        return EXIT_CRASHED if self.crashes.happened else 0

@@ -26,7 +26,9 @@ variables (key path upper-cased, sections joined by '__', e.g.
 OPSFLEET_MANAGER__ADDRESS=10.0.0.1:9090) < command-line flags.
 
 Signals: SIGTERM / Ctrl-C stop gracefully (a second one forces exit); SIGHUP re-reads the
-config file and applies intervals, collectors and labels.
+config file and applies intervals, collectors and labels. If a background task (sampler,
+manager link, agent supervision) crashes, the daemon stops its agents as usual and exits
+with code 70, so a supervisor (systemd Restart=on-failure) restarts it.
 """
 
 
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     config = load()
     configure_logging(config.daemon.log_level)
 
-    async def _main() -> None:
+    async def _main() -> int:
         stop = asyncio.Event()
         app = DaemonApp(config, reload_config=load if args.config else None)
         reloads: list[asyncio.Task[None]] = []
@@ -90,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
             reloads.append(asyncio.create_task(app.reload(), name="daemon:reload"))
 
         install_signal_handlers(stop, on_reload=on_reload, on_force=lambda: os._exit(130))
-        await app.run(stop)
+        code = await app.run(stop)
         for task in reloads:
             await task
+        return code
 
-    asyncio.run(_main())
-    return 0
+    return asyncio.run(_main())

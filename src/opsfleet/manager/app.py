@@ -3,18 +3,25 @@
 Shutdown order: stop the HTTP server (in-flight requests finish within the grace period),
 stop accepting RPCs and drain in-flight ones within the grace period,
 commit queued metrics, flush heartbeats, stop loops, close the database, log "stopped".
+
+Crash policy: every owned background task (group-commit writers, heartbeat flush, liveness,
+retention, the HTTP server, the daemon channel reaper) runs in this app's crash scope. When
+one dies, ``run()`` shuts everything down in the order above and returns EXIT_CRASHED, so
+``opsfleet manager`` exits non-zero and its supervisor restarts it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from pathlib import Path
 
 import grpc
 
 from opsfleet import __version__
 from opsfleet.common import rpc as rpc_opts
+from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, wait_stop_or_crash
 from opsfleet.common.pki import TLSMaterial
 from opsfleet.common.tls import server_credentials
 from opsfleet.manager.config import ManagerConfig
@@ -115,8 +122,14 @@ class ManagerApp:
         self.tls_material: TLSMaterial | None = None
         self._started = False
         self._stopped = False
+        self.crashes = Crashes("manager")
 
     async def start(self) -> None:
+        """Start everything; owned tasks started here report crashes to ``self.crashes``."""
+        with crash_scope(self.crashes.report):
+            await self._start()
+
+    async def _start(self) -> None:
         cfg = self.config
         log.info("opsfleet manager %s starting", __version__)
         await self.store.start()
@@ -186,20 +199,30 @@ class ManagerApp:
             return
         self._stopped = True
         if self._http is not None:
-            await self._http.stop()
+            await _stop_step("HTTP server", self._http.stop())
         if self._server is not None:
             log.info("stopping: draining in-flight RPCs (grace %.1fs)", self.config.grpc.shutdown_grace)
-            await self._server.stop(self.config.grpc.shutdown_grace)
-        await self.daemon_clients.close()
-        await self.metrics.stop()
-        await self.nodes.stop()
-        await self.store.close()
+            await _stop_step("gRPC server", self._server.stop(self.config.grpc.shutdown_grace))
+        await _stop_step("daemon clients", self.daemon_clients.close())
+        await _stop_step("metrics", self.metrics.stop())
+        await _stop_step("nodes", self.nodes.stop())
+        await _stop_step("database", self.store.close())
         log.info("stopped")
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Start, wait for ``stop``, shut down in order."""
+    async def run(self, stop: asyncio.Event) -> int:
+        """Start, wait for ``stop`` or a crashed owned task, shut down in order; the exit code
+        (0, or EXIT_CRASHED after a crash)."""
         try:
             await self.start()
-            await stop.wait()
+            await wait_stop_or_crash(stop, self.crashes)
         finally:
             await self.stop()
+        return EXIT_CRASHED if self.crashes.happened else 0
+
+
+async def _stop_step(what: str, step: Awaitable[None]) -> None:
+    """One shutdown step; a failure is logged and the next steps still run."""
+    try:
+        await step
+    except Exception:
+        log.exception("stopping: %s failed", what)

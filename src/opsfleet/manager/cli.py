@@ -7,12 +7,15 @@ import asyncio
 import gc
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsfleet.common.config import split_host_port
 from opsfleet.common.lifecycle import install_signal_handlers
 from opsfleet.common.logs import configure_logging
 from opsfleet.manager.config import ManagerConfig, load_manager_config
+
+if TYPE_CHECKING:
+    from opsfleet.manager.app import ManagerApp
 
 GC_GEN0_THRESHOLD = 50_000
 
@@ -27,7 +30,9 @@ With no configuration at all the Manager keeps an SQLite database in ./data/opsf
 and listens for gRPC on 0.0.0.0:9090.
 
 SIGTERM or Ctrl-C stops it gracefully (drains in-flight calls, flushes writes);
-a second signal forces exit.
+a second signal forces exit. If a background task (a database writer, the heartbeat
+flush, liveness, retention, the HTTP server) crashes, the Manager stops the same way and
+exits with code 70, so a supervisor (systemd Restart=on-failure) restarts it.
 """
 
 
@@ -86,10 +91,15 @@ def run(args: argparse.Namespace) -> int:
     gc.freeze()
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
 
-    async def _main() -> None:
+    return serve(ManagerApp(config))
+
+
+def serve(app: ManagerApp) -> int:
+    """Run ``app`` until SIGTERM/SIGINT or a crashed background task; the process exit code."""
+
+    async def _main() -> int:
         stop = asyncio.Event()
         install_signal_handlers(stop, on_force=lambda: os._exit(130))
-        await ManagerApp(config).run(stop)
+        return await app.run(stop)
 
-    asyncio.run(_main())
-    return 0
+    return asyncio.run(_main())

@@ -7,7 +7,9 @@ of transactions instead of N. Beyond ``max_queued`` units the committer sheds lo
 ResourceExhausted (and a retry delay) instead of queueing without bound.
 
 Lifecycle: ``start()`` spawns the writer; ``stop()`` refuses new items, commits what is
-queued and returns; it is idempotent.
+queued and returns; it is idempotent. If the writer task dies (a bug, an error its batch
+handling does not expect), every waiting caller gets Unavailable at once, new items are
+refused, and the crash goes to the process's crash policy (common/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from opsfleet.common.errors import OpsfleetError, ResourceExhausted, Unavailable
-from opsfleet.common.lifecycle import TaskOwner
+from opsfleet.common.lifecycle import CrashHandler, TaskOwner, current_crash_handler
 
 log = logging.getLogger(__name__)
+
+CRASH_RETRY_AFTER = 5.0  # the process is stopping; a supervisor restarts it
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -58,12 +62,15 @@ class GroupCommitter(Generic[T, R]):
         self._queue: asyncio.Queue[_Pending[T, R] | None] = asyncio.Queue()
         self._queued = 0
         self._accepting = False
-        self._tasks = TaskOwner(name)
+        self._tasks = TaskOwner(name, on_crash=self._crashed)
+        self._escalate: CrashHandler | None = None
+        self._current: list[_Pending[T, R]] = []
         self.batches = 0
         self.units_committed = 0
 
     async def start(self) -> None:
         self._accepting = True
+        self._escalate = current_crash_handler()
         self._tasks.spawn("writer", self._writer())
 
     async def stop(self) -> None:
@@ -71,6 +78,25 @@ class GroupCommitter(Generic[T, R]):
             self._accepting = False
             await self._queue.put(None)
         await self._tasks.stop(timeout=30.0)
+        self._fail_waiting(Unavailable(f"{self._name} stopped before committing this item"))
+
+    def _crashed(self, name: str, exc: BaseException) -> None:
+        self._accepting = False
+        self._fail_waiting(Unavailable(f"{self._name} failed; retry later", retry_after=CRASH_RETRY_AFTER))
+        if self._escalate is not None:
+            self._escalate(name, exc)
+
+    def _fail_waiting(self, error: Unavailable) -> None:
+        """Fail the batch being written and everything queued (the writer is gone)."""
+        waiting, self._current = self._current, []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                waiting.append(item)
+        self._queued = 0
+        for pending in waiting:
+            if not pending.done.done():
+                pending.done.set_exception(error)
 
     @property
     def queued(self) -> int:
@@ -108,7 +134,9 @@ class GroupCommitter(Generic[T, R]):
                 batch.append(nxt)
                 units += nxt.units
             if batch:
+                self._current = batch
                 await self._write(batch, units)
+                self._current = []
 
     async def _write(self, batch: list[_Pending[T, R]], units: int) -> None:
         self._queued -= units

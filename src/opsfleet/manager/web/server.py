@@ -4,6 +4,8 @@
 naming ``server.port`` instead of uvicorn's ``sys.exit``), then serves until ``stop()``,
 which stops accepting, lets in-flight requests finish within ``grace`` and awaits the task.
 uvicorn's own signal handling is disabled: the Manager's signal handlers stay in charge.
+If the server task ends while serving (a crash, or uvicorn returning on its own), that is
+reported to the crash policy current at ``start()`` (common/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from opsfleet.common.errors import ConfigError
+from opsfleet.common.lifecycle import CrashHandler, current_crash_handler
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,8 @@ class HttpServer:
         self._grace = grace
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._serving = False
+        self._on_crash: CrashHandler | None = None
         self.port = 0
 
     async def start(self) -> None:
@@ -81,6 +86,7 @@ class HttpServer:
         )
         server = _EmbeddedServer(config)
         self._server = server
+        self._on_crash = current_crash_handler()
         self._task = asyncio.create_task(server.serve(sockets=[sock]), name="http:serve")
         self._task.add_done_callback(self._done)
         ready = asyncio.create_task(server.ready.wait(), name="http:ready")
@@ -92,15 +98,23 @@ class HttpServer:
             sock.close()
             exc = self._task.exception() if not self._task.cancelled() else None
             raise ConfigError(f"config key 'server.port': HTTP server failed to start: {exc}") from exc
+        self._serving = True
         log.info("HTTP listening on %s:%d", self._host, self.port)
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("HTTP server crashed", exc_info=task.exception())
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            log.error("HTTP server crashed", exc_info=exc)
+        if not self._serving:
+            return  # stopping, or start() reports the failure itself
+        self._serving = False
+        if self._on_crash is not None:
+            self._on_crash(task.get_name(), exc or RuntimeError("the HTTP server stopped on its own"))
 
     async def stop(self) -> None:
         server, task = self._server, self._task
         self._server = self._task = None
+        self._serving = False
         if server is None or task is None:
             return
         server.should_exit = True
