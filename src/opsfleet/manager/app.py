@@ -58,7 +58,11 @@ class ManagerApp:
 
     def __init__(self, config: ManagerConfig) -> None:
         self.config = config
-        self.store = SqlStore(config.database_url(), pool_size=config.database.pool_size)
+        self.store = SqlStore(
+            config.database_url(),
+            pool_size=config.database.pool_size,
+            lock_timeout=config.database.lock_timeout,
+        )
         self.nodes = NodeService(
             self.store,
             offline_after=config.node.offline_after,

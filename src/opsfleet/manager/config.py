@@ -92,6 +92,7 @@ class DatabaseSection(Section):
     dsn: str = ""
     url: str = ""
     pool_size: int = Field(default=10, ge=1, le=200)
+    lock_timeout: Duration = Field(default=3.0, gt=0, le=600)
 
 
 class NodeSection(Section):

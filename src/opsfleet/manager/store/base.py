@@ -34,6 +34,9 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise Unavailable when the database cannot be reached."""
 
+    async def check_writable(self) -> None:
+        """Raise Unavailable unless writes work now (recent outcomes, else a bounded probe write)."""
+
     async def upsert_nodes(self, regs: Sequence[NodeRegistration], now: float) -> list[bool]:
         """Insert or update nodes (status online) in one transaction, recording an event each.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -17,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from opsfleet.common.errors import Unavailable
+from opsfleet.common.errors import DatabaseUnavailable, Unavailable
 from opsfleet.manager.domain import (
     AGENT_REMOVED,
     Agent,
@@ -30,8 +31,16 @@ from opsfleet.manager.domain import (
     NodeStatus,
     OperationRecord,
 )
-from opsfleet.manager.store.schema import agent_operations, agents, metric_samples, node_events, nodes
+from opsfleet.manager.store.schema import (
+    agent_operations,
+    agents,
+    metric_samples,
+    node_events,
+    nodes,
+    settings,
+)
 from opsfleet.manager.store.shield import ShieldedWork, shielded
+from opsfleet.manager.store.writes import ReadyProbe, WriteHealth
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,9 @@ _METRIC_INSERT_PG = (
 _TOUCH_SQLITE = "UPDATE nodes SET last_seen_at = ? WHERE node_id = ? AND last_seen_at < ?"
 _TOUCH_PG = "UPDATE nodes SET last_seen_at = $1 WHERE node_id = $2 AND last_seen_at < $3"
 _MIGRATION_LOCK_ID = 0x0F5F1EE7
+DEFAULT_LOCK_TIMEOUT = 3.0
+LOCKED_RETRY_AFTER = 2.0
+_PROBE_KEY = "write_probe"
 
 
 _NODE_UPDATABLE = (
@@ -100,16 +112,24 @@ def _row_to_node(row: sa.Row[Any]) -> Node:
 
 
 class SqlStore(ShieldedWork):
-    """Store over one SQLAlchemy async engine. ``start()`` migrates; ``close()`` disposes."""
+    """Store over one SQLAlchemy async engine. ``start()`` migrates; ``close()`` disposes.
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    On SQLite a write waits at most ``lock_timeout`` for its turn among this process's
+    writers, and at most ``lock_timeout`` for SQLite's write lock (held by another process),
+    then fails with DatabaseUnavailable and a retry delay.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
         super().__init__()
         self.url = url
         self._pool_size = pool_size
+        self._lock_timeout = lock_timeout
         self._engine: AsyncEngine | None = None
         self._agent_upsert_stmt: Any = None
         self._node_upsert_stmt: Any = None
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if url.startswith("sqlite") else None
+        self.writes = WriteHealth()
+        self._ready = ReadyProbe(self.writes, self._probe_write)
 
     @property
     def dialect(self) -> str:
@@ -125,13 +145,50 @@ class SqlStore(ShieldedWork):
     async def write_tx(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction. On SQLite, writers of this process take turns on an asyncio lock:
         SQLite has one writer at a time, and its busy handler would otherwise make the loser
-        sleep in 1-100 ms steps (the source of tail latency under load)."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+        sleep in 1-100 ms steps (the source of tail latency under load).
+
+        Every outcome goes to ``self.writes`` (the /ready signal)."""
+        try:
+            if self._write_lock is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+            else:
+                async with self._write_turn(self._write_lock), self.engine.begin() as conn:
+                    yield conn
+        except BaseException as exc:
+            self.writes.failed(exc)
+            raise
+        self.writes.succeeded()
+
+    @contextlib.asynccontextmanager
+    async def _write_turn(self, lock: asyncio.Lock) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self._lock_timeout):
+                await lock.acquire()
+        except TimeoutError as exc:
+            raise DatabaseUnavailable(
+                f"database is locked: no write turn within {self._lock_timeout:g}s",
+                retry_after=LOCKED_RETRY_AFTER,
+            ) from exc
+        try:
+            yield
+        finally:
+            lock.release()
+
+    async def check_writable(self) -> None:
+        """Return when writes work now, else raise DatabaseUnavailable (about a second at most)."""
+        if self._engine is None:
+            raise DatabaseUnavailable("the database is closed")
+        await self._ready.check()
+
+    @shielded
+    async def _probe_write(self) -> None:
+        stmt = self._insert(settings).values(key=_PROBE_KEY, value="")
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[settings.c.key], set_={"value": stmt.excluded.value}
+        )
+        async with self.write_tx() as conn:
+            await conn.execute(stmt)
 
     async def start(self) -> None:
         kwargs: dict[str, Any] = {}
@@ -139,14 +196,15 @@ class SqlStore(ShieldedWork):
             db_path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
             if db_path and db_path != ":memory:":
                 Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": self._lock_timeout}
         else:
             kwargs["pool_size"] = self._pool_size
             kwargs["max_overflow"] = self._pool_size
             kwargs["pool_pre_ping"] = True
         engine = create_async_engine(self.url, **kwargs)
         if engine.dialect.name == "sqlite":
-            sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            busy_ms = max(1, round(self._lock_timeout * 1000))
+            sa.event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_pragmas, busy_ms))
         self._engine = engine
         try:
             async with engine.begin() as conn:
@@ -485,11 +543,11 @@ def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(busy_ms: int, dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.close()
 
 

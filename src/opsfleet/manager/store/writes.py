@@ -1,0 +1,111 @@
+"""Whether the Manager's database takes writes now: the cheap signal behind ``/ready``.
+
+Every write transaction of the SqlStore reports its outcome here. A failure counts only
+when it says the database cannot write (locked, disk full, connection lost, down); a
+rejected row (constraint, bad data) says nothing about the database and is ignored.
+
+``/ready`` reads the most recent outcome while it is fresh (no database work per request
+under traffic); once it is older, one bounded probe write decides, shared by concurrent
+requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import exc as sa_exc
+
+from opsfleet.common.errors import DatabaseUnavailable
+
+DEFAULT_FRESH = 2.0
+"""Seconds during which the most recent write outcome answers /ready without a probe."""
+
+PROBE_TIMEOUT = 1.0
+"""Longest /ready waits for a probe write before answering 503 (the probe goes on)."""
+
+
+def cannot_write(exc: BaseException) -> bool:
+    """True when ``exc`` means the database cannot take writes now (not: this row was bad)."""
+    if isinstance(exc, DatabaseUnavailable | OSError | TimeoutError):
+        return True
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+
+
+def describe(exc: BaseException) -> str:
+    """A short reason without the SQL statement SQLAlchemy appends to driver errors."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        return f"{type(exc.orig).__name__}: {exc.orig}"
+    if isinstance(exc, DatabaseUnavailable):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    at: float
+    error: str  # empty: the write committed
+
+
+class WriteHealth:
+    """The most recent write outcome. Called from the event loop only."""
+
+    def __init__(self, *, fresh: float = DEFAULT_FRESH, clock: Callable[[], float] = time.monotonic) -> None:
+        self._fresh = fresh
+        self._clock = clock
+        self._last: WriteOutcome | None = None
+
+    def succeeded(self) -> None:
+        self._last = WriteOutcome(self._clock(), "")
+
+    def failed(self, exc: BaseException) -> None:
+        if cannot_write(exc):
+            self._last = WriteOutcome(self._clock(), describe(exc))
+
+    def recent(self) -> WriteOutcome | None:
+        """The most recent outcome if it is fresh, else None (a probe should decide)."""
+        last = self._last
+        if last is None or self._clock() - last.at > self._fresh:
+            return None
+        return last
+
+
+class ReadyProbe:
+    """``check()``: return when writes work, else raise DatabaseUnavailable, within PROBE_TIMEOUT.
+
+    At most one probe write runs at a time; a request that times out leaves it running
+    (bounded by the store's lock timeout) for the next request to reuse.
+    """
+
+    def __init__(self, health: WriteHealth, probe: Callable[[], Awaitable[None]]) -> None:
+        self._health = health
+        self._probe = probe
+        self._running: asyncio.Future[None] | None = None
+
+    async def check(self, timeout: float = PROBE_TIMEOUT) -> None:
+        recent = self._health.recent()
+        if recent is not None:
+            if recent.error:
+                raise DatabaseUnavailable(f"database writes fail: {recent.error}")
+            return
+        running = self._running
+        if running is None or running.done():
+            running = self._running = asyncio.ensure_future(self._probe())
+            running.add_done_callback(_retrieve)
+        try:
+            await asyncio.wait_for(asyncio.shield(running), timeout)
+        except TimeoutError as exc:
+            raise DatabaseUnavailable(f"a probe write did not finish within {timeout:g}s") from exc
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            raise DatabaseUnavailable(f"a probe write failed: {describe(exc)}") from exc
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # the outcome went to WriteHealth; nothing to log twice
