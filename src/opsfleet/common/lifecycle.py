@@ -16,7 +16,7 @@ import contextvars
 import functools
 import logging
 import signal
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,14 @@ async def wait_stop_or_crash(stop: asyncio.Event, crashes: Crashes) -> None:
         for waiter in waiters:
             waiter.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def stop_step(what: str, step: Awaitable[None]) -> None:
+    """One step of a shutdown sequence: a failure is logged and the next steps still run."""
+    try:
+        await step
+    except Exception:
+        log.exception("stopping: %s failed", what)
 
 
 class TaskOwner:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from opsfleet import __version__
 from opsfleet.common.config import split_host_port
-from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, wait_stop_or_crash
+from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, stop_step, wait_stop_or_crash
 from opsfleet.daemon.config import DaemonConfig
 from opsfleet.daemon.identity import load_node_id, local_ip_towards
 from opsfleet.daemon.link import AgentStateView, LinkSettings, ManagerLink
@@ -168,19 +168,25 @@ class DaemonApp:
         self._stopped = True
         log.info("stopping")
         if self.sampler is not None:
-            await self.sampler.stop()
+            await stop_step("sampler", self.sampler.stop())
         if self.link is not None:
-            await self.link.stop()
+            await stop_step("manager link", self.link.stop())
         if self.supervisor is not None:
-            await self.supervisor.stop()
+            await stop_step("agents", self.supervisor.stop())
         if self.rpc is not None:
-            await self.rpc.stop(grace=1.0)
+            await stop_step("DaemonService server", self.rpc.stop(grace=1.0))
         if self.outbox is not None:
-            pending = await self.outbox.pending()
-            await self.outbox.close()
-            if pending:
-                log.info("%d undelivered samples kept in the spool", pending)
+            await stop_step("spool", self._close_outbox(self.outbox))
         log.info("stopped")
+
+    @staticmethod
+    async def _close_outbox(outbox: Outbox) -> None:
+        try:
+            pending = await outbox.pending()
+        finally:
+            await outbox.close()
+        if pending:
+            log.info("%d undelivered samples kept in the spool", pending)
 
     async def run(self, stop: asyncio.Event) -> int:
         """Start, wait for ``stop`` or a crashed owned task, shut down in order; the exit code

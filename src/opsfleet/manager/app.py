@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
 from pathlib import Path
 
 import grpc
 
 from opsfleet import __version__
 from opsfleet.common import rpc as rpc_opts
-from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, wait_stop_or_crash
+from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, stop_step, wait_stop_or_crash
 from opsfleet.common.pki import TLSMaterial
 from opsfleet.common.tls import server_credentials
 from opsfleet.manager.config import ManagerConfig
@@ -203,14 +202,14 @@ class ManagerApp:
             return
         self._stopped = True
         if self._http is not None:
-            await _stop_step("HTTP server", self._http.stop())
+            await stop_step("HTTP server", self._http.stop())
         if self._server is not None:
             log.info("stopping: draining in-flight RPCs (grace %.1fs)", self.config.grpc.shutdown_grace)
-            await _stop_step("gRPC server", self._server.stop(self.config.grpc.shutdown_grace))
-        await _stop_step("daemon clients", self.daemon_clients.close())
-        await _stop_step("metrics", self.metrics.stop())
-        await _stop_step("nodes", self.nodes.stop())
-        await _stop_step("database", self.store.close())
+            await stop_step("gRPC server", self._server.stop(self.config.grpc.shutdown_grace))
+        await stop_step("daemon clients", self.daemon_clients.close())
+        await stop_step("metrics", self.metrics.stop())
+        await stop_step("nodes", self.nodes.stop())
+        await stop_step("database", self.store.close())
         log.info("stopped")
 
     async def run(self, stop: asyncio.Event) -> int:
@@ -222,11 +221,3 @@ class ManagerApp:
         finally:
             await self.stop()
         return EXIT_CRASHED if self.crashes.happened else 0
-
-
-async def _stop_step(what: str, step: Awaitable[None]) -> None:
-    """One shutdown step; a failure is logged and the next steps still run."""
-    try:
-        await step
-    except Exception:
-        log.exception("stopping: %s failed", what)

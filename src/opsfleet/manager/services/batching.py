@@ -27,7 +27,7 @@ from opsfleet.common.lifecycle import CrashHandler, TaskOwner, current_crash_han
 
 log = logging.getLogger(__name__)
 
-CRASH_RETRY_AFTER = 5.0  # the process is stopping; a supervisor restarts it
+CRASH_RETRY_AFTER = 5.0  # the process is stopping (a supervisor restarts it after a crash)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -104,7 +104,7 @@ class GroupCommitter(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         if not self._accepting:
-            raise Unavailable("manager is shutting down")
+            raise Unavailable("manager is shutting down", retry_after=CRASH_RETRY_AFTER)
         units = self._units(item)
         if self._queued + units > self._max_queued:
             raise ResourceExhausted(

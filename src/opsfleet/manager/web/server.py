@@ -105,8 +105,8 @@ class HttpServer:
         exc = None if task.cancelled() else task.exception()
         if exc is not None:
             log.error("HTTP server crashed", exc_info=exc)
-        if not self._serving:
-            return  # stopping, or start() reports the failure itself
+        if not self._serving or task.cancelled():
+            return  # stopping (or torn down), or start() reports the failure itself
         self._serving = False
         if self._on_crash is not None:
             self._on_crash(task.get_name(), exc or RuntimeError("the HTTP server stopped on its own"))
