@@ -1,7 +1,8 @@
-"""PostgreSQL drops the Manager's connections while metrics flow.
+"""PostgreSQL drops the Manager's connections while metrics flow, or refuses them for a while.
 
-Every call ends OK or UNAVAILABLE with a retry delay (never UNKNOWN), the Manager recovers
-by itself (pool pre-ping, reconnect), and every acknowledged sample is stored.
+Every call ends OK or UNAVAILABLE with a retry delay (never UNKNOWN), /ready is 503 while
+the database refuses connections, the Manager recovers by itself (pool pre-ping,
+reconnect), and every acknowledged sample is stored.
 """
 
 from __future__ import annotations
@@ -29,10 +30,16 @@ KILLS = 3
 CALLS_AFTER_LAST_KILL = 3
 
 
-async def terminate_backends(database: str) -> int:
-    """Terminate every connection to ``database``; how many there were."""
+async def terminate_backends(database: str, *, allow_connections: bool | None = None) -> int:
+    """Terminate every connection to ``database``; how many there were.
+
+    With ``allow_connections`` set, first allow or refuse new connections to it."""
     conn = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
     try:
+        if allow_connections is not None:
+            await conn.execute(
+                f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allow_connections).lower()}'
+            )
         rows = await conn.fetch(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = $1 AND pid <> pg_backend_pid()",
@@ -105,3 +112,28 @@ async def test_connection_loss_is_unavailable_then_recovers(
         f"calls {len(outcomes)}, unavailable {sum(o.code != grpc.StatusCode.OK for o in outcomes)}, "
         f"backends terminated {terminated}, samples acked {sum(len(v) for v in acked.values())}"
     )
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_database_down_is_unavailable_and_not_ready_until_it_is_back(
+    database_url: str,
+    start_manager: Callable[..., Any],  # noqa: F811
+) -> None:
+    m: Manager = await start_manager(database_url)
+    database = database_url.rsplit("/", 1)[1]
+    assert (await m.register("pg-down")).code == grpc.StatusCode.OK
+    before = recent_timestamps(20)
+    assert (await m.report("pg-down", before)).code == grpc.StatusCode.OK
+    try:
+        await terminate_backends(database, allow_connections=False)
+        for start in (1000, 2000):
+            result = await m.report("pg-down", recent_timestamps(20, start=start), timeout=10.0)
+            assert result.code == grpc.StatusCode.UNAVAILABLE, result
+            assert result.retry_ms is not None and result.retry_ms > 0, result
+        await assert_eventually(lambda: _is(m.ready(), 503), timeout=10, message="/ready 503 while down")
+    finally:
+        await terminate_backends(database, allow_connections=True)
+    await assert_eventually(lambda: _is(m.ready(), 200), timeout=10, message="/ready 200 once back")
+    after = recent_timestamps(20, start=5000)
+    assert (await m.report("pg-down", after)).code == grpc.StatusCode.OK
+    assert await m.stored("pg-down") == set(before) | set(after)

@@ -27,13 +27,33 @@ PROBE_TIMEOUT = 1.0
 """Longest /ready waits for a probe write before answering 503 (the probe goes on)."""
 
 
+# PostgreSQL SQLSTATE classes that say the server cannot work now: connection exception,
+# insufficient resources (disk full), object not in prerequisite state (not accepting
+# connections), operator intervention (shutdown, terminated backend), system (I/O) error.
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "55", "57", "58"})
+
+
 def cannot_write(exc: BaseException) -> bool:
     """True when ``exc`` means the database cannot take writes now (not: this row was bad)."""
-    if isinstance(exc, DatabaseUnavailable | OSError | TimeoutError):
+    if isinstance(exc, DatabaseUnavailable | OSError | TimeoutError | sa_exc.TimeoutError):
         return True
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
         return True
-    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    sqlstate = _sqlstate(exc.orig)
+    if sqlstate:
+        return sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+
+
+def _sqlstate(orig: BaseException | None) -> str:
+    """The SQLSTATE of a PostgreSQL driver error ('' for SQLite and unknown errors)."""
+    for candidate in (orig, getattr(orig, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None)
+        if isinstance(code, str) and code:
+            return code
+    return ""
 
 
 def describe(exc: BaseException) -> str:
