@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -105,6 +106,15 @@ async def start_manager(manager_config: Callable[..., Any]) -> AsyncIterator[Cal
     yield start
     for manager in reversed(started):
         await manager.close()
+
+
+async def assert_stays_not_ready(manager: Manager, seconds: float = 3.0) -> None:
+    """/ready answers 503 on every poll for ``seconds`` (longer than the 2 s during which the
+    last write outcome answers alone, so the probe write is exercised too)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert await manager.ready() == 503
+        await asyncio.sleep(0.25)
 
 
 def integrity_ok(db: Path) -> bool:

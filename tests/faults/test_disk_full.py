@@ -21,6 +21,7 @@ import pytest
 
 from tests.faults.outages import (
     Manager,
+    assert_stays_not_ready,
     integrity_ok,
     recent_timestamps,
     start_manager,  # noqa: F401 (fixture)
@@ -88,6 +89,7 @@ async def test_full_disk_answers_unavailable_and_recovers(
     assert result.retry_ms is not None and result.retry_ms > 0, result
     assert (await m.register("n2", timeout=8.0)).code == grpc.StatusCode.UNAVAILABLE
     assert await m.ready() == 503
+    await assert_stays_not_ready(m)
 
     os.unlink(filler)
     await assert_eventually(lambda: _is(m.ready(), 200), timeout=10, message="/ready 200 once space is free")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import grpc
 from tests.faults.outages import (
     ADMIN_PASSWORD,
     Manager,
+    assert_stays_not_ready,
     integrity_ok,
     recent_timestamps,
     start_manager,  # noqa: F401 (fixture)
@@ -93,6 +95,10 @@ async def test_held_lock_answers_unavailable_then_recovers(
         assert user.status_code == 503, user.text
         assert int(user.headers["Retry-After"]) >= 1
         await assert_eventually(lambda: _is(m.ready(), 503), timeout=5, message="/ready 503 while locked")
+        await assert_stays_not_ready(m)
+        # A write transaction that changes nothing commits even now: no evidence for /ready.
+        assert await m.app.store.mark_offline(0.0, time.time()) == []
+        assert await m.ready() == 503
 
     await assert_eventually(lambda: _is(m.ready(), 200), timeout=10, message="/ready 200 after release")
     after = recent_timestamps(30, start=5000)

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -142,12 +143,14 @@ class SqlStore(ShieldedWork):
         return self._engine
 
     @contextlib.asynccontextmanager
-    async def write_tx(self) -> AsyncIterator[AsyncConnection]:
+    async def write_tx(self, *, changes_rows: bool = False) -> AsyncIterator[AsyncConnection]:
         """A write transaction. On SQLite, writers of this process take turns on an asyncio lock:
         SQLite has one writer at a time, and its busy handler would otherwise make the loser
         sleep in 1-100 ms steps (the source of tail latency under load).
 
-        Every outcome goes to ``self.writes`` (the /ready signal)."""
+        Failures go to ``self.writes`` (the /ready signal); a commit only when the caller says
+        that its transaction changes rows (``changes_rows``): a transaction that reads, or
+        writes nothing, commits even on a full disk or while another process holds the lock."""
         try:
             if self._write_lock is None:
                 async with self.engine.begin() as conn:
@@ -158,7 +161,8 @@ class SqlStore(ShieldedWork):
         except BaseException as exc:
             self.writes.failed(exc)
             raise
-        self.writes.succeeded()
+        if changes_rows:
+            self.writes.succeeded()
 
     @contextlib.asynccontextmanager
     async def _write_turn(self, lock: asyncio.Lock) -> AsyncIterator[None]:
@@ -183,11 +187,12 @@ class SqlStore(ShieldedWork):
 
     @shielded
     async def _probe_write(self) -> None:
-        stmt = self._insert(settings).values(key=_PROBE_KEY, value="")
+        # A real change (the time), so the commit has to write to the journal and the disk.
+        stmt = self._insert(settings).values(key=_PROBE_KEY, value=repr(time.time()))
         stmt = stmt.on_conflict_do_update(
             index_elements=[settings.c.key], set_={"value": stmt.excluded.value}
         )
-        async with self.write_tx() as conn:
+        async with self.write_tx(changes_rows=True) as conn:
             await conn.execute(stmt)
 
     async def start(self) -> None:
@@ -259,7 +264,7 @@ class SqlStore(ShieldedWork):
             return []
         ids = list(dict.fromkeys(r.node_id for r in regs))
         latest = {r.node_id: r for r in regs}  # a node registering twice in one batch: the last wins
-        async with self.write_tx() as conn:
+        async with self.write_tx(changes_rows=True) as conn:
             existing: set[str] = set()
             for chunk in _chunks(ids, 500):
                 rows = await conn.execute(sa.select(nodes.c.node_id).where(nodes.c.node_id.in_(chunk)))
@@ -314,7 +319,7 @@ class SqlStore(ShieldedWork):
         if not seen:
             return [], []
         ids = list(seen)
-        async with self.write_tx() as conn:
+        async with self.write_tx(changes_rows=True) as conn:
             status: dict[str, str] = {}
             for chunk in _chunks(ids, 500):
                 rows = await conn.execute(
@@ -382,7 +387,7 @@ class SqlStore(ShieldedWork):
         encode = _JSON.encode
         rows = [(s.node_id, s.type, s.timestamp, encode(s.values)) for s in samples]
         sql = _METRIC_INSERT_PG if self.dialect == "postgresql" else _METRIC_INSERT_SQLITE
-        async with self.write_tx() as conn:
+        async with self.write_tx(changes_rows=True) as conn:
             for chunk in _chunks(rows, 2000):
                 await conn.exec_driver_sql(sql, chunk)
 
@@ -431,7 +436,7 @@ class SqlStore(ShieldedWork):
 
     @shielded
     async def sync_agents(self, node_id: str, states: Sequence[AgentState], now: float) -> None:
-        async with self.write_tx() as conn:
+        async with self.write_tx(changes_rows=bool(states)) as conn:
             if states:
                 rows = [
                     {
@@ -485,7 +490,7 @@ class SqlStore(ShieldedWork):
             "success": record.success,
             "error": record.error[:1024],
         }
-        async with self.write_tx() as conn:
+        async with self.write_tx(changes_rows=True) as conn:
             result = await conn.execute(agent_operations.insert().values(**values))
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
