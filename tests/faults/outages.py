@@ -18,7 +18,7 @@ from opsfleet.manager.app import ManagerApp
 from opsfleet.proto import manager_pb2, manager_pb2_grpc
 
 PUSHBACK = "grpc-retry-pushback-ms"
-ADMIN_PASSWORD = "admin-pass-123"
+ADMIN_PASSWORD = "fleet-keeper-2718"
 
 
 @dataclass(frozen=True)
