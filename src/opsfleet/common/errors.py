@@ -1,15 +1,17 @@
-"""The one error tree of opsfleet, and the table that maps it to gRPC codes and HTTP statuses.
+"""The one error tree of opsfleet, and the one table that maps it to the wire.
 
-Domain code raises these; adapters (gRPC servicers, REST routes, the CLI) translate them at
-the edge with :data:`ERROR_TABLE`. Foreign exceptions are wrapped where they enter
+Domain code raises these; adapters (gRPC servicers of both processes, REST routes, the
+CLI) translate them at the edge with :data:`ERROR_TABLE`: a gRPC status code (named by
+:class:`GrpcCode`, so this module needs no grpc import) with a retry delay, and an HTTP
+status with the REST envelope's code. The grpc-aware half lives in
+:mod:`opsfleet.common.rpc_errors`. Foreign exceptions are wrapped where they enter
 (``raise Unavailable(...) from exc``).
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
-
-import grpc
 
 
 class OpsfleetError(Exception):
@@ -65,50 +67,102 @@ class Internal(OpsfleetError):
     """A bug or an unexpected failure."""
 
 
+class GrpcCode(enum.StrEnum):
+    """gRPC status codes by name (the names of ``grpc.StatusCode``)."""
+
+    OK = "OK"
+    CANCELLED = "CANCELLED"
+    UNKNOWN = "UNKNOWN"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    ABORTED = "ABORTED"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
+    INTERNAL = "INTERNAL"
+    UNAVAILABLE = "UNAVAILABLE"
+    DATA_LOSS = "DATA_LOSS"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+
+
+# REST envelope codes of the generic errors (services may refine them, see the REST layer).
+API_BAD_PARAMETERS = 1001
+API_NOT_AUTHENTICATED = 1002
+API_FORBIDDEN = 1003
+API_NOT_FOUND = 1004
+API_CONFLICT = 1005
+API_TOO_MANY_REQUESTS = 1006
+API_INTERNAL = 5001
+API_DATABASE = 5002
+API_UPSTREAM = 5004
+
+
 @dataclass(frozen=True)
 class ErrorMapping:
-    grpc_code: grpc.StatusCode
+    """How one error class goes on the wire.
+
+    ``retry_after`` is the default retry delay (seconds) sent when the error carries none:
+    gRPC trailing metadata ``grpc-retry-pushback-ms``, HTTP ``Retry-After``. None: no hint.
+    """
+
+    grpc_code: GrpcCode
     http_status: int
+    api_code: int
+    retry_after: float | None = None
 
 
 ERROR_TABLE: dict[type[OpsfleetError], ErrorMapping] = {
-    InvalidArgument: ErrorMapping(grpc.StatusCode.INVALID_ARGUMENT, 400),
-    ConfigError: ErrorMapping(grpc.StatusCode.INVALID_ARGUMENT, 400),
-    NotFound: ErrorMapping(grpc.StatusCode.NOT_FOUND, 404),
-    Conflict: ErrorMapping(grpc.StatusCode.ALREADY_EXISTS, 409),
-    Unauthenticated: ErrorMapping(grpc.StatusCode.UNAUTHENTICATED, 401),
-    PermissionDenied: ErrorMapping(grpc.StatusCode.PERMISSION_DENIED, 403),
-    Unavailable: ErrorMapping(grpc.StatusCode.UNAVAILABLE, 502),
-    DatabaseUnavailable: ErrorMapping(grpc.StatusCode.UNAVAILABLE, 503),
-    ResourceExhausted: ErrorMapping(grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
-    DeadlineExceeded: ErrorMapping(grpc.StatusCode.DEADLINE_EXCEEDED, 504),
-    Internal: ErrorMapping(grpc.StatusCode.INTERNAL, 500),
+    InvalidArgument: ErrorMapping(GrpcCode.INVALID_ARGUMENT, 400, API_BAD_PARAMETERS),
+    ConfigError: ErrorMapping(GrpcCode.INVALID_ARGUMENT, 400, API_BAD_PARAMETERS),
+    NotFound: ErrorMapping(GrpcCode.NOT_FOUND, 404, API_NOT_FOUND),
+    Conflict: ErrorMapping(GrpcCode.ALREADY_EXISTS, 409, API_CONFLICT),
+    Unauthenticated: ErrorMapping(GrpcCode.UNAUTHENTICATED, 401, API_NOT_AUTHENTICATED),
+    PermissionDenied: ErrorMapping(GrpcCode.PERMISSION_DENIED, 403, API_FORBIDDEN),
+    Unavailable: ErrorMapping(GrpcCode.UNAVAILABLE, 502, API_UPSTREAM),
+    DatabaseUnavailable: ErrorMapping(GrpcCode.UNAVAILABLE, 503, API_DATABASE, retry_after=2.0),
+    ResourceExhausted: ErrorMapping(GrpcCode.RESOURCE_EXHAUSTED, 429, API_TOO_MANY_REQUESTS, retry_after=1.0),
+    DeadlineExceeded: ErrorMapping(GrpcCode.DEADLINE_EXCEEDED, 504, API_UPSTREAM),
+    Internal: ErrorMapping(GrpcCode.INTERNAL, 500, API_INTERNAL),
 }
 
-_CODE_TO_ERROR: dict[grpc.StatusCode, type[OpsfleetError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
-    grpc.StatusCode.FAILED_PRECONDITION: Conflict,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: Conflict,
-    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.UNAVAILABLE: Unavailable,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
-    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
-    grpc.StatusCode.CANCELLED: Unavailable,
+# Codes received from a peer -> the error raised locally (codes without an entry: Internal).
+CODE_TO_ERROR: dict[GrpcCode, type[OpsfleetError]] = {
+    GrpcCode.INVALID_ARGUMENT: InvalidArgument,
+    GrpcCode.OUT_OF_RANGE: InvalidArgument,
+    GrpcCode.FAILED_PRECONDITION: Conflict,
+    GrpcCode.NOT_FOUND: NotFound,
+    GrpcCode.ALREADY_EXISTS: Conflict,
+    GrpcCode.UNAUTHENTICATED: Unauthenticated,
+    GrpcCode.PERMISSION_DENIED: PermissionDenied,
+    GrpcCode.UNAVAILABLE: Unavailable,
+    GrpcCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    GrpcCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    GrpcCode.CANCELLED: Unavailable,
 }
 
 
 def mapping_for(error: OpsfleetError) -> ErrorMapping:
-    """The gRPC code and HTTP status for ``error`` (most specific class wins)."""
+    """The wire mapping of ``error`` (most specific class in its MRO wins; unknown: Internal)."""
     for cls in type(error).__mro__:
         if cls in ERROR_TABLE:
             return ERROR_TABLE[cls]
     return ERROR_TABLE[Internal]
 
 
-def error_for_code(code: grpc.StatusCode, message: str, *, retry_after: float | None = None) -> OpsfleetError:
-    """The domain error for a gRPC status code received from a peer."""
-    cls = _CODE_TO_ERROR.get(code, Internal)
+def retry_delay(error: OpsfleetError) -> float | None:
+    """The retry delay to announce for ``error``: its own, else the table's default."""
+    return error.retry_after if error.retry_after is not None else mapping_for(error).retry_after
+
+
+def error_for_code(code: GrpcCode | str, message: str, *, retry_after: float | None = None) -> OpsfleetError:
+    """The domain error for a gRPC status code (by name) received from a peer."""
+    try:
+        key = GrpcCode(code)
+    except ValueError:
+        key = GrpcCode.UNKNOWN
+    cls = CODE_TO_ERROR.get(key, Internal)
     return cls(message, retry_after=retry_after)

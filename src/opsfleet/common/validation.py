@@ -25,30 +25,70 @@ MAX_FUTURE_SECONDS = 300
 SAMPLE_ERROR_RE = re.compile(r"\bmetrics\[(\d+)\]\.")
 
 
+# Characters no stored string may hold: C0 controls (NUL, newline, ...), DEL, C1 controls,
+# the Unicode line and paragraph separators (they split log lines too) and lone surrogates
+# (not encodable as UTF-8). PostgreSQL rejects NUL outright; the rest would forge log lines.
+_FORBIDDEN_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# Stored string columns (manager/store/schema.py) and the field names callers see.
+MAX_IP = 64
+MAX_DAEMON_ADDRESS = 255
+MAX_AGENT_STATUS = 32
+MAX_CONFIG_TYPE = 32
+REGISTRATION_LIMITS: dict[str, int] = {
+    "hostname": MAX_HOSTNAME,
+    "ip": MAX_IP,
+    "os": MAX_SHORT_FIELD,
+    "arch": MAX_SHORT_FIELD,
+    "daemon_version": MAX_SHORT_FIELD,
+    "agent_version": MAX_SHORT_FIELD,
+    "daemon_address": MAX_DAEMON_ADDRESS,
+}
+_DOT_NAMES = frozenset({".", ".."})
+
+
+def check_text(field: str, value: str, max_length: int) -> str:
+    """``value`` unless it is longer than ``max_length`` or holds a control character."""
+    if len(value) > max_length:
+        raise InvalidArgument(f"{field} longer than {max_length} characters")
+    _check_chars(field, value)
+    return value
+
+
+def _check_chars(field: str, value: str) -> None:
+    bad = _FORBIDDEN_CHARS.search(value)
+    if bad is not None:
+        raise InvalidArgument(f"{field} contains a control character ({bad.group()!r} at {bad.start()})")
+
+
+def printable(text: str, max_length: int) -> str:
+    """Free text from a peer made safe to store and log: controls escaped, cut to ``max_length``."""
+    escaped = _FORBIDDEN_CHARS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return escaped[:max_length]
+
+
 def check_node_id(node_id: str) -> str:
     if not node_id:
         raise InvalidArgument("node_id is required")
-    if not NODE_ID_RE.fullmatch(node_id):
-        raise InvalidArgument("node_id must be 1-128 characters of [A-Za-z0-9._:-]")
+    if not NODE_ID_RE.fullmatch(node_id) or node_id in _DOT_NAMES:
+        raise InvalidArgument("node_id must be 1-128 characters of [A-Za-z0-9._:-], not '.' or '..'")
     return node_id
 
 
-def check_agent_id(agent_id: str) -> str:
+def check_agent_id(agent_id: str, field: str = "agent_id") -> str:
     if not agent_id:
-        raise InvalidArgument("agent_id is required")
-    if not AGENT_ID_RE.fullmatch(agent_id):
-        raise InvalidArgument("agent_id must be 1-128 characters of [A-Za-z0-9._:-]")
+        raise InvalidArgument(f"{field} is required")
+    if not AGENT_ID_RE.fullmatch(agent_id) or agent_id in _DOT_NAMES:
+        raise InvalidArgument(f"{field} must be 1-128 characters of [A-Za-z0-9._:-], not '.' or '..'")
     return agent_id
 
 
 def check_registration_fields(hostname: str, fields: Mapping[str, str], labels: Mapping[str, str]) -> None:
+    """Hostname, the short fields (named as in REGISTRATION_LIMITS) and labels of a registration."""
     if not hostname.strip():
         raise InvalidArgument("hostname is required")
-    if len(hostname) > MAX_HOSTNAME:
-        raise InvalidArgument(f"hostname longer than {MAX_HOSTNAME} characters")
+    check_text("hostname", hostname, MAX_HOSTNAME)
     for name, value in fields.items():
-        if len(value) > MAX_SHORT_FIELD:
-            raise InvalidArgument(f"{name} longer than {MAX_SHORT_FIELD} characters")
+        check_text(name, value, REGISTRATION_LIMITS.get(name, MAX_SHORT_FIELD))
     check_labels(labels)
 
 
@@ -58,8 +98,23 @@ def check_labels(labels: Mapping[str, str]) -> None:
     for key, value in labels.items():
         if not key or len(key) > MAX_LABEL_KEY:
             raise InvalidArgument(f"label key {key[:80]!r} must be 1-{MAX_LABEL_KEY} characters")
-        if len(value) > MAX_LABEL_VALUE:
-            raise InvalidArgument(f"label {key!r} value longer than {MAX_LABEL_VALUE} characters")
+        check_text(f"label key {key!r}", key, MAX_LABEL_KEY)
+        check_text(f"labels[{key!r}]", value, MAX_LABEL_VALUE)
+
+
+def check_agent_fields(index: int, agent_id: str, type_: str, version: str, status: str) -> None:
+    """One reported agent state (``states[index]``): id rules and the stored column sizes."""
+    check_agent_id(agent_id, f"states[{index}].agent_id")
+    check_text(f"states[{index}].type", type_, MAX_SHORT_FIELD)
+    check_text(f"states[{index}].version", version, MAX_SHORT_FIELD)
+    check_text(f"states[{index}].status", status, MAX_AGENT_STATUS)
+
+
+def check_value_keys(field: str, values: Mapping[str, object]) -> None:
+    """No control character in any value key of one metric (``field`` names it, e.g. metrics[3])."""
+    if values and _FORBIDDEN_CHARS.search("".join(values)) is not None:
+        for key in values:
+            _check_chars(f"{field} value key {key[:40]!r}", key)
 
 
 def check_metric_type(type_: str) -> str:

@@ -1,7 +1,7 @@
 """Prometheus metrics of one Manager process, on a private registry.
 
 gRPC calls are counted by method and status code with a latency histogram, recorded by the
-servicers' edge wrapper (``rpc/errors.py``; a grpc.aio interceptor cost ~15 % of
+servicers' edge wrapper (``opsfleet.common.rpc_errors``; a grpc.aio interceptor cost ~15 % of
 throughput). Metric write batches are observed through ``MetricService.batch_observer``,
 and fleet gauges (nodes by status, latest usage per node) are refreshed by the caller right
 before each scrape.
@@ -74,7 +74,7 @@ class Telemetry:
         )
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
-        """One served gRPC call (called by the servicers' edge wrapper, see ``rpc/errors.py``)."""
+        """One served gRPC call (called by the servicers' edge wrapper, ``common/rpc_errors.py``)."""
         children = self._rpc_children.get((method, code))
         if children is None:
             children = (

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from opsfleet.common.errors import InvalidArgument
+from opsfleet.common.rpc_errors import Ctx, grpc_errors, unimplemented
 from opsfleet.daemon.rpc.audit import audited, record
-from opsfleet.daemon.rpc.errors import Ctx, grpc_errors, unimplemented
 from opsfleet.daemon.supervisor.resources import ResourcePoint
 from opsfleet.daemon.supervisor.states import AgentView
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc

@@ -3,8 +3,8 @@
 ``DaemonClientPool.client(node_id, address)`` returns a client on the node's channel; the
 channel is replaced when the node's address changes and closed after ``idle`` seconds
 without calls. gRPC failures become domain errors through the one table in
-``opsfleet.common.errors`` (NOT_FOUND -> NotFound, DEADLINE_EXCEEDED -> DeadlineExceeded,
-UNAVAILABLE -> Unavailable "node unreachable", ...).
+``opsfleet.common.errors`` (read by ``opsfleet.common.rpc_errors``): NOT_FOUND -> NotFound,
+DEADLINE_EXCEEDED -> DeadlineExceeded, UNAVAILABLE -> Unavailable "node unreachable", ...
 
 With the Manager's identity (:meth:`DaemonClientPool.use_identity`) every channel is mutual
 TLS: the Manager presents its certificate (``spiffe://opsfleet/manager``), trusts only the
@@ -28,9 +28,10 @@ from typing import Any, TypeVar
 import grpc
 
 from opsfleet.common import rpc as rpc_opts
-from opsfleet.common.errors import OpsfleetError, Unavailable, error_for_code
+from opsfleet.common.errors import OpsfleetError, Unavailable
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
 from opsfleet.common.pki import TLSMaterial, node_dns_name
+from opsfleet.common.rpc_errors import error_from_status
 from opsfleet.common.tls import channel_credentials
 from opsfleet.manager.domain import LiveAgent, ResourcePoint
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc
@@ -84,8 +85,8 @@ def _translate(node_id: str, address: str, exc: grpc.aio.AioRpcError, *, pinned:
     if code == grpc.StatusCode.UNAVAILABLE:
         return Unavailable(f"node {node_id} is unreachable: {details}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return error_for_code(code, f"node {node_id} did not answer in time")
-    return error_for_code(code, details)
+        return error_from_status(code, f"node {node_id} did not answer in time")
+    return error_from_status(code, details)
 
 
 class DaemonClient:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,8 +11,8 @@ from typing import Any
 import grpc
 
 from opsfleet.common.errors import InvalidArgument
+from opsfleet.common.rpc_errors import grpc_errors, unimplemented
 from opsfleet.manager.domain import AgentState, NodeRegistration
-from opsfleet.manager.rpc.errors import grpc_errors, unimplemented
 from opsfleet.manager.services.agents import AgentService
 from opsfleet.manager.services.configs import ConfigService
 from opsfleet.manager.services.metrics import MetricService, RawMetric
@@ -81,19 +82,35 @@ class ManagerServicer(manager_pb2_grpc.ManagerServiceServicer):
         )
 
 
+def _parse_int(text: str) -> float:
+    # Values are doubles on the wire; an integer beyond the double range is a bad document,
+    # not a crash in float() later on.
+    number = float(text)
+    if math.isinf(number):
+        raise InvalidArgument(f"data: an integer of {len(text)} digits is beyond the range of a double")
+    return number
+
+
 def parse_metrics_document(data: bytes, timestamp: int) -> list[RawMetric]:
-    """The JSON document of DaemonService.ReportMetrics: ``{type: {key: number}}``."""
+    """The JSON document of DaemonService.ReportMetrics: ``{type: {key: number}}``.
+
+    Every way it can be malformed (bytes that are not UTF-8, not JSON, nested too deep,
+    integers beyond a double, wrong shapes) is InvalidArgument."""
     try:
-        doc = json.loads(data.decode("utf-8")) if data else None
+        doc = json.loads(data.decode("utf-8"), parse_int=_parse_int) if data else None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidArgument(f"data is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidArgument("data is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than sys.get_int_max_str_digits() digits
+        raise InvalidArgument(f"data is not valid JSON: {str(exc)[:120]}") from exc
     if not isinstance(doc, dict):
         raise InvalidArgument("data must be a JSON object of metric type -> {key: number}")
     out: list[RawMetric] = []
     for type_, values in doc.items():
         if not isinstance(values, dict):
-            raise InvalidArgument(f"data[{type_!r}] must be an object of key -> number")
-        out.append(RawMetric(str(type_), timestamp, values))
+            raise InvalidArgument(f"data[{type_[:40]!r}] must be an object of key -> number")
+        out.append(RawMetric(type_, timestamp, values))
     return out
 
 
@@ -178,16 +195,16 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
         return daemon_pb2.SyncAgentStatesResponse(success=True, message=f"synced {len(states)} agents")
 
     async def ListAgents(self, request: Any, context: Ctx) -> Any:
-        return await unimplemented(context, "ListAgents", "daemon")
+        return await unimplemented(context, "ListAgents is served by the daemon, not by this process")
 
     async def OperateAgent(self, request: Any, context: Ctx) -> Any:
-        return await unimplemented(context, "OperateAgent", "daemon")
+        return await unimplemented(context, "OperateAgent is served by the daemon, not by this process")
 
     async def GetAgentMetrics(self, request: Any, context: Ctx) -> Any:
-        return await unimplemented(context, "GetAgentMetrics", "daemon")
+        return await unimplemented(context, "GetAgentMetrics is served by the daemon, not by this process")
 
     async def PushUpdate(self, request: Any, context: Ctx) -> Any:
-        return await unimplemented(context, "PushUpdate", "daemon")
+        return await unimplemented(context, "PushUpdate is served by the daemon, not by this process")
 
     async def GetAgentLogs(self, request: Any, context: Ctx) -> Any:
-        return await unimplemented(context, "GetAgentLogs", "daemon")
+        return await unimplemented(context, "GetAgentLogs is served by the daemon, not by this process")

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from opsfleet.common.errors import InvalidArgument, OpsfleetError
-from opsfleet.common.validation import check_agent_id
+from opsfleet.common.errors import InvalidArgument, OpsfleetError, Unavailable
+from opsfleet.common.validation import check_agent_fields, check_agent_id, printable
 from opsfleet.manager.domain import AgentState, LiveAgent, Operation, OperationRecord, ResourcePoint
 from opsfleet.manager.services.nodes import NodeService
 from opsfleet.manager.store.base import Store
@@ -63,6 +63,11 @@ class AgentOpsService:
         """Ask the daemon for its agents now and store them (agents it no longer has become removed)."""
         client = await self._client(node_id)
         live = await client.list_agents()
+        try:
+            for index, a in enumerate(live):
+                check_agent_fields(index, a.agent_id, a.type, a.version, a.status)
+        except InvalidArgument as exc:  # the daemon's fault, not the caller's: a bad gateway
+            raise Unavailable(f"node {node_id} reported an invalid agent: {exc.message}") from exc
         states = [AgentState(a.agent_id, a.type, a.version, a.status, a.pid, a.last_heartbeat) for a in live]
         await self._store.sync_agents(node_id, states, self._clock())
         return live
@@ -95,16 +100,16 @@ class AgentOpsService:
             requested_at=requested,
             finished_at=self._clock(),
             success=success and error is None,
-            error=message if not success or error else "",
+            error=printable(message, 1024) if not success or error else "",
         )
         record_id = await self._store.record_operation(record)
         log.info(
-            "agent %s on node %s: %s by %s -> %s",
+            "agent %s on node %s: %s by %s -> %r",
             agent_id,
             node_id,
             op.value,
             username or "-",
-            "ok" if record.success else f"failed ({record.error})",
+            "ok" if record.success else f"failed: {record.error}",
         )
         if error is not None:
             raise error
@@ -126,4 +131,6 @@ class AgentOpsService:
         self, node_id: str, agent_id: str | None = None, limit: int = 100
     ) -> list[OperationRecord]:
         await self._nodes.get(node_id)
+        if agent_id is not None:
+            check_agent_id(agent_id)
         return await self._store.list_operations(node_id, agent_id, limit)

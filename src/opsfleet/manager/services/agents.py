@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from opsfleet.common.errors import InvalidArgument
-from opsfleet.common.validation import MAX_AGENTS_PER_SYNC, check_agent_id
+from opsfleet.common.validation import MAX_AGENTS_PER_SYNC, check_agent_fields
 from opsfleet.manager.domain import Agent, AgentState
 from opsfleet.manager.services.nodes import NodeService
 from opsfleet.manager.store.base import Store
@@ -43,13 +43,11 @@ class AgentService:
         if len(states) > MAX_AGENTS_PER_SYNC:
             raise InvalidArgument(f"too many agent states: {len(states)} > {MAX_AGENTS_PER_SYNC}")
         seen: set[str] = set()
-        for state in states:
-            check_agent_id(state.agent_id)
+        for index, state in enumerate(states):
+            check_agent_fields(index, state.agent_id, state.type, state.version, state.status)
             if state.agent_id in seen:
-                raise InvalidArgument(f"agent {state.agent_id!r} appears twice")
+                raise InvalidArgument(f"states[{index}].agent_id {state.agent_id!r} appears twice")
             seen.add(state.agent_id)
-            if len(state.status) > 32 or len(state.type) > 64 or len(state.version) > 64:
-                raise InvalidArgument(f"agent {state.agent_id!r}: status/type/version too long")
         now = self._clock()
         shape = tuple(sorted((st.agent_id, st.type, st.version, st.status, st.pid) for st in states))
         last = self._last.get(node_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from opsfleet.common.validation import printable
 from opsfleet.manager.domain import AuditEntry
 from opsfleet.manager.services.paging import Page, page_window
 from opsfleet.manager.store.base import AuditStore
@@ -26,18 +27,21 @@ class AuditService:
         source_ip: str,
         detail: str = "",
     ) -> AuditEntry:
-        """Append one entry (result ``success`` for 2xx/3xx statuses, else ``failure``)."""
+        """Append one entry (result ``success`` for 2xx/3xx statuses, else ``failure``).
+
+        Texts taken from the request are stored with control characters escaped and cut to
+        their column sizes, so no request can make its own audit entry fail."""
         entry = AuditEntry(
             id=0,
             at=self._clock(),
-            username=username,
-            action=action,
-            target=target,
+            username=printable(username, 64),
+            action=printable(action, 64),
+            target=printable(target, 255),
             result="success" if status < 400 else "failure",
             status=status,
             code=code,
-            source_ip=source_ip,
-            detail=detail,
+            source_ip=printable(source_ip, 64),
+            detail=printable(detail, 1024),
         )
         entry_id = await self._store.add_audit(entry)
         return AuditEntry(**{**entry.__dict__, "id": entry_id})

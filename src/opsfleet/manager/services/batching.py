@@ -6,6 +6,12 @@ is therefore sent only after its data is durable, yet a burst of N calls costs a
 of transactions instead of N. Beyond ``max_queued`` units the committer sheds load with
 ResourceExhausted (and a retry delay) instead of queueing without bound.
 
+Failure isolation: a batch that fails for a data reason (``InvalidArgument``: the store
+raises it when the database rejects a value) is retried member by member, so only the
+caller whose item is bad gets the error and every other caller's item is committed.
+Availability failures (``Unavailable`` and anything else) fail the whole batch: every
+caller gets UNAVAILABLE with a retry delay and may send again.
+
 Lifecycle: ``start()`` spawns the writer; ``stop()`` refuses new items, commits what is
 queued and returns; it is idempotent. If the writer task dies (a bug, an error its batch
 handling does not expect), every waiting caller gets Unavailable at once, new items are
@@ -22,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from opsfleet.common.errors import OpsfleetError, ResourceExhausted, Unavailable
+from opsfleet.common.errors import InvalidArgument, OpsfleetError, ResourceExhausted, Unavailable
 from opsfleet.common.lifecycle import CrashHandler, TaskOwner, current_crash_handler
 
 log = logging.getLogger(__name__)
@@ -41,7 +47,9 @@ class _Pending(Generic[T, R]):
 
 
 class GroupCommitter(Generic[T, R]):
-    """``commit(items)`` returns one result per item, in order, or raises for the whole batch."""
+    """``commit(items)`` returns one result per item, in order, or raises for the whole batch.
+
+    ``commit`` must be all-or-nothing (one transaction), so a failed batch can be retried."""
 
     def __init__(
         self,
@@ -143,17 +151,57 @@ class GroupCommitter(Generic[T, R]):
         started = time.perf_counter()
         try:
             results = await self._commit([p.item for p in batch])
+        except InvalidArgument as exc:
+            if len(batch) == 1:
+                _fail(batch[0], exc)
+                return
+            log.warning(
+                "%s: batch of %d rejected (%s); committing its items one by one", self._name, units, exc
+            )
+            await self._one_by_one(batch)
+            return
         except Exception as exc:
             log.warning("%s: batch of %d failed: %s", self._name, units, exc)
-            error = exc if isinstance(exc, OpsfleetError) else Unavailable(f"{self._name} failed: {exc}")
+            error = _unavailable(self._name, exc)
             for pending in batch:
-                if not pending.done.done():
-                    pending.done.set_exception(error)
+                _fail(pending, error)
             return
-        self.batches += 1
-        self.units_committed += units
-        if self.observer is not None:
-            self.observer(units, time.perf_counter() - started)
+        self._committed(units, time.perf_counter() - started)
         for pending, result in zip(batch, results, strict=True):
             if not pending.done.done():
                 pending.done.set_result(result)
+
+    async def _one_by_one(self, batch: list[_Pending[T, R]]) -> None:
+        """Commit each member alone: the culprits get their error, the others their result."""
+        for pending in batch:
+            started = time.perf_counter()
+            try:
+                (result,) = await self._commit([pending.item])
+            except InvalidArgument as exc:
+                _fail(pending, exc)
+                continue
+            except Exception as exc:
+                _fail(pending, _unavailable(self._name, exc))
+                continue
+            self._committed(pending.units, time.perf_counter() - started)
+            if not pending.done.done():
+                pending.done.set_result(result)
+
+    def _committed(self, units: int, seconds: float) -> None:
+        self.batches += 1
+        self.units_committed += units
+        if self.observer is not None:
+            self.observer(units, seconds)
+
+
+def _fail(pending: _Pending[T, R], error: BaseException) -> None:
+    if not pending.done.done():
+        pending.done.set_exception(error)
+
+
+def _unavailable(name: str, exc: Exception) -> OpsfleetError:
+    if isinstance(exc, OpsfleetError):
+        return exc
+    # Not from the store's error translation: no foreign text goes back to callers.
+    log.error("%s: unexpected failure", name, exc_info=exc)
+    return Unavailable(f"{name} failed; try again", retry_after=2.0)

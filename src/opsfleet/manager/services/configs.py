@@ -19,6 +19,6 @@ class ConfigService:
         kind = config_type or "daemon"
         if kind not in CONFIG_TYPES:
             raise InvalidArgument(
-                f"config_type must be one of {', '.join(CONFIG_TYPES)}, got {config_type!r}"
+                f"config_type must be one of {', '.join(CONFIG_TYPES)}, got {config_type[:40]!r}"
             )
         return b""

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 
 from opsfleet.common.errors import InvalidArgument
-from opsfleet.common.validation import MAX_LABEL_KEY, MAX_LABEL_VALUE, check_node_id
+from opsfleet.common.validation import MAX_LABEL_KEY, MAX_LABEL_VALUE, check_node_id, check_text
 from opsfleet.manager.domain import Node, NodeFilter, NodeStatus
 from opsfleet.manager.services.nodes import NodeNotFound, NodeService
 from opsfleet.manager.services.paging import Page, page_window
@@ -32,7 +32,7 @@ def parse_label_filters(values: Iterable[str]) -> dict[str, str]:
                 raise InvalidArgument(
                     f"label must be key:value with a key of [A-Za-z0-9._/-], got {item[:80]!r}"
                 )
-            labels[key] = val
+            labels[key] = check_text(f"label {key}", val, MAX_LABEL_VALUE)
     if len(labels) > MAX_LABEL_FILTERS:
         raise InvalidArgument(f"label: at most {MAX_LABEL_FILTERS} label filters")
     return labels
@@ -45,8 +45,7 @@ def make_filter(status: str | None, labels: Iterable[str], text: str) -> NodeFil
             parsed_status = NodeStatus(status)
         except ValueError:
             raise InvalidArgument("status must be online or offline") from None
-    if len(text) > MAX_TEXT_FILTER:
-        raise InvalidArgument(f"q longer than {MAX_TEXT_FILTER} characters")
+    check_text("q", text, MAX_TEXT_FILTER)
     return NodeFilter(status=parsed_status, labels=parse_label_filters(labels), text=text.strip())
 
 

@@ -19,6 +19,7 @@ from opsfleet.common.validation import (
     MAX_METRICS_PER_REQUEST,
     check_metric_type,
     check_sample,
+    check_value_keys,
 )
 from opsfleet.manager.domain import IngestResult, MetricSample
 from opsfleet.manager.services.batching import GroupCommitter
@@ -114,6 +115,7 @@ class MetricService:
             checked = check_sample(
                 index, item.type, item.timestamp or now, item.values, now=now, max_age_seconds=max_age
             )
+            check_value_keys(f"metrics[{index}]", item.values)
             dropped += checked.dropped_values
             samples.append(MetricSample(node_id, checked.type, checked.timestamp, checked.values))
         return samples, dropped

@@ -85,6 +85,7 @@ class NodeService:
                 "arch": reg.arch,
                 "daemon_version": reg.daemon_version,
                 "agent_version": reg.agent_version,
+                "daemon_address": reg.daemon_address,
             },
             reg.labels,
         )
@@ -94,10 +95,10 @@ class NodeService:
         if created:
             for listener in self._forget_listeners:
                 listener(reg.node_id)
-            log.info("node %s registered (hostname=%s ip=%s)", reg.node_id, reg.hostname, reg.ip)
+            log.info("node %s registered (hostname=%r ip=%r)", reg.node_id, reg.hostname, reg.ip)
         else:
             # At DEBUG: after a manager restart a whole fleet re-registers within a minute.
-            log.debug("node %s re-registered (hostname=%s ip=%s)", reg.node_id, reg.hostname, reg.ip)
+            log.debug("node %s re-registered (hostname=%r ip=%r)", reg.node_id, reg.hostname, reg.ip)
         return created
 
     async def _upsert(self, regs: Sequence[NodeRegistration]) -> list[bool]:

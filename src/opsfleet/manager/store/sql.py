@@ -238,7 +238,7 @@ class SqlStore(ShieldedWork):
             async with self.engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
         except SQLAlchemyError as exc:
-            raise Unavailable(f"database unreachable: {exc}") from exc
+            raise Unavailable(f"database unreachable ({type(getattr(exc, 'orig', exc)).__name__})") from exc
 
     def _agent_upsert(self) -> Any:
         """The agents upsert statement, built once (building ``excluded`` is not cheap)."""

@@ -1,7 +1,8 @@
 """The REST envelope ``{code, message, data, timestamp}`` and the one table from errors to codes.
 
-HTTP statuses come from :data:`opsfleet.common.errors.ERROR_TABLE`; the envelope's ``code``
-from :data:`API_CODES` (the most specific class in the error's MRO wins).
+HTTP statuses, envelope codes and retry delays come from the one table
+:data:`opsfleet.common.errors.ERROR_TABLE`; :data:`API_CODES` refines the code for the
+Manager's own error subclasses (the most specific class in the error's MRO wins).
 """
 
 from __future__ import annotations
@@ -17,19 +18,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opsfleet.common.errors import (
-    ConfigError,
-    Conflict,
-    DatabaseUnavailable,
-    DeadlineExceeded,
-    Internal,
-    InvalidArgument,
-    NotFound,
+    API_BAD_PARAMETERS,
+    API_CONFLICT,
+    API_DATABASE,
+    API_FORBIDDEN,
+    API_INTERNAL,
+    API_NOT_AUTHENTICATED,
+    API_NOT_FOUND,
+    API_TOO_MANY_REQUESTS,
+    API_UPSTREAM,
     OpsfleetError,
-    PermissionDenied,
-    ResourceExhausted,
-    Unauthenticated,
-    Unavailable,
     mapping_for,
+    retry_delay,
 )
 from opsfleet.manager.services.auth import TokenExpired, TokenInvalid
 from opsfleet.manager.services.nodes import NodeNotFound
@@ -39,35 +39,26 @@ from opsfleet.manager.services.users import BadCredentials, UserDisabled, UserEx
 log = logging.getLogger(__name__)
 
 OK = 0
-BAD_PARAMETERS = 1001
-NOT_AUTHENTICATED = 1002
-FORBIDDEN = 1003
-NOT_FOUND = 1004
-CONFLICT = 1005
-TOO_MANY_REQUESTS = 1006
-INTERNAL = 5001
-DATABASE = 5002
-UPSTREAM = 5004
+BAD_PARAMETERS = API_BAD_PARAMETERS
+NOT_AUTHENTICATED = API_NOT_AUTHENTICATED
+FORBIDDEN = API_FORBIDDEN
+NOT_FOUND = API_NOT_FOUND
+CONFLICT = API_CONFLICT
+TOO_MANY_REQUESTS = API_TOO_MANY_REQUESTS
+INTERNAL = API_INTERNAL
+DATABASE = API_DATABASE
+UPSTREAM = API_UPSTREAM
 
+# Codes of the Manager's own error subclasses; every other error takes the code of the
+# common table (opsfleet.common.errors.ERROR_TABLE), as it takes its HTTP status.
 API_CODES: dict[type[OpsfleetError], int] = {
-    InvalidArgument: BAD_PARAMETERS,
-    ConfigError: BAD_PARAMETERS,
-    Unauthenticated: NOT_AUTHENTICATED,
     TokenInvalid: 1007,
     TokenExpired: 1008,
     BadCredentials: 1009,
-    PermissionDenied: FORBIDDEN,
     UserDisabled: 2008,
-    NotFound: NOT_FOUND,
     NodeNotFound: 2001,
     UserNotFound: 2007,
-    Conflict: CONFLICT,
     UserExists: 2009,
-    ResourceExhausted: TOO_MANY_REQUESTS,
-    Unavailable: UPSTREAM,
-    DatabaseUnavailable: DATABASE,
-    DeadlineExceeded: UPSTREAM,
-    Internal: INTERNAL,
 }
 
 _HTTP_CODES = {
@@ -99,10 +90,11 @@ def paged(page: Page[Any], items: list[Any]) -> dict[str, Any]:
 
 
 def api_code(error: OpsfleetError) -> int:
+    """The envelope code: a Manager-specific refinement, else the common table's code."""
     for cls in type(error).__mro__:
         if cls in API_CODES:
             return API_CODES[cls]
-    return INTERNAL
+    return mapping_for(error).api_code
 
 
 def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -129,7 +121,7 @@ def translate(exc: BaseException) -> tuple[int, int, str, Any]:
         code = _HTTP_CODES.get(exc.status_code, BAD_PARAMETERS if exc.status_code < 500 else INTERNAL)
         return exc.status_code, code, str(exc.detail), None
     if isinstance(exc, SQLAlchemyError):
-        log.error("database error while serving a request: %s", exc)
+        log.error("database error while serving a request", exc_info=exc)
         return 500, DATABASE, "database error", None
     log.error("unexpected error while serving a request", exc_info=exc)
     return 500, INTERNAL, "internal error", None
@@ -138,8 +130,9 @@ def translate(exc: BaseException) -> tuple[int, int, str, Any]:
 def error_response(exc: BaseException) -> JSONResponse:
     status, code, message, data = translate(exc)
     headers = None
-    if isinstance(exc, OpsfleetError) and exc.retry_after is not None:
-        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    delay = retry_delay(exc) if isinstance(exc, OpsfleetError) else None
+    if delay is not None:
+        headers = {"Retry-After": str(max(1, round(delay)))}
     elif isinstance(exc, StarletteHTTPException) and exc.headers:
         headers = dict(exc.headers)
     return JSONResponse(body(code, message, data), status_code=status, headers=headers)
