@@ -47,6 +47,10 @@ node_ids = st.one_of(
 )
 labels = st.dictionaries(st.one_of(short_text, st.sampled_from(["env", "a" * 64])), any_text, max_size=8)
 numbers = st.floats(allow_nan=True, allow_infinity=True)
+# Integers beside doubles' range and nesting beside the recursion limit, mixed with anything.
+huge_ints = st.one_of(st.sampled_from([10**400, -(10**400), 2**1024, 2**63]), st.integers())
+depths = st.one_of(st.sampled_from([1, 999, 1001, 5000, 20_000]), st.integers(1, 20_000))
+value_keys = st.one_of(st.sampled_from(["usage_percent", "cores", "idle", "a\x00b", "\n"]), short_text)
 int64 = st.integers(-(2**63), 2**63 - 1)
 metric_types = st.one_of(st.sampled_from(["cpu", "memory", "disk", "network", "x" * 33]), short_text)
 timestamps = st.one_of(st.integers(1_600_000_000, 2_000_000_000), int64)
@@ -212,7 +216,7 @@ metric_data = st.builds(
     manager_pb2.MetricData,
     type=metric_types,
     timestamp=timestamps,
-    values=st.dictionaries(st.one_of(short_text, st.just("usage_percent")), numbers, max_size=12),
+    values=st.dictionaries(value_keys, numbers, max_size=12),
 )
 
 
@@ -269,10 +273,11 @@ documents = st.one_of(
     st.dictionaries(metric_types, json_values, max_size=4).map(lambda v: json.dumps(v).encode()),
     st.dictionaries(
         st.sampled_from(["cpu", "memory", "disk"]),
-        st.dictionaries(short_text, st.one_of(numbers, st.integers(-(10**400), 10**400)), max_size=6),
+        st.dictionaries(value_keys, st.one_of(numbers, huge_ints), max_size=6),
         max_size=3,
     ).map(lambda v: json.dumps(v).encode()),
-    st.integers(1, 20_000).map(lambda depth: b'{"cpu": ' + b"[" * depth + b"]" * depth + b"}"),
+    depths.map(lambda depth: b'{"cpu": ' + b"[" * depth + b"]" * depth + b"}"),
+    depths.map(lambda depth: b'{"cpu": ' + b'{"a": ' * depth + b"1" + b"}" * (depth + 1)),
 )
 
 
