@@ -1,7 +1,8 @@
-"""Fixtures of the input-rule fault tests: Managers on port 0 (both backends) and a PostgreSQL-only one."""
+"""Fixtures of the input-rule fault tests: Managers on port 0 on both backends (gRPC and REST)."""
 
 from __future__ import annotations
 
 from tests.integration.manager.conftest import running, start_manager
+from tests.integration.web.conftest import start_web, web
 
-__all__ = ["running", "start_manager"]
+__all__ = ["running", "start_manager", "start_web", "web"]

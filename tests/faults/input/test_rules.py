@@ -131,8 +131,8 @@ BAD_DOCUMENTS: list[tuple[bytes, str]] = [
     (b"\xc3\x28", "data"),
     (b'{"cpu": [1, 2]}', "data"),
     (b'{"cpu": {"usage_percent": "high"}}', "usage_percent"),
-    (b'{"cpu": {"\\ud800": 1.0}}', "metrics[0]"),
-    (b'{"cpu": {"a\\u0000b": 1.0}}', "metrics[0]"),
+    (b'{"cpu": {"\\ud800": 1.0}}', "metrics[0].values"),
+    (b'{"cpu": {"a\\u0000b": 1.0}}', "metrics[0].values"),
     (b"null", "data"),
 ]
 
