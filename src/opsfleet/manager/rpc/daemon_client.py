@@ -236,7 +236,7 @@ class DaemonClientPool:
             raise Unavailable(f"node {node_id} has not told the manager where its DaemonService listens")
         entry = self._entries.get(node_id)
         if entry is not None and entry.address != address:
-            log.info("node %s moved from %s to %s: new channel", node_id, entry.address, address)
+            log.info("node %s moved from %r to %r: new channel", node_id, entry.address, address)
             self._close_later(entry.channel)
             entry = None
         if entry is None:

@@ -40,7 +40,7 @@ def translate_db_error(exc: SQLAlchemyError | OSError, where: str) -> InvalidArg
     kind = type(orig).__name__
     # str(DBAPIError) carries "[SQL: ...]" and the parameters; the driver's own message does not.
     detail = str(orig).splitlines()[0][:300] if str(orig) else kind
-    log.warning("database error in %s: %s: %s", where, kind, detail)
+    log.warning("database error in %s: %s: %r", where, kind, detail)
     if _is_data_error(exc):
         return DatabaseRejected(f"the database rejected a value of this request ({kind})")
     return DatabaseUnavailable(f"database error ({kind})", retry_after=2.0)

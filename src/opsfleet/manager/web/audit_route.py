@@ -76,7 +76,7 @@ class AuditedRoute(APIRoute):
                     detail=detail,
                 )
             except Exception:
-                log.exception("could not write the audit entry of %s %s", request.method, request.url.path)
+                log.exception("could not write the audit entry of %s %r", request.method, request.url.path)
             return response
 
         return audited
