@@ -99,7 +99,7 @@ def check_labels(labels: Mapping[str, str]) -> None:
         if not key or len(key) > MAX_LABEL_KEY:
             raise InvalidArgument(f"label key {key[:80]!r} must be 1-{MAX_LABEL_KEY} characters")
         check_text(f"label key {key!r}", key, MAX_LABEL_KEY)
-        check_text(f"labels[{key!r}]", value, MAX_LABEL_VALUE)
+        check_text(f"label {key!r} value", value, MAX_LABEL_VALUE)
 
 
 def check_agent_fields(index: int, agent_id: str, type_: str, version: str, status: str) -> None:

@@ -54,7 +54,7 @@ BAD_REGISTRATIONS: list[tuple[dict[str, Any], str]] = [
     ({"ip": "10.0.0.1\x1b[31m"}, "ip"),
     ({"daemon_version": "1.0\x7f"}, "daemon_version"),
     ({"agent_version": "1.0\u2028x"}, "agent_version"),
-    ({"labels": {"env": "prod\x00"}}, "labels"),
+    ({"labels": {"env": "prod\x00"}}, "label 'env' value"),
     ({"labels": {"e\x00nv": "prod"}}, "label key"),
     ({"node_id": ".."}, "node_id"),
     ({"node_id": "."}, "node_id"),
@@ -72,7 +72,7 @@ async def test_daemon_register_rejects_bad_strings(running: Running) -> None:
     request = daemon_pb2.RegisterRequest(hostname="h", ip="10.0.0.2", os="linux\x00", arch="x")
     await _invalid(running.daemon.Register(request), "os")
     request = daemon_pb2.RegisterRequest(hostname="h", ip="10.0.0.2", labels={"k": "v\x00"})
-    await _invalid(running.daemon.Register(request), "labels")
+    await _invalid(running.daemon.Register(request), "label 'k' value")
     request = daemon_pb2.RegisterRequest(hostname="h", ip="1" * 65)
     await _invalid(running.daemon.Register(request), "ip")
     assert await running.app.store.list_nodes() == []
