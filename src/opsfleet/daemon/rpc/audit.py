@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from opsfleet.common.errors import OpsfleetError
+from opsfleet.common.rpc_errors import Ctx
 from opsfleet.daemon.rpc.auth import caller_of
-from opsfleet.daemon.rpc.errors import Ctx
 
 log = logging.getLogger(__name__)
 

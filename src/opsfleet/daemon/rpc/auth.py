@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from opsfleet.common.pki import MANAGER_URI, peer_identity
-from opsfleet.daemon.rpc.errors import Ctx
+from opsfleet.common.rpc_errors import Ctx
 
 log = logging.getLogger(__name__)
 

@@ -115,7 +115,7 @@ class MetricService:
             checked = check_sample(
                 index, item.type, item.timestamp or now, item.values, now=now, max_age_seconds=max_age
             )
-            check_value_keys(f"metrics[{index}]", item.values)
+            check_value_keys(f"metrics[{index}].values", item.values)
             dropped += checked.dropped_values
             samples.append(MetricSample(node_id, checked.type, checked.timestamp, checked.values))
         return samples, dropped
