@@ -88,11 +88,14 @@ def grpc_errors(handler: Handler[R]) -> Handler[R]:
 
 
 def _abort_code(context: Ctx) -> str:
-    try:
-        got = context.code()
-    except Exception:  # older grpc.aio contexts do not expose the code
-        return GrpcCode.UNKNOWN.value
-    return got.name if isinstance(got, grpc.StatusCode) else GrpcCode.UNKNOWN.value
+    """The name of the status a handler aborted with (for the call metrics)."""
+    got: object = context.code()
+    if isinstance(got, grpc.StatusCode):
+        return got.name
+    for status in grpc.StatusCode:  # some grpc.aio versions hand back the integer code
+        if status.value[0] == got:
+            return status.name
+    return GrpcCode.UNKNOWN.value
 
 
 async def unimplemented(context: Ctx, message: str) -> NoReturn:

@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy.exc import DataError, OperationalError
 
 from opsfleet.common.errors import DatabaseUnavailable, InvalidArgument
-from opsfleet.common.rpc_errors import INTERNAL_MESSAGE
+from opsfleet.common.rpc_errors import INTERNAL_MESSAGE, grpc_errors
 from opsfleet.daemon.rpc.servicer import DaemonServicer
 from opsfleet.manager.store.shield import translate_db_error
-from opsfleet.proto import daemon_pb2, daemon_pb2_grpc, manager_pb2
+from opsfleet.proto import daemon_pb2, daemon_pb2_grpc, manager_pb2, manager_pb2_grpc
+from tests.helpers import assert_eventually
 from tests.integration.manager.support import Running
 
 SECRET = "[SQL: SELECT password_hash FROM users] Traceback"
@@ -34,8 +35,8 @@ async def test_manager_answers_internal_for_an_unexpected_error(
     assert info.value.details() == INTERNAL_MESSAGE
     logged = [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]
     assert logged and "Heartbeat" in logged[0].getMessage()  # the traceback stays server-side
-    observed = running.app.telemetry.render().decode()
-    assert 'code="INTERNAL"' in observed and 'code="UNKNOWN"' not in observed
+    await assert_eventually(lambda: 'code="INTERNAL"' in running.app.telemetry.render().decode())
+    assert 'code="UNKNOWN"' not in running.app.telemetry.render().decode()
 
 
 class BrokenAgents:
@@ -103,3 +104,33 @@ def test_database_errors_carry_no_statement_text() -> None:
     assert isinstance(rejected, InvalidArgument) and "INSERT" not in rejected.message
     generic = OperationalError("INSERT INTO t VALUES (?)", ("x",), _DriverDataError("0x00"))
     assert isinstance(translate_db_error(generic, "w"), InvalidArgument)  # classified by SQLSTATE
+
+
+class _Aborting(manager_pb2_grpc.ManagerServiceServicer):
+    SERVICE = "manager.ManagerService"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.observe_rpc = lambda method, code, seconds: self.seen.append(code)
+
+    @grpc_errors
+    async def Heartbeat(self, request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "handler's own abort")
+
+
+async def test_a_handlers_own_abort_keeps_its_status() -> None:
+    servicer = _Aborting()
+    server = grpc.aio.server()
+    manager_pb2_grpc.add_ManagerServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await manager_pb2_grpc.ManagerServiceStub(channel).Heartbeat(manager_pb2.HeartbeatRequest())
+        # The status can reach the client before the handler's wrapper has recorded the call.
+        await assert_eventually(lambda: servicer.seen)
+    finally:
+        await server.stop(None)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert servicer.seen == ["FAILED_PRECONDITION"]
