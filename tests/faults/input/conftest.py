@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from tests.integration.manager.conftest import running, start_manager
-from tests.integration.web.conftest import start_web, web
+from tests.integration.web.conftest import fake_daemon, start_web, web
 
-__all__ = ["running", "start_manager", "start_web", "web"]
+__all__ = ["fake_daemon", "running", "start_manager", "start_web", "web"]

@@ -3,9 +3,11 @@ request can make its own audit entry fail."""
 
 from __future__ import annotations
 
-from tests.integration.web.support import Web, expect
+from opsfleet.proto import daemon_pb2
+from tests.integration.web.support import FakeDaemon, Web, expect
 
 BAD_PARAMETERS = 1001
+UPSTREAM = 5004
 
 
 async def test_control_characters_in_query_parameters_are_400(web: Web) -> None:
@@ -37,3 +39,19 @@ async def test_audit_entry_of_a_hostile_request_is_stored_escaped(web: Web) -> N
     assert "node_id=\\x00evil" in targets and "node_id=a\\nforged line" in targets
     assert all(len(t) <= 255 for t in targets)
     assert not any("\x00" in t or "\n" in t for t in targets)
+
+
+async def test_agents_a_daemon_reports_are_checked_before_they_are_stored(
+    web: Web, fake_daemon: tuple[FakeDaemon, str]
+) -> None:
+    servicer, address = fake_daemon
+    await web.register("n1", daemon_address=address)
+    servicer.agents["bad"] = daemon_pb2.AgentInfo(id="bad", type="exp\x00orter", status="running")
+    r = await web.http.post("/api/v1/nodes/n1/agents/sync", headers=await web.admin())
+    envelope = expect(r, 502, UPSTREAM)
+    assert "states[2].type" in envelope["message"], envelope
+    assert await web.app.store.list_agents("n1") == []
+    del servicer.agents["bad"]
+    r = await web.http.post("/api/v1/nodes/n1/agents/sync", headers=await web.admin())
+    expect(r, 200, 0)
+    assert len(await web.app.store.list_agents("n1")) == 2
