@@ -25,7 +25,7 @@ from opsfleet.manager.app import ManagerApp
 from opsfleet.manager.config import load_manager_config
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc, manager_pb2, manager_pb2_grpc
 
-ADMIN_PASSWORD = "fuzz-admin-pass-1"
+ADMIN_PASSWORD = "fleet-fuzzer-7351"
 BAD_GRPC = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
 EXAMPLES = 60
 
