@@ -33,7 +33,6 @@ _FORBIDDEN_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 MAX_IP = 64
 MAX_DAEMON_ADDRESS = 255
 MAX_AGENT_STATUS = 32
-MAX_CONFIG_TYPE = 32
 REGISTRATION_LIMITS: dict[str, int] = {
     "hostname": MAX_HOSTNAME,
     "ip": MAX_IP,
@@ -111,10 +110,10 @@ def check_agent_fields(index: int, agent_id: str, type_: str, version: str, stat
 
 
 def check_value_keys(field: str, values: Mapping[str, object]) -> None:
-    """No control character in any value key of one metric (``field`` names it, e.g. metrics[3])."""
+    """No control character in any value key of one metric; ``field`` names it (``metrics[3].values``)."""
     if values and _FORBIDDEN_CHARS.search("".join(values)) is not None:
         for key in values:
-            _check_chars(f"{field} value key {key[:40]!r}", key)
+            _check_chars(f"{field}: key {key[:40]!r}", key)
 
 
 def check_metric_type(type_: str) -> str:
