@@ -5,10 +5,13 @@ from __future__ import annotations
 import sqlite3
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from opsfleet.daemon.spool import Spool
+
+FIGURES_FILE = Path(__file__).resolve().parents[2] / "test-artifacts" / "reliability" / "figures.txt"
 
 
 def prefill_spool(work_dir: Path, records: list[dict[str, Any]]) -> None:
@@ -61,3 +64,12 @@ def figures(daemon: Any, counts: dict[tuple[str, int], int], expected: set[tuple
         duplicated=stored - len(counts),
         lost=len(expected - set(counts)),
     )
+
+
+def publish(line: str) -> None:
+    """Print a FIGURES line and append it, timestamped, to test-artifacts/reliability/figures.txt."""
+    print(line)
+    FIGURES_FILE.parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with FIGURES_FILE.open("a", encoding="utf-8") as out:
+        out.write(f"{stamp} {line}\n")

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 
 from opsfleet.proto import manager_pb2, manager_pb2_grpc
-from tests.faults.support import figures, prefill_spool, recent_samples, row_counts
+from tests.faults.support import figures, prefill_spool, publish, recent_samples, row_counts
 from tests.helpers import assert_eventually
 
 NO_COLLECTORS = {f"collectors__{name}__enabled": False for name in ("cpu", "memory", "disk", "network")}
@@ -65,7 +65,7 @@ async def test_lost_acknowledgements_store_each_sample_once(apps: Any, tmp_path:
     counts = row_counts(tmp_path / "m.db", daemon.node_id)
     expected = {(r["type"], r["timestamp"]) for r in records}
     result = figures(daemon, counts, expected)
-    print(result.line("lost-ack"), f"acks_dropped={proxy.acks_dropped}")
+    publish(f"{result.line('lost-ack')} acks_dropped={proxy.acks_dropped}")
     assert proxy.acks_dropped >= 8  # every batch of 50 lost its first acknowledgement
     assert set(counts) == expected
     assert all(n == 1 for n in counts.values()), {k: n for k, n in counts.items() if n != 1}

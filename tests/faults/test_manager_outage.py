@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from opsfleet.daemon.config import ManagerSection
-from tests.faults.support import figures, prefill_spool, recent_samples, row_counts
+from tests.faults.support import figures, prefill_spool, publish, recent_samples, row_counts
 from tests.helpers import assert_eventually
 from tests.processes import Proc
 
@@ -40,7 +40,7 @@ async def test_manager_restart_daemon_back_fast_and_no_offline_event(apps: Any, 
     heartbeats = daemon.link.heartbeats_sent
     await assert_eventually(lambda: daemon.link.heartbeats_sent > heartbeats, timeout=30, interval=0.1)
     back_after = time.monotonic() - listening
-    print(f"FIGURES restart: daemon back {back_after:.1f}s after the manager listened again")
+    publish(f"FIGURES restart: daemon back {back_after:.1f}s after the manager listened again")
     assert back_after < 30
     assert daemon.link.registrations == registrations  # the manager knew the node: no re-registration
 
@@ -113,9 +113,9 @@ async def test_kill_9_of_the_manager_mid_stream_loses_and_duplicates_nothing(
     counts = row_counts(db_file, daemon.node_id)
     expected = {(r["type"], r["timestamp"]) for r in records}
     result = figures(daemon, counts, expected)
-    print(
-        result.line("kill-9"),
-        f"acked_at_kill={acked_at_kill} stored_at_kill={stored_at_kill} pending_at_kill={pending_at_kill}",
+    publish(
+        f"{result.line('kill-9')} acked_at_kill={acked_at_kill}"
+        f" stored_at_kill={stored_at_kill} pending_at_kill={pending_at_kill}"
     )
     assert set(counts) == expected
     assert all(n == 1 for n in counts.values())
