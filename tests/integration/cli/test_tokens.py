@@ -50,7 +50,7 @@ async def test_tokens_create_list_revoke(run_main: InProcess, manager: Web) -> N
     assert ("enrollment_tokens.revoke", f"enrollment_token:{token['id']}") in actions
     assert secret not in audit.text
 
-    await manager.create_user("viewer-1", "viewer", password="viewer-pass-123")
-    await run_main.login("viewer-1", "viewer-pass-123")
+    await manager.create_user("viewer-1", "viewer", password="tulip-harbor-9931")
+    await run_main.login("viewer-1", "tulip-harbor-9931")
     forbidden = await run_main("tokens", "list")
     assert forbidden.code == 5, forbidden

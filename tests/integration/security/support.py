@@ -16,7 +16,7 @@ from opsfleet.daemon.identity import HostFacts
 from opsfleet.manager.app import ManagerApp
 from opsfleet.proto import daemon_pb2_grpc, enrollment_pb2_grpc, manager_pb2, manager_pb2_grpc
 
-ADMIN_PASSWORD = "admin-pass-123"
+ADMIN_PASSWORD = "fleet-secret-pass-7731"
 
 
 def node_channel(app: ManagerApp, material: TLSMaterial | None) -> grpc.aio.Channel:

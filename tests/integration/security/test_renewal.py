@@ -74,3 +74,35 @@ async def test_plaintext_daemon_warns(apps: Any, tmp_path: Path, caplog: pytest.
     daemon = await apps.daemon(f"127.0.0.1:{manager.grpc_port}")
     await assert_eventually(lambda: daemon.link.registrations >= 1)
     assert "speaking PLAINTEXT" in caplog.text
+
+
+async def test_a_node_certificate_is_never_accepted_as_the_manager(fleet: Fleet) -> None:
+    """A rogue server presenting another node's certificate (same CA) gets no call from a daemon."""
+    import grpc
+
+    from opsfleet.proto import manager_pb2, manager_pb2_grpc
+
+    await fleet.enroll("impostor", await fleet.token())
+    await fleet.enroll("victim", await fleet.token())
+    rogue_material = fleet.material("impostor")
+    calls: list[str] = []
+
+    class Rogue(manager_pb2_grpc.ManagerServiceServicer):
+        async def RegisterNode(self, request: Any, context: Any) -> manager_pb2.RegisterNodeResponse:
+            calls.append(request.node_id)
+            return manager_pb2.RegisterNodeResponse(success=True)
+
+    server = grpc.aio.server()
+    manager_pb2_grpc.add_ManagerServiceServicer_to_server(Rogue(), server)
+    creds = grpc.ssl_server_credentials([(rogue_material.key_pem, rogue_material.cert_pem)])
+    port = server.add_secure_port("127.0.0.1:0", creds)
+    await server.start()
+    daemon = daemon_app(fleet, "victim", **{"manager.address": f"127.0.0.1:{port}"})
+    await daemon.start()
+    try:
+        await assert_eventually(lambda: daemon.link is not None and "UNAVAILABLE" in daemon.link.last_error)
+        assert daemon.link is not None and daemon.link.registrations == 0
+        assert calls == []
+    finally:
+        await daemon.stop()
+        await server.stop(None)
