@@ -24,7 +24,7 @@ from typing import Any
 LISTEN_RE = re.compile(r"gRPC listening on (\S+):(\d+)")
 HTTP_RE = re.compile(r"HTTP listening on (\S+):(\d+)")
 FINGERPRINT_RE = re.compile(r"fleet CA \w+ .*fingerprint (sha256:[0-9a-f]{64})")
-BENCH_ADMIN_PASSWORD = "benchmark-admin-password-1"
+BENCH_ADMIN_PASSWORD = "bench-fleet-secret-4242"
 BASELINE_SCRIPT = Path(__file__).resolve().parent / "baseline_server.py"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
