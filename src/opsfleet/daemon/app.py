@@ -18,8 +18,8 @@ from pathlib import Path
 
 from opsfleet import __version__
 from opsfleet.common.config import split_host_port
-from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, stop_step, wait_stop_or_crash
 from opsfleet.common.errors import ConfigError
+from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, stop_step, wait_stop_or_crash
 from opsfleet.common.pki import TLSMaterial, load_node_material
 from opsfleet.daemon.config import DaemonConfig
 from opsfleet.daemon.identity import load_node_id, local_ip_towards
