@@ -11,7 +11,9 @@ from opsfleet.manager.services.agent_ops import AgentOpsService
 from opsfleet.manager.services.agents import AgentService
 from opsfleet.manager.services.audit import AuditService
 from opsfleet.manager.services.auth import AuthService
+from opsfleet.manager.services.enrollment import EnrollmentService
 from opsfleet.manager.services.fleet import FleetService
+from opsfleet.manager.services.identities import IdentityRegistry
 from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
 from opsfleet.manager.services.nodes import NodeService
@@ -33,6 +35,8 @@ class WebContext:
     auth: AuthService
     audit: AuditService
     telemetry: Telemetry
+    enrollment: EnrollmentService | None = None  # None unless grpc.tls.mode is auto
+    identities: IdentityRegistry | None = None
 
 
 def get_context(request: Request) -> WebContext:

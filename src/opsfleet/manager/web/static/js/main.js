@@ -8,6 +8,7 @@ import { renderLogin } from "./views/login.js";
 import { renderNodeDetail } from "./views/node_detail.js";
 import { renderNodes } from "./views/nodes.js";
 import { renderOverview } from "./views/overview.js";
+import { renderTokens } from "./views/tokens.js";
 
 const app = document.getElementById("app");
 let scope = null;
@@ -19,6 +20,7 @@ function route() {
   if (!session.get()) return null;
   if (first === "nodes" && second) return { name: "nodes", render: renderNodeDetail, args: [second, query] };
   if (first === "nodes") return { name: "nodes", render: renderNodes, args: [query] };
+  if (first === "tokens") return { name: "tokens", render: renderTokens, args: [] };
   return { name: "overview", render: renderOverview, args: [query] };
 }
 
@@ -27,6 +29,7 @@ function updateShell(active) {
   document.getElementById("topbar").hidden = !signedIn;
   const user = session.get()?.user;
   document.getElementById("nav-user").textContent = user ? `${user.username} · ${user.role}` : "";
+  document.getElementById("nav-tokens").hidden = user?.role !== "admin";
   for (const link of document.querySelectorAll("[data-nav]")) {
     link.classList.toggle("active", link.dataset.nav === active);
     link.toggleAttribute("aria-current", link.dataset.nav === active);
