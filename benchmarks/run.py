@@ -15,8 +15,11 @@ See docs/performance.md.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import time
+from importlib import metadata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +32,8 @@ from benchmarks.scenarios import fleet, ingest_history, restart, saturate
 from opsfleet.common.errors import OpsfleetError
 
 AUTO = "auto"
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARIES = ("grpcio", "protobuf", "cryptography", "SQLAlchemy", "aiosqlite", "asyncpg", "fastapi", "uvicorn")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     workdir: Path = args.workdir or RESULTS_DIR / "runs" / f"{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
     workdir.mkdir(parents=True, exist_ok=True)
+    load_before = _loadavg()
     try:
         results = args.run(args, workdir)
     except (BenchError, OpsfleetError) as exc:
@@ -59,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    results["machine"] = {"cpus": _cpus(), "python": sys.version.split()[0]}
+    results["machine"] = _machine(load_before)
     if args.json:
         path = default_json_path(args.scenario) if args.json == AUTO else Path(args.json)
         print(f"\nresults written to {save(results, path)}")
@@ -69,10 +75,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _cpus() -> int:
-    import os
+def _loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
-    return os.cpu_count() or 0
+
+def _machine(load_before: list[float]) -> dict[str, object]:
+    """Where and with what the run was made: commit, library versions, load average."""
+    versions: dict[str, str] = {}
+    for dist in LIBRARIES:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    return {
+        "cpus": os.cpu_count() or 0,
+        "python": sys.version.split()[0],
+        "commit": _git("rev-parse", "HEAD"),
+        "commit_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "libraries": versions,
+        "loadavg_before": load_before,
+        "loadavg_after": _loadavg(),
+    }
+
+
+def _git(*argv: str) -> str:
+    try:
+        done = subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return ""
+    return done.stdout.strip()
 
 
 if __name__ == "__main__":
