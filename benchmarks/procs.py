@@ -119,9 +119,30 @@ class ServerProcess:
         return time.monotonic() - started
 
 
-def start_baseline(workdir: Path, port: int = 0) -> ServerProcess:
+def start_baseline(workdir: Path, port: int = 0, *, ca_dir: Path | None = None) -> ServerProcess:
+    """The bare server in plaintext, or with ``ca_dir`` (a fleet CA's ca.pem and ca.key) in mTLS:
+    a server certificate issued by that CA, client certificates required from it."""
     argv = [sys.executable, str(BASELINE_SCRIPT), "--listen", f"127.0.0.1:{port}"]
+    if ca_dir is not None:
+        from opsfleet.common.pki import CA_CERT_FILE, CA_KEY_FILE, CertificateAuthority
+
+        ca = CertificateAuthority.load(ca_dir / CA_CERT_FILE, ca_dir / CA_KEY_FILE)
+        cert_pem, key_pem, _ = ca.issue_manager(["127.0.0.1"])
+        tls_dir = workdir / "baseline-tls"
+        tls_dir.mkdir(parents=True, exist_ok=True)
+        (tls_dir / "server.pem").write_bytes(cert_pem)
+        (tls_dir / "server.key").write_bytes(key_pem)
+        argv += [
+            f"--tls-cert={tls_dir / 'server.pem'}",
+            f"--tls-key={tls_dir / 'server.key'}",
+            f"--client-ca={ca_dir / CA_CERT_FILE}",
+        ]
     return ServerProcess.start("baseline", argv, workdir / "baseline.log")
+
+
+def fleet_ca_dir(workdir: Path) -> Path:
+    """Where a Manager started by :func:`start_manager` keeps its fleet CA."""
+    return workdir / "data" / "ca"
 
 
 def start_manager(
@@ -196,6 +217,7 @@ class SimulatorArgs:
     stagger: float = 10.0
     progress_interval: float = 5.0
     seed: int = 1
+    node_prefix: str = "sim-"
     enroll: tuple[str, str, str] | None = None  # (address, token, CA fingerprint): nodes use mTLS
 
     def argv(self, target: str, json_path: Path, manager_pid: int | None) -> list[str]:
@@ -217,6 +239,7 @@ class SimulatorArgs:
             f"--stagger={self.stagger}",
             f"--progress-interval={self.progress_interval}",
             f"--seed={self.seed}",
+            f"--node-prefix={self.node_prefix}",
             f"--json={json_path}",
             "--log-level=warning",
         ]
