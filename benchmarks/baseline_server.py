@@ -90,7 +90,9 @@ async def serve(
         log.info("stopped")
 
 
-def _credentials(cert: Path | None, key: Path | None, client_ca: Path | None) -> grpc.ServerCredentials | None:
+def _credentials(
+    cert: Path | None, key: Path | None, client_ca: Path | None
+) -> grpc.ServerCredentials | None:
     if cert is None and key is None and client_ca is None:
         return None
     if cert is None or key is None or client_ca is None:

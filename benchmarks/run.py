@@ -19,8 +19,8 @@ import os
 import subprocess
 import sys
 import time
-from importlib import metadata
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
@@ -100,7 +100,9 @@ def _machine(load_before: list[float]) -> dict[str, object]:
 
 def _git(*argv: str) -> str:
     try:
-        done = subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False)
+        done = subprocess.run(
+            ["git", *argv], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
+        )
     except OSError:
         return ""
     return done.stdout.strip()

@@ -110,7 +110,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     ratio = mgr["calls_per_s"] / base["calls_per_s"] if base["calls_per_s"] else 0.0
     passed = ratio >= args.target_ratio
     print_table(
-        f"saturate{' (mTLS)' if args.mtls else ''}: {args.nodes} nodes, {args.duration:.0f} s per run, inflight {args.inflight}, "
+        f"saturate{' (mTLS)' if args.mtls else ''}: {args.nodes} nodes, {args.duration:.0f} s per run, "
+        f"inflight {args.inflight}, "
         f"database {db.kind}",
         [
             *run_rows("baseline", base),
