@@ -128,6 +128,10 @@ class CentralConfig:
             return
         if config_hash in (self.applied_hash, self.failed_hash):
             return
+        if not response.config_data.strip() and self.known_good is None:
+            # Nothing central before, nothing now: adopt the hash without a report per node.
+            self.applied_hash = config_hash
+            return
         await self._apply_revision(stub, config_hash, response.config_data)
 
     async def _apply_revision(

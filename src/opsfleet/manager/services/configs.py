@@ -246,6 +246,8 @@ class ConfigService:
 
     def _state_of(self, node_id: str, desired_hash: str) -> str:
         state = self._states.get(node_id)
+        if state is None and desired_hash == EMPTY.hash:
+            return "none"
         if state is not None and state.config_hash == desired_hash:
             return state.state
         if state is not None and state.state == "failed" and self._handed.get(node_id) == state.config_hash:
