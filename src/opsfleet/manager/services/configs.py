@@ -101,8 +101,9 @@ class ConfigService:
             return b"", ""
         handed = self._handed.get(node_id)
         if handed is None:
-            # Registered through another replica since this one started.
-            handed = self._place(node_id, {}).hash
+            # Registered through another replica since this one started: one read, then cached.
+            node = await self._nodes.get(node_id)
+            handed = self._place(node_id, node.labels).hash
         effective = self._docs[handed]
         return effective.data, effective.hash
 

@@ -146,7 +146,7 @@ class PolicyService:
             await self._reload(changed=doc.name)
             row = self._rows[doc.name]
         log.info("policy %s: revision %d (%s) by %s", doc.name, number, doc.hash[:12], author or "-")
-        diff = unified_diff(old, doc.as_dict(), f"{doc.name}@current", f"{doc.name}@{number}")
+        diff = unified_diff(old, doc.as_dict(), _label(doc.name, current), f"{doc.name}@{number}")
         return PolicyChange(row, diff, True)
 
     async def rollback(self, name: str, revision: int, author: str) -> PolicyChange:
@@ -161,7 +161,7 @@ class PolicyService:
             await self._reload(changed=name)
             row = self._rows[name]
         log.info("policy %s: rolled back to revision %d by %s", name, revision, author or "-")
-        diff = unified_diff(old, doc.as_dict(), f"{name}@current", f"{name}@{revision}")
+        diff = unified_diff(old, doc.as_dict(), _label(name, current), f"{name}@{revision}")
         return PolicyChange(row, diff, True)
 
     async def delete(self, name: str, author: str) -> PolicyChange:
@@ -173,7 +173,7 @@ class PolicyService:
                 raise PolicyNotFound(f"no policy {name!r}")
             await self._reload(changed=name)
         log.info("policy %s deleted by %s", name, author or "-")
-        diff = unified_diff(document_of(row.current), None, f"{name}@current", "deleted")
+        diff = unified_diff(document_of(row.current), None, _label(name, row), "deleted")
         return PolicyChange(row, diff, True)
 
     async def resume(self, name: str) -> PolicyRow:
@@ -222,3 +222,10 @@ class PolicyService:
 
 def _signature(rows: dict[str, PolicyRow]) -> set[tuple[str, int, bool, bool]]:
     return {(r.name, r.current.revision, r.deleted, r.rollout_paused) for r in rows.values()}
+
+
+def _label(name: str, row: PolicyRow | None) -> str:
+    """How a diff names the revision it starts from."""
+    if row is None or row.deleted:
+        return f"{name}@none"
+    return f"{name}@{row.current.revision}"
