@@ -171,18 +171,32 @@ class CentralConfig:
         await self._report(stub, config_hash, "applied", "")
 
     async def _verify(self, watched: list[AgentSpec]) -> str:
-        """ "" when every watched agent is running at once within the grace period, else why not."""
+        """ "" when the watched agents are fine, else why not.
+
+        Fine: every one is running at the same time within the grace period. Agents with a
+        health check (probe or heartbeat timeout) must also stay up, without a restart,
+        until the grace period ends, since a failed check restarts them.
+        """
         if not watched:
             return ""
         ids = {spec.id for spec in watched}
+        checked = {s.id for s in watched if s.health_check.has_probe or s.health_check.heartbeat_timeout > 0}
         deadline = time.monotonic() + self._grace
+        first_up: dict[str, int] = {}  # agent id -> its restart count when first seen running
         while True:
             views = {v.id: v for v in self._agents() if v.id in ids}
             for agent_id in sorted(ids):
                 view = views.get(agent_id)
-                if view is not None and view.state is AgentStatus.FAILED:
+                if view is None:
+                    continue
+                if view.state is AgentStatus.FAILED:
                     return f"agent {agent_id} failed: {view.last_exit_reason or 'no reason given'}"
-            if all(v.state is AgentStatus.RUNNING for v in views.values()) and len(views) == len(ids):
+                if agent_id in first_up and view.restart_count != first_up[agent_id]:
+                    return f"agent {agent_id} restarted: {view.last_exit_reason or 'no reason given'}"
+                if view.state is AgentStatus.RUNNING:
+                    first_up.setdefault(agent_id, view.restart_count)
+            all_up = len(views) == len(ids) and all(v.state is AgentStatus.RUNNING for v in views.values())
+            if all_up and (not checked or time.monotonic() >= deadline):
                 return ""
             if time.monotonic() >= deadline:
                 late = sorted(i for i in ids if i not in views or views[i].state is not AgentStatus.RUNNING)
