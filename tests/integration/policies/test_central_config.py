@@ -63,6 +63,10 @@ async def test_canary_apply_change_delete(
     status = {row["node_id"]: row for row in shown["nodes"]}[canary.node_id]
     assert status["state"] == "applied" and status["revision"] == 1
     assert status["revision_hash"] == shown["hash"] and status["error"] == ""
+    listed = await run_main("policies", "list")
+    assert listed.code == 0 and "canary-logs" in listed.stdout and "env=canary" in listed.stdout
+    detail = (await run_main("policies", "show", "canary-logs", "--json")).json()
+    assert detail["policy"]["revision"] == 1 and len(detail["revisions"]) == 1
     table = await run_main("policies", "status", "canary-logs")
     assert "applied" in table.stdout and shown["hash"][:12] in table.stdout
     assert await prod.agents() == {}
