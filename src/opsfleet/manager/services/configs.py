@@ -53,6 +53,13 @@ class Effective:
 
 EMPTY = Effective(content_hash({}), b"", {}, ())
 
+LabelKey = tuple[tuple[str, str], ...]
+
+
+def label_key(labels: Mapping[str, str]) -> LabelKey:
+    """A node's labels as a hashable key (nodes with equal labels share their config)."""
+    return tuple(sorted(labels.items()))
+
 
 class ConfigService:
     def __init__(
@@ -66,8 +73,9 @@ class ConfigService:
         self._store = store
         self._clock = clock
         self._policies: dict[str, ActivePolicy] = {}
-        self._labels: dict[str, dict[str, str]] = {}
+        self._labels: dict[str, LabelKey] = {}
         self._groups: dict[tuple[str, ...], Effective] = {}
+        self._by_labels: dict[LabelKey, Effective] = {}
         self._desired: dict[str, Effective] = {}
         self._handed: dict[str, str] = {}
         self._docs: dict[str, Effective] = {EMPTY.hash: EMPTY}
@@ -78,7 +86,7 @@ class ConfigService:
 
     async def start(self, policies: Sequence[ActivePolicy] = ()) -> None:
         """Load node labels and reported states, then compute every node's config."""
-        self._labels = {n.node_id: dict(n.labels) for n in await self._nodes.list_all()}
+        self._labels = {n.node_id: label_key(n.labels) for n in await self._nodes.list_all()}
         if self._store is not None:
             self._states = {s.node_id: s for s in await self._store.load_config_states()}
         self.set_policies(policies, initial=True)
@@ -134,7 +142,7 @@ class ConfigService:
     # -- policy and node changes ------------------------------------------------------------
 
     def node_registered(self, node_id: str, labels: Mapping[str, str]) -> None:
-        if self._labels.get(node_id) == labels and node_id in self._handed:
+        if self._labels.get(node_id) == label_key(labels) and node_id in self._handed:
             return
         self._place(node_id, labels)
 
@@ -153,21 +161,27 @@ class ConfigService:
         before = self._policies
         self._policies = {p.doc.name: p for p in sorted(policies, key=lambda p: p.doc.name)}
         self._groups = {}
+        self._by_labels = {}
         active = self._policies.get(changed)
         spec = active.doc.rollout_spec() if active is not None else None
         gated: list[str] = []
-        for node_id, labels in self._labels.items():
-            effective = self._effective(labels)
+        scope: dict[LabelKey, bool] = {}  # per distinct label set: does the changed policy touch it?
+        for node_id, key in self._labels.items():
+            effective = self._effective(key)
             self._desired[node_id] = effective
             previous = self._handed.get(node_id)
-            in_scope = active is not None and (
-                active.doc.selects(labels) or (changed in before and before[changed].doc.selects(labels))
-            )
-            changing = previous is not None and previous != effective.hash
-            if spec is not None and not initial and changing and in_scope:
-                gated.append(node_id)
-                continue
-            if not self._waiting(node_id):
+            if spec is not None and not initial and previous is not None and previous != effective.hash:
+                in_scope = scope.get(key)
+                if in_scope is None:
+                    labels = dict(key)
+                    was = before.get(changed)
+                    in_scope = scope[key] = active is not None and (
+                        active.doc.selects(labels) or (was is not None and was.doc.selects(labels))
+                    )
+                if in_scope:
+                    gated.append(node_id)
+                    continue
+            if not self.rollouts or not self._waiting(node_id):
                 self._handed[node_id] = effective.hash
         if initial:
             for name, policy in self._policies.items():
@@ -255,7 +269,11 @@ class ConfigService:
             return "failed"
         return "pending"
 
-    def _effective(self, labels: Mapping[str, str]) -> Effective:
+    def _effective(self, labels_key: LabelKey) -> Effective:
+        cached = self._by_labels.get(labels_key)
+        if cached is not None:
+            return cached
+        labels = dict(labels_key)
         key = tuple(name for name, p in self._policies.items() if p.doc.selects(labels))
         found = self._groups.get(key)
         if found is not None:
@@ -270,11 +288,13 @@ class ConfigService:
             effective = Effective(digest, data, document, policies)
             self._docs.setdefault(digest, effective)
         self._groups[key] = effective
+        self._by_labels[labels_key] = effective
         return effective
 
     def _place(self, node_id: str, labels: Mapping[str, str]) -> Effective:
-        self._labels[node_id] = dict(labels)
-        effective = self._effective(labels)
+        key = label_key(labels)
+        self._labels[node_id] = key
+        effective = self._effective(key)
         self._desired[node_id] = effective
         if not self._waiting(node_id):
             self._handed[node_id] = effective.hash
