@@ -167,6 +167,25 @@ async def test_rollout_hands_the_hash_to_n_nodes_at_a_time_and_halts(fleet: Flee
     assert fleet.policies.get("p").rollout_paused
     assert sum(fleet.configs.hash_for(n) == new for n in names) == 3
 
+    # A Manager restart keeps the rollout halted: nodes that did not run the new revision
+    # wait, handed no hash (they keep what they run), and get their old document nowhere.
+    for n in names:
+        if fleet.configs.hash_for(n) == old:
+            await fleet.configs.report(n, old, "applied", "")
+    restarted = Fleet(fleet.store)
+    await restarted.nodes.start()
+    await restarted.policies.start()
+    try:
+        view = restarted.configs.rollout_view("p")
+        assert view is not None and view["paused"] and view["waiting"] == 3 and view["failed"] == 1
+        assert sum(restarted.configs.hash_for(n) == new for n in names) == 3
+        assert sum(restarted.configs.hash_for(n) == "" for n in names) == 3
+        held = next(n for n in names if restarted.configs.hash_for(n) == "")
+        assert await restarted.configs.get(held, "daemon") == (b"", "")
+    finally:
+        await restarted.policies.stop()
+        await restarted.nodes.stop()
+
     await fleet.policies.resume("p")
     assert sum(fleet.configs.hash_for(n) == new for n in names) == 4
     for n in names:

@@ -108,6 +108,8 @@ class ConfigService:
         if kind != "daemon":
             return b"", ""
         handed = self._handed.get(node_id)
+        if handed == "":
+            return b"", ""  # waiting in a rollout restored after a restart: keep what you run
         if handed is None:
             # Registered through another replica since this one started: one read, then cached.
             node = await self._nodes.get(node_id)
@@ -184,9 +186,7 @@ class ConfigService:
             if not self.rollouts or not self._waiting(node_id):
                 self._handed[node_id] = effective.hash
         if initial:
-            for name, policy in self._policies.items():
-                if policy.rollout_paused:
-                    log.warning("policy %s: rollout was halted; its nodes get their config again", name)
+            self._restore_rollouts()
         if spec is not None and active is not None and not initial:
             self.rollouts[changed] = Rollout(
                 changed, active.revision, spec, targets=len(gated), waiting=dict.fromkeys(gated)
@@ -299,6 +299,44 @@ class ConfigService:
         if not self._waiting(node_id):
             self._handed[node_id] = effective.hash
         return effective
+
+    def _restore_rollouts(self) -> None:
+        """At start: rebuild the rollouts of policies with ``rollout`` from the reported states.
+
+        A node that reported another config than the one it should run waits again and is
+        handed "" meanwhile (no opinion: it keeps what it runs); a halted rollout stays halted.
+        Nodes that never reported get their config at once (there is nothing to protect).
+        """
+        for name, policy in self._policies.items():
+            spec = policy.doc.rollout_spec()
+            if spec is None:
+                continue
+            rollout = Rollout(name, policy.revision, spec, targets=0, paused=policy.rollout_paused)
+            selected: dict[LabelKey, bool] = {}
+            for node_id, key in self._labels.items():
+                if key not in selected:
+                    selected[key] = policy.doc.selects(dict(key))
+                state = self._states.get(node_id)
+                if not selected[key] or state is None:
+                    continue
+                if state.config_hash != self._desired[node_id].hash:
+                    rollout.waiting[node_id] = None
+                    self._handed[node_id] = ""
+                elif state.state == "applied":
+                    rollout.applied.add(node_id)
+                elif state.state == "failed":
+                    rollout.failed.add(node_id)
+                else:
+                    rollout.inflight.add(node_id)
+            if rollout.done:
+                continue
+            rollout.targets = sum(
+                map(len, (rollout.waiting, rollout.inflight, rollout.applied, rollout.failed))
+            )
+            self.rollouts[name] = rollout
+            word = "halted" if rollout.paused else "resumed"
+            log.warning("rollout of policy %s %s after a restart: %s", name, word, rollout.summary())
+            self._advance(name)
 
     def _waiting(self, node_id: str) -> bool:
         return any(node_id in r.waiting for r in self.rollouts.values())
