@@ -193,3 +193,20 @@ async def test_rollout_hands_the_hash_to_n_nodes_at_a_time_and_halts(fleet: Flee
             await fleet.configs.report(n, new, "applied", "")
     assert all(fleet.configs.hash_for(n) == new for n in names)
     assert fleet.configs.rollout_view("p") is None
+
+
+async def test_silent_nodes_leave_the_rollout_window_after_the_timeout(fleet: Fleet) -> None:
+    names = ["a", "b", "c"]
+    for name in names:
+        await fleet.register(name, env="prod")
+    await fleet.policies.apply(doc("p", {"env": "prod"}, agent("beat", "1")), "x")
+    old = fleet.configs.hash_for("a")
+    rollout = {"max_parallel": 1}
+    await fleet.policies.apply(doc("p", {"env": "prod"}, agent("beat", "2"), rollout=rollout), "x")
+    assert sum(fleet.configs.hash_for(n) != old for n in names) == 1
+    fleet.configs.expire_rollouts(3600)  # not yet
+    assert sum(fleet.configs.hash_for(n) != old for n in names) == 1
+    fleet.configs.expire_rollouts(-1)  # everything handed so far is overdue: the next node goes
+    assert sum(fleet.configs.hash_for(n) != old for n in names) == 2
+    view = fleet.configs.rollout_view("p")
+    assert view is not None and view["timed_out"] == 1 and view["failed"] == 0 and not view["paused"]

@@ -197,6 +197,18 @@ class ConfigService:
                 self._release(name)
         self._collect()
 
+    def expire_rollouts(self, timeout: float) -> None:
+        """Let nodes that did not report within ``timeout`` of being handed a revision leave
+        their rollout's window (run periodically)."""
+        cutoff = self._clock() - timeout
+        for name, rollout in list(self.rollouts.items()):
+            late = rollout.expire(cutoff)
+            if late:
+                log.warning(
+                    "rollout of policy %s: %d nodes did not report within %gs", name, len(late), timeout
+                )
+                self._advance(name)
+
     def resume(self, name: str) -> bool:
         """Resume a halted rollout; False when the policy has none."""
         rollout = self.rollouts.get(name)
@@ -327,11 +339,11 @@ class ConfigService:
                 elif state.state == "failed":
                     rollout.failed.add(node_id)
                 else:
-                    rollout.inflight.add(node_id)
+                    rollout.inflight[node_id] = self._clock()
             if rollout.done:
                 continue
-            rollout.targets = sum(
-                map(len, (rollout.waiting, rollout.inflight, rollout.applied, rollout.failed))
+            rollout.targets = (
+                len(rollout.waiting) + len(rollout.inflight) + len(rollout.applied) + len(rollout.failed)
             )
             self.rollouts[name] = rollout
             word = "halted" if rollout.paused else "resumed"
@@ -343,7 +355,7 @@ class ConfigService:
 
     def _advance(self, name: str) -> None:
         rollout = self.rollouts[name]
-        for node_id in rollout.admit():
+        for node_id in rollout.admit(self._clock()):
             desired = self._desired.get(node_id)
             if desired is not None:
                 self._handed[node_id] = desired.hash

@@ -33,6 +33,7 @@ from opsfleet.manager.store.base import PolicyStore
 log = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_INTERVAL = 5.0
+DEFAULT_ROLLOUT_NODE_TIMEOUT = 600.0
 
 
 class PolicyNotFound(NotFound):
@@ -64,11 +65,13 @@ class PolicyService:
         configs: ConfigService,
         *,
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
+        rollout_node_timeout: float = DEFAULT_ROLLOUT_NODE_TIMEOUT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._configs = configs
         self._refresh_interval = refresh_interval
+        self._rollout_node_timeout = rollout_node_timeout
         self._clock = clock
         self._rows: dict[str, PolicyRow] = {}
         self._lock = asyncio.Lock()
@@ -216,6 +219,7 @@ class PolicyService:
         while not await sleep_or_stop(self._stop, self._refresh_interval):
             try:
                 await self.refresh()
+                self._configs.expire_rollouts(self._rollout_node_timeout)
             except Exception:
                 log.exception("policy refresh failed; will retry")
 

@@ -21,9 +21,10 @@ class Rollout:
     spec: RolloutSpec
     targets: int
     waiting: dict[str, None] = field(default_factory=dict)  # ordered: first in, first handed
-    inflight: set[str] = field(default_factory=set)
+    inflight: dict[str, float] = field(default_factory=dict)  # node id -> when it was handed the hash
     applied: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
+    timed_out: set[str] = field(default_factory=set)
     paused: bool = False
 
     @property
@@ -34,13 +35,13 @@ class Rollout:
     def done(self) -> bool:
         return not self.waiting and not self.inflight
 
-    def admit(self) -> list[str]:
+    def admit(self, now: float = 0.0) -> list[str]:
         """Nodes that may be handed the new hash now (moved to ``inflight``)."""
         out: list[str] = []
         while not self.paused and self.waiting and len(self.inflight) < self.window:
             node_id = next(iter(self.waiting))
             del self.waiting[node_id]
-            self.inflight.add(node_id)
+            self.inflight[node_id] = now
             out.append(node_id)
         return out
 
@@ -48,14 +49,23 @@ class Rollout:
         """The node reported applied (``ok``) or failed for the handed hash."""
         if node_id not in self.inflight:
             return
-        self.inflight.discard(node_id)
+        del self.inflight[node_id]
         (self.applied if ok else self.failed).add(node_id)
         reported = len(self.applied) + len(self.failed)
         if not ok and len(self.failed) * 100 / reported > self.spec.pause_on_failure:
             self.paused = True
 
+    def expire(self, cutoff: float) -> list[str]:
+        """Nodes handed the hash before ``cutoff`` that never reported leave the window
+        (counted as timed out, not as failed: an offline node says nothing about the config)."""
+        late = [node_id for node_id, since in self.inflight.items() if since < cutoff]
+        for node_id in late:
+            del self.inflight[node_id]
+            self.timed_out.add(node_id)
+        return late
+
     def drop(self, node_id: str) -> None:
-        self.inflight.discard(node_id)
+        self.inflight.pop(node_id, None)
         self.waiting.pop(node_id, None)
 
     def summary(self) -> dict[str, object]:
@@ -66,6 +76,7 @@ class Rollout:
             "inflight": len(self.inflight),
             "applied": len(self.applied),
             "failed": len(self.failed),
+            "timed_out": len(self.timed_out),
             "paused": self.paused,
             "max_parallel": self.window,
             "pause_on_failure": self.spec.pause_on_failure,
