@@ -179,11 +179,8 @@ class DaemonApp:
             return
         old = self.config
         self.config = new
-        if self.central is not None:
+        if self.central is not None:  # the local file with the central config laid over it again
             await self._apply_effective(self.central.effective())
-        else:
-            self.link.settings = link_settings(new)
-            await self.sampler.apply(new.collectors)
         if new.daemon.labels != old.daemon.labels:
             self.link.request_reregister()
         if new.manager != old.manager:
