@@ -229,3 +229,35 @@ async def test_api_docs_render_from_local_assets(open_session: OpenSession) -> N
     await expect(s.page.get_by_text("/api/v1/auth/logout", exact=True)).to_be_visible()
     await s.shot("swagger-ui")
     assert outside == []
+
+
+async def test_policies_page_shows_revisions_diff_and_the_node_state(open_session: OpenSession) -> None:
+    import httpx
+
+    s = await open_session("policies")
+    node_id = await open_node(s)
+    policy = {"name": "demo-collectors", "selector": {"env": "demo"}, "priority": 1}
+    async with httpx.AsyncClient(base_url=s.demo.url.rstrip("/") + "/api/v1") as api:
+        login = await api.post("/auth/login", json={"username": "admin", "password": s.demo.password})
+        auth = {"Authorization": f"Bearer {login.json()['data']['token']}"}
+        for interval in ("7s", "6s"):
+            body = {**policy, "config": {"collectors": {"disk": {"interval": interval}}}}
+            assert (await api.post("/policies", json=body, headers=auth)).status_code == 200
+    await expect(s.page.get_by_test_id("node-config-state")).to_have_text("applied")
+    await expect(s.page.get_by_test_id("node-config")).to_contain_text("demo-collectors r2")
+    await expect(s.page.get_by_test_id("node-config-yaml")).to_contain_text("interval: 6s")
+    await s.shot("node-config")
+
+    await s.page.get_by_role("link", name="Policies", exact=True).click()
+    row = s.page.locator('[data-testid="policy-row"][data-policy="demo-collectors"]')
+    await expect(row).to_contain_text("1 applied")
+    await row.get_by_test_id("policy-link").click()
+    node = s.page.locator(f'[data-testid="policy-node"][data-node-id="{node_id}"]')
+    await expect(node.get_by_test_id("config-state")).to_have_text("applied")
+    await expect(s.page.get_by_test_id("policy-revision")).to_have_count(2)
+    diff = s.page.get_by_test_id("policy-diff")
+    await expect(diff).to_contain_text("-        interval: 7s")
+    await expect(diff).to_contain_text("+        interval: 6s")
+    await expect(s.page.get_by_test_id("rollout-state")).to_contain_text("No staged rollout")
+    await s.shot("policy-detail")
+    assert s.script_errors == []

@@ -247,6 +247,51 @@ class ApiClient:
         data: JsonObject = self._call("PUT", f"/admin/users/{user_id}/role", body={"role": role})
         return data
 
+    # -- policies (central configuration) ----------------------------------------------------
+
+    def apply_policy(self, document: JsonObject) -> JsonObject:
+        """Create or update; the current revision plus ``changed`` and ``diff``."""
+        data: JsonObject = self._call("POST", "/policies", body=document)
+        return data
+
+    def policies(self) -> JsonObject:
+        data: JsonObject = self._call("GET", "/policies")
+        return data
+
+    def policy(self, name: str) -> JsonObject:
+        data: JsonObject = self._call("GET", f"/policies/{_seg(name)}")
+        return data
+
+    def policy_revisions(self, name: str) -> JsonObject:
+        data: JsonObject = self._call("GET", f"/policies/{_seg(name)}/revisions")
+        return data
+
+    def policy_diff(self, name: str, old: int, new: int) -> JsonObject:
+        params = {"from": old, "to": new}
+        data: JsonObject = self._call("GET", f"/policies/{_seg(name)}/diff", params=params)
+        return data
+
+    def rollback_policy(self, name: str, revision: int) -> JsonObject:
+        path = f"/policies/{_seg(name)}/rollback"
+        data: JsonObject = self._call("POST", path, body={"revision": revision})
+        return data
+
+    def delete_policy(self, name: str) -> JsonObject:
+        data: JsonObject = self._call("DELETE", f"/policies/{_seg(name)}")
+        return data
+
+    def policy_status(self, name: str) -> JsonObject:
+        data: JsonObject = self._call("GET", f"/policies/{_seg(name)}/status")
+        return data
+
+    def resume_policy(self, name: str) -> JsonObject:
+        data: JsonObject = self._call("POST", f"/policies/{_seg(name)}/resume")
+        return data
+
+    def node_config(self, node_id: str) -> JsonObject:
+        data: JsonObject = self._call("GET", f"/nodes/{_seg(node_id)}/config")
+        return data
+
 
 def _seg(value: str) -> str:
     """``value`` as one URL path segment (a node id with ``/`` must not change the route)."""

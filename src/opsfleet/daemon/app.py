@@ -19,7 +19,9 @@ from pathlib import Path
 from opsfleet import __version__
 from opsfleet.common.config import split_host_port
 from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, stop_step, wait_stop_or_crash
+from opsfleet.daemon.central_config import CentralConfig
 from opsfleet.daemon.config import DaemonConfig
+from opsfleet.daemon.effective import Effective, load_known_good
 from opsfleet.daemon.identity import load_node_id, local_ip_towards
 from opsfleet.daemon.link import AgentStateView, LinkSettings, ManagerLink
 from opsfleet.daemon.outbox import Outbox
@@ -32,9 +34,9 @@ from opsfleet.daemon.supervisor.supervisor import Supervisor
 log = logging.getLogger(__name__)
 
 
-def link_settings(config: DaemonConfig) -> LinkSettings:
+def link_settings(config: DaemonConfig, heartbeat_interval: float | None = None) -> LinkSettings:
     return LinkSettings(
-        heartbeat_interval=config.manager.heartbeat_interval,
+        heartbeat_interval=heartbeat_interval or config.manager.heartbeat_interval,
         labels=dict(config.daemon.labels),
         state_sync_interval=config.daemon.state_sync_interval,
         batch_size=config.spool.batch_size,
@@ -58,6 +60,7 @@ class DaemonApp:
         self.sampler: Sampler | None = None
         self.supervisor: Supervisor | None = None
         self.rpc: DaemonRpcServer | None = None
+        self.central: CentralConfig | None = None
         self.grpc_port = 0
         self._stopped = False
         self.crashes = Crashes("daemon")
@@ -85,8 +88,21 @@ class DaemonApp:
         pending = await self.outbox.pending()
         if pending:
             log.info("spool holds %d undelivered samples; they will be sent first", pending)
+        self.central = CentralConfig(
+            node_id=self.node_id,
+            work_dir=self.work_dir,
+            local=lambda: self.config,
+            apply=self._apply_effective,
+            agents=lambda: self.supervisor.agents() if self.supervisor is not None else [],
+            channel=lambda: self.link.channel if self.link is not None else None,
+            known_good=load_known_good(self.work_dir),
+            grace=cfg.daemon.config_grace,
+        )
+        effective = self.central.effective()
+        if self.central.known_good is not None:
+            log.info("running the last-known-good central config %s", self.central.applied_hash[:12])
         self.supervisor = Supervisor(
-            cfg.agent_specs(),
+            effective.specs,
             state_dir=self.work_dir / "agents",
             log_dir=self.work_dir / "logs",
             heartbeat_listen=("127.0.0.1", cfg.daemon.agent_heartbeat_port),
@@ -105,13 +121,15 @@ class DaemonApp:
             manager=cfg.manager,
             node_id=self.node_id,
             outbox=self.outbox,
-            settings=link_settings(cfg),
+            settings=link_settings(cfg, effective.heartbeat_interval),
             daemon_address=self.daemon_address,
             agent_states=self._agent_states,
+            on_config_hash=self.central.on_config_hash,
         )
         await self.link.start()
         self.sampler = Sampler(self.outbox)
-        await self.sampler.apply(cfg.collectors)
+        await self.sampler.apply(effective.collectors)
+        await self.central.start()
         log.info("daemon running as node %s", self.node_id)
 
     def daemon_address(self) -> str:
@@ -137,6 +155,15 @@ class DaemonApp:
         if self.link is not None:
             self.link.request_sync()
 
+    async def _apply_effective(self, effective: Effective) -> None:
+        """Apply a (central) effective config: only changed agents restart."""
+        if self.link is not None:
+            self.link.settings = link_settings(self.config, effective.heartbeat_interval)
+        if self.sampler is not None:
+            await self.sampler.apply(effective.collectors)
+        if self.supervisor is not None:
+            await self.supervisor.reload(effective.specs)
+
     async def reload(self) -> None:
         """Apply a re-read config: intervals, collectors and labels (new labels re-register)."""
         with crash_scope(self.crashes.report):
@@ -152,10 +179,8 @@ class DaemonApp:
             return
         old = self.config
         self.config = new
-        self.link.settings = link_settings(new)
-        await self.sampler.apply(new.collectors)
-        if self.supervisor is not None:
-            await self.supervisor.reload(new.agent_specs())
+        if self.central is not None:  # the local file with the central config laid over it again
+            await self._apply_effective(self.central.effective())
         if new.daemon.labels != old.daemon.labels:
             self.link.request_reregister()
         if new.manager != old.manager:
@@ -169,6 +194,8 @@ class DaemonApp:
         log.info("stopping")
         if self.sampler is not None:
             await stop_step("sampler", self.sampler.stop())
+        if self.central is not None:
+            await stop_step("central config", self.central.stop())
         if self.link is not None:
             await stop_step("manager link", self.link.stop())
         if self.supervisor is not None:

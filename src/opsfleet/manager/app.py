@@ -37,7 +37,9 @@ from opsfleet.manager.services.login_throttle import LoginThrottle, ThrottlePoli
 from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
 from opsfleet.manager.services.nodes import NodeService
+from opsfleet.manager.services.policies import PolicyService
 from opsfleet.manager.services.users import UserService
+from opsfleet.manager.store.policies_sql import SqlPolicyStore
 from opsfleet.manager.store.queries_sql import SqlFleetQueries
 from opsfleet.manager.store.sql import SqlStore
 from opsfleet.manager.store.users_sql import SqlAuditStore, SqlUserStore
@@ -77,7 +79,8 @@ class ManagerApp:
             max_queued_rows=config.metrics.max_queued_rows,
         )
         self.agents = AgentService(self.store, self.nodes)
-        self.configs = ConfigService(self.nodes)
+        self.configs = ConfigService(self.nodes, SqlPolicyStore(self.store))
+        self.policies = PolicyService(SqlPolicyStore(self.store), self.configs)
         a = config.agents
         self.daemon_clients = DaemonClientPool(
             DaemonCallSettings(
@@ -140,6 +143,7 @@ class ManagerApp:
         await self.auth.start()
         await self.nodes.start()
         await self.metrics.start()
+        await self.policies.start()
         self.daemon_clients.use_identity(self.tls_material)
         await self.daemon_clients.start()
         server = grpc.aio.server(
@@ -150,7 +154,10 @@ class ManagerApp:
             ),
         )
         manager_pb2_grpc.add_ManagerServiceServicer_to_server(
-            ManagerServicer(self.nodes, self.metrics, observe_rpc=self.telemetry.observe_rpc), server
+            ManagerServicer(
+                self.nodes, self.metrics, configs=self.configs, observe_rpc=self.telemetry.observe_rpc
+            ),
+            server,
         )
         daemon_pb2_grpc.add_DaemonServiceServicer_to_server(
             DaemonServiceServicer(
@@ -187,6 +194,8 @@ class ManagerApp:
             auth=self.auth,
             audit=self.audit,
             telemetry=self.telemetry,
+            policies=self.policies,
+            configs=self.configs,
         )
 
     async def _start_http(self) -> None:
@@ -207,6 +216,7 @@ class ManagerApp:
             log.info("stopping: draining in-flight RPCs (grace %.1fs)", self.config.grpc.shutdown_grace)
             await stop_step("gRPC server", self._server.stop(self.config.grpc.shutdown_grace))
         await stop_step("daemon clients", self.daemon_clients.close())
+        await stop_step("policies", self.policies.stop())
         await stop_step("metrics", self.metrics.stop())
         await stop_step("nodes", self.nodes.stop())
         await stop_step("database", self.store.close())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 class NodeStatus(enum.StrEnum):
@@ -210,3 +211,41 @@ class UsageStats:
     max: float | None
     avg: float | None
     samples: int
+
+
+ConfigStateName = Literal["pending", "applying", "applied", "failed"]
+CONFIG_STATES: tuple[str, ...] = ("applying", "applied", "failed")
+
+
+@dataclass(frozen=True)
+class PolicyRevision:
+    """One immutable revision of a policy; ``document`` is its canonical JSON."""
+
+    name: str
+    revision: int
+    hash: str
+    document: str
+    author: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class PolicyRow:
+    """A policy as stored: its current revision, whether deleted, whether its rollout is halted."""
+
+    name: str
+    current: PolicyRevision
+    deleted: bool
+    rollout_paused: bool
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class NodeConfigState:
+    """What a daemon last reported about applying the central config with ``config_hash``."""
+
+    node_id: str
+    config_hash: str
+    state: str
+    error: str
+    updated_at: float

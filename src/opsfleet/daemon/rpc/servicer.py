@@ -2,8 +2,8 @@
 
 Served here: ListAgents, OperateAgent, GetAgentMetrics, GetAgentLogs. PushUpdate answers
 UNIMPLEMENTED (this daemon does not update itself or its agents). Register, Heartbeat,
-ReportMetrics, GetConfig and SyncAgentStates are the manager's side: UNIMPLEMENTED.
-OperateAgent, GetAgentLogs and PushUpdate are audit-logged (``opsfleet.daemon.rpc.audit``).
+ReportMetrics, GetConfig, SyncAgentStates and ReportConfigState are the manager's side:
+UNIMPLEMENTED. OperateAgent, GetAgentLogs and PushUpdate are audit-logged (``opsfleet.daemon.rpc.audit``).
 Who may call at all is decided before the servicer (``opsfleet.daemon.rpc.auth``).
 """
 
@@ -142,3 +142,8 @@ class DaemonServicer(daemon_pb2_grpc.DaemonServiceServicer):
         self, request: daemon_pb2.SyncAgentStatesRequest, context: Ctx
     ) -> daemon_pb2.SyncAgentStatesResponse:
         await unimplemented(context, f"SyncAgentStates {_MANAGER_SIDE}")
+
+    async def ReportConfigState(
+        self, request: daemon_pb2.ConfigStateRequest, context: Ctx
+    ) -> daemon_pb2.ConfigStateResponse:
+        await unimplemented(context, f"ReportConfigState {_MANAGER_SIDE}")

@@ -34,10 +34,16 @@ class ManagerServicer(manager_pb2_grpc.ManagerServiceServicer):
     SERVICE = "manager.ManagerService"
 
     def __init__(
-        self, nodes: NodeService, metrics: MetricService, *, observe_rpc: RpcObserver = None
+        self,
+        nodes: NodeService,
+        metrics: MetricService,
+        *,
+        configs: ConfigService | None = None,
+        observe_rpc: RpcObserver = None,
     ) -> None:
         self._nodes = nodes
         self._metrics = metrics
+        self._configs = configs
         self.observe_rpc = observe_rpc
 
     @grpc_errors
@@ -65,7 +71,8 @@ class ManagerServicer(manager_pb2_grpc.ManagerServiceServicer):
         self, request: manager_pb2.HeartbeatRequest, context: Ctx
     ) -> manager_pb2.HeartbeatResponse:
         await self._nodes.heartbeat(request.node_id)
-        return manager_pb2.HeartbeatResponse(success=True, message="ok")
+        config_hash = self._configs.hash_for(request.node_id) if self._configs is not None else ""
+        return manager_pb2.HeartbeatResponse(success=True, message="ok", config_hash=config_hash)
 
     @grpc_errors
     async def ReportMetrics(
@@ -158,7 +165,8 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
         self, request: daemon_pb2.HeartbeatRequest, context: Ctx
     ) -> daemon_pb2.HeartbeatResponse:
         await self._nodes.heartbeat(request.node_id)
-        return daemon_pb2.HeartbeatResponse(success=True, message="ok")
+        config_hash = self._configs.hash_for(request.node_id)
+        return daemon_pb2.HeartbeatResponse(success=True, message="ok", config_hash=config_hash)
 
     @grpc_errors
     async def ReportMetrics(
@@ -173,8 +181,17 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
 
     @grpc_errors
     async def GetConfig(self, request: daemon_pb2.ConfigRequest, context: Ctx) -> daemon_pb2.ConfigResponse:
-        data = await self._configs.get(request.node_id, request.config_type)
-        return daemon_pb2.ConfigResponse(success=True, message="ok", config_data=data)
+        data, config_hash = await self._configs.get(request.node_id, request.config_type)
+        return daemon_pb2.ConfigResponse(
+            success=True, message="ok", config_data=data, config_hash=config_hash
+        )
+
+    @grpc_errors
+    async def ReportConfigState(
+        self, request: daemon_pb2.ConfigStateRequest, context: Ctx
+    ) -> daemon_pb2.ConfigStateResponse:
+        await self._configs.report(request.node_id, request.config_hash, request.state, request.error)
+        return daemon_pb2.ConfigStateResponse(success=True, message=f"config state {request.state} noted")
 
     @grpc_errors
     async def SyncAgentStates(

@@ -123,3 +123,34 @@ token_revocations = sa.Table(
     sa.Column("revoked_at", sa.Float, nullable=False),
     sa.Index("ix_token_revocations_expires_at", "expires_at"),
 )
+
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("current_revision", sa.Integer, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("rollout_paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+policy_revisions = sa.Table(
+    "policy_revisions",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("author", sa.String(64), nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+node_config_states = sa.Table(
+    "node_config_states",
+    metadata,
+    sa.Column("node_id", sa.String(128), primary_key=True),
+    sa.Column("config_hash", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("error", sa.String(1024), nullable=False, server_default=""),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)

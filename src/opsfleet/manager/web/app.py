@@ -26,6 +26,7 @@ from opsfleet.manager.web import (
     routes_metrics,
     routes_nodes,
     routes_ops,
+    routes_policies,
 )
 from opsfleet.manager.web.apidocs import mount_docs
 from opsfleet.manager.web.context import WebContext
@@ -63,6 +64,8 @@ def create_app(ctx: WebContext, *, static_dir: Path | None = None) -> FastAPI:
     app.add_exception_handler(Exception, handle_error)
     for module in (routes_ops, routes_auth, routes_nodes, routes_agents, routes_metrics, routes_admin):
         app.include_router(module.router)
+    app.include_router(routes_policies.router)
+    app.include_router(routes_policies.node_router)
     # The dashboard goes last so that it never shadows an API route.
     if static_dir is not None:
         app.mount("/", StaticFiles(directory=static_dir, html=True), name="dashboard")

@@ -11,10 +11,12 @@ from opsfleet.manager.services.agent_ops import AgentOpsService
 from opsfleet.manager.services.agents import AgentService
 from opsfleet.manager.services.audit import AuditService
 from opsfleet.manager.services.auth import AuthService
+from opsfleet.manager.services.configs import ConfigService
 from opsfleet.manager.services.fleet import FleetService
 from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
 from opsfleet.manager.services.nodes import NodeService
+from opsfleet.manager.services.policies import PolicyService
 from opsfleet.manager.services.users import UserService
 from opsfleet.manager.store.base import Store
 from opsfleet.manager.telemetry import Telemetry
@@ -33,6 +35,8 @@ class WebContext:
     auth: AuthService
     audit: AuditService
     telemetry: Telemetry
+    policies: PolicyService
+    configs: ConfigService
 
 
 def get_context(request: Request) -> WebContext:

@@ -49,6 +49,9 @@ const STATUS_TONE = {
   backoff: "warn",
   stopped: "idle",
   removed: "idle",
+  applied: "ok",
+  applying: "warn",
+  pending: "warn",
 };
 
 /** The colour class of a node or agent status (the one mapping used everywhere). */

@@ -8,6 +8,7 @@ import { renderLogin } from "./views/login.js";
 import { renderNodeDetail } from "./views/node_detail.js";
 import { renderNodes } from "./views/nodes.js";
 import { renderOverview } from "./views/overview.js";
+import { renderPolicies, renderPolicy } from "./views/policies.js";
 
 const app = document.getElementById("app");
 let scope = null;
@@ -19,6 +20,8 @@ function route() {
   if (!session.get()) return null;
   if (first === "nodes" && second) return { name: "nodes", render: renderNodeDetail, args: [second, query] };
   if (first === "nodes") return { name: "nodes", render: renderNodes, args: [query] };
+  if (first === "policies" && second) return { name: "policies", render: renderPolicy, args: [second] };
+  if (first === "policies") return { name: "policies", render: renderPolicies, args: [] };
   return { name: "overview", render: renderOverview, args: [query] };
 }
 
