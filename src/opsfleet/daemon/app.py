@@ -1,7 +1,8 @@
 """The Daemon's composition root: identity, spool, collectors, the manager link, agents.
 
 Shutdown order: stop sampling, stop the link (undelivered samples stay in the spool),
-stop agents in reverse order, stop the DaemonService server, close the spool, log "stopped".
+cancel an update in progress, stop agents in reverse order, stop the DaemonService server,
+close the spool, log "stopped".
 
 Crash policy: the owned tasks of the sampler, the manager link and the agent supervisor run
 in this app's crash scope. When one dies, ``run()`` shuts down in the order above (agents
@@ -28,6 +29,7 @@ from opsfleet.daemon.rpc.servicer import DaemonServicer
 from opsfleet.daemon.sampler import Sampler
 from opsfleet.daemon.spool import Spool
 from opsfleet.daemon.supervisor.supervisor import Supervisor
+from opsfleet.daemon.updates.installer import UpdateManager
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class DaemonApp:
         self.link: ManagerLink | None = None
         self.sampler: Sampler | None = None
         self.supervisor: Supervisor | None = None
+        self.updates: UpdateManager | None = None
         self.rpc: DaemonRpcServer | None = None
         self.grpc_port = 0
         self._stopped = False
@@ -85,8 +88,10 @@ class DaemonApp:
         pending = await self.outbox.pending()
         if pending:
             log.info("spool holds %d undelivered samples; they will be sent first", pending)
+        base_specs = cfg.agent_specs()
+        self.updates = UpdateManager(cfg.update, work_dir=self.work_dir, base_specs=base_specs)
         self.supervisor = Supervisor(
-            cfg.agent_specs(),
+            self.updates.resolve_specs(base_specs),
             state_dir=self.work_dir / "agents",
             log_dir=self.work_dir / "logs",
             heartbeat_listen=("127.0.0.1", cfg.daemon.agent_heartbeat_port),
@@ -94,13 +99,14 @@ class DaemonApp:
             on_crash=self.crashes.report,
         )
         self.rpc = DaemonRpcServer(
-            DaemonServicer(self.supervisor),
+            DaemonServicer(self.supervisor, updates=self.updates if cfg.update.enabled else None),
             host=cfg.daemon.grpc_host,
             port=cfg.daemon.grpc_port,
             tls=server_tls(cfg.daemon.tls, self.work_dir),
         )
         self.grpc_port = await self.rpc.start()
         await self.supervisor.start()
+        self.updates.attach(self.supervisor)
         self.link = ManagerLink(
             manager=cfg.manager,
             node_id=self.node_id,
@@ -155,7 +161,8 @@ class DaemonApp:
         self.link.settings = link_settings(new)
         await self.sampler.apply(new.collectors)
         if self.supervisor is not None:
-            await self.supervisor.reload(new.agent_specs())
+            specs = new.agent_specs()
+            await self.supervisor.reload(self.updates.resolve_specs(specs) if self.updates else specs)
         if new.daemon.labels != old.daemon.labels:
             self.link.request_reregister()
         if new.manager != old.manager:
@@ -171,6 +178,8 @@ class DaemonApp:
             await stop_step("sampler", self.sampler.stop())
         if self.link is not None:
             await stop_step("manager link", self.link.stop())
+        if self.updates is not None:
+            await stop_step("updates", self.updates.stop())
         if self.supervisor is not None:
             await stop_step("agents", self.supervisor.stop())
         if self.rpc is not None:

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 from opsfleet.common.config import Duration, Section, load_config, split_host_port
 from opsfleet.common.errors import ConfigError
 from opsfleet.daemon.supervisor.config import AgentSpec, merge_agents
+from opsfleet.daemon.updates.config import UpdateSection
 
 DEFAULT_MANAGER_ADDRESS = "127.0.0.1:9090"
 DEFAULT_GRPC_PORT = 9091
@@ -127,7 +128,7 @@ class DaemonConfig(Section):
     spool: SpoolSection = SpoolSection()
     agents: list[dict[str, Any]] = Field(default_factory=list)
     agent_defaults: dict[str, Any] = Field(default_factory=dict)
-    update: dict[str, Any] = Field(default_factory=dict)
+    update: UpdateSection = UpdateSection()
 
     @property
     def work_dir(self) -> Path:

@@ -47,6 +47,8 @@ class DaemonServiceStub:
     """Served by the Manager."""
     GetAgentLogs: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.AgentLogsRequest, _daemon_pb2.AgentLogsResponse]
     """opsfleet addition, served by the Daemon: tail an agent's log."""
+    GetUpdateStatus: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.UpdateStatusRequest, _daemon_pb2.UpdateStatusResponse]
+    """opsfleet addition, served by the Daemon: the outcome of PushUpdate (which answers at once)."""
 
 @_typing.type_check_only
 class DaemonServiceAsyncStub(DaemonServiceStub):
@@ -65,6 +67,8 @@ class DaemonServiceAsyncStub(DaemonServiceStub):
     """Served by the Manager."""
     GetAgentLogs: _aio.UnaryUnaryMultiCallable[_daemon_pb2.AgentLogsRequest, _daemon_pb2.AgentLogsResponse]  # type: ignore[assignment]
     """opsfleet addition, served by the Daemon: tail an agent's log."""
+    GetUpdateStatus: _aio.UnaryUnaryMultiCallable[_daemon_pb2.UpdateStatusRequest, _daemon_pb2.UpdateStatusResponse]  # type: ignore[assignment]
+    """opsfleet addition, served by the Daemon: the outcome of PushUpdate (which answers at once)."""
 
 class DaemonServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -140,5 +144,13 @@ class DaemonServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_daemon_pb2.AgentLogsResponse, _abc.Awaitable[_daemon_pb2.AgentLogsResponse]]:
         """opsfleet addition, served by the Daemon: tail an agent's log."""
+
+    @_abc_1.abstractmethod
+    def GetUpdateStatus(
+        self,
+        request: _daemon_pb2.UpdateStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_daemon_pb2.UpdateStatusResponse, _abc.Awaitable[_daemon_pb2.UpdateStatusResponse]]:
+        """opsfleet addition, served by the Daemon: the outcome of PushUpdate (which answers at once)."""
 
 def add_DaemonServiceServicer_to_server(servicer: DaemonServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
