@@ -192,7 +192,8 @@ class UpdateManager:
                     component, "done", f"installed {version}; the agent is stopped and was not started"
                 )
                 return
-            problem = await self._watch(switch, agent_id, before.restart_count)
+            # The baseline is taken after the switch: the old process may have restarted meanwhile.
+            problem = await self._watch(switch, agent_id, switch.agent(agent_id).restart_count)
         except asyncio.CancelledError:
             self._versions.switch(component, old_version)
             self._finish(
