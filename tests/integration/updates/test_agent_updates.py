@@ -42,6 +42,10 @@ def running_code(marker_dir: Path, pid: int) -> str:
     return (marker_dir / str(pid)).read_text()
 
 
+def written_versions(marker_dir: Path) -> set[str]:
+    return {p.read_text() for p in marker_dir.iterdir()}
+
+
 async def install(stub: Stub, signer: Signer, version: str, **package: Any) -> daemon_pb2.UpdateStatus:
     reply = await stub.PushUpdate(
         signer.request("agent:web", version, agent_package(version, **package)), timeout=5
@@ -193,7 +197,7 @@ async def test_a_version_that_exits_at_once_is_rolled_back(
     assert running_code(marker_dir, info.pid) == "2"
     assert os.readlink(app.work_dir / "versions" / "agent:web" / "current") == "2"
     # version 3 did run (and exited) before the rollback
-    assert "3" in {p.read_text() for p in marker_dir.iterdir()}
+    assert "3" in written_versions(marker_dir)
 
 
 async def test_second_update_while_one_runs_is_refused(
