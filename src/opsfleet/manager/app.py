@@ -23,12 +23,14 @@ from opsfleet.common import rpc as rpc_opts
 from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, stop_step, wait_stop_or_crash
 from opsfleet.common.pki import TLSMaterial
 from opsfleet.common.tls import server_credentials
+from opsfleet.manager.artifacts.settings import read_signing_key
 from opsfleet.manager.config import ManagerConfig
 from opsfleet.manager.rpc.daemon_client import DaemonCallSettings, DaemonClientPool
 from opsfleet.manager.rpc.servicers import DaemonServiceServicer, ManagerServicer
 from opsfleet.manager.secret_file import SecretFile
 from opsfleet.manager.services.agent_ops import AgentOpsService
 from opsfleet.manager.services.agents import AgentService
+from opsfleet.manager.services.artifacts import ArtifactService
 from opsfleet.manager.services.audit import AuditService
 from opsfleet.manager.services.auth import AuthService
 from opsfleet.manager.services.configs import ConfigService
@@ -38,6 +40,7 @@ from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
 from opsfleet.manager.services.nodes import NodeService
 from opsfleet.manager.services.users import UserService
+from opsfleet.manager.store.artifacts_sql import SqlArtifactStore
 from opsfleet.manager.store.queries_sql import SqlFleetQueries
 from opsfleet.manager.store.sql import SqlStore
 from opsfleet.manager.store.users_sql import SqlAuditStore, SqlUserStore
@@ -116,6 +119,14 @@ class ManagerApp:
             ),
         )
         self.audit = AuditService(SqlAuditStore(self.store))
+        self.artifacts = ArtifactService(
+            SqlArtifactStore(self.store),
+            config.artifacts.directory(config.data_dir),
+            max_bytes=config.artifacts.max_bytes,
+            signing_key=read_signing_key(config.artifacts.signing_key_file),
+            token_key=lambda: self.auth.derived_key("artifact-download"),
+            token_ttl=config.artifacts.download_token_ttl,
+        )
         self.fleet = FleetService(queries, self.nodes)
         self.metric_queries = MetricQueryService(queries, self.nodes, self.metrics)
         self._http: HttpServer | None = None
@@ -187,6 +198,7 @@ class ManagerApp:
             auth=self.auth,
             audit=self.audit,
             telemetry=self.telemetry,
+            artifacts=self.artifacts,
         )
 
     async def _start_http(self) -> None:

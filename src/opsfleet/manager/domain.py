@@ -210,3 +210,20 @@ class UsageStats:
     max: float | None
     avg: float | None
     samples: int
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An uploaded update package: ``component`` is ``daemon`` or ``agent:<id>``; ``signature``
+    is the base64 Ed25519 signature of ``component``/``version``/``sha256`` (empty: unsigned)."""
+
+    id: int
+    component: str
+    version: str
+    filename: str
+    size: int
+    sha256: str
+    signature: str
+    signed_by_manager: bool
+    created_at: float
+    created_by: str

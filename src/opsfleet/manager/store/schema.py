@@ -123,3 +123,19 @@ token_revocations = sa.Table(
     sa.Column("revoked_at", sa.Float, nullable=False),
     sa.Index("ix_token_revocations_expires_at", "expires_at"),
 )
+
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("component", sa.String(160), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("signature", sa.Text, nullable=False),
+    sa.Column("signed_by_manager", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.UniqueConstraint("component", "version", name="uq_artifacts_component_version"),
+)

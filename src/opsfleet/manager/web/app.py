@@ -22,6 +22,7 @@ from opsfleet.common.errors import OpsfleetError
 from opsfleet.manager.web import (
     routes_admin,
     routes_agents,
+    routes_artifacts,
     routes_auth,
     routes_metrics,
     routes_nodes,
@@ -61,7 +62,15 @@ def create_app(ctx: WebContext, *, static_dir: Path | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, handle_error)
     app.add_exception_handler(OpsfleetError, handle_error)
     app.add_exception_handler(Exception, handle_error)
-    for module in (routes_ops, routes_auth, routes_nodes, routes_agents, routes_metrics, routes_admin):
+    for module in (
+        routes_ops,
+        routes_auth,
+        routes_nodes,
+        routes_agents,
+        routes_metrics,
+        routes_admin,
+        routes_artifacts,
+    ):
         app.include_router(module.router)
     # The dashboard goes last so that it never shadows an API route.
     if static_dir is not None:

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from opsfleet.manager.services.agent_ops import AgentOpsService
 from opsfleet.manager.services.agents import AgentService
+from opsfleet.manager.services.artifacts import ArtifactService
 from opsfleet.manager.services.audit import AuditService
 from opsfleet.manager.services.auth import AuthService
 from opsfleet.manager.services.fleet import FleetService
@@ -33,6 +34,7 @@ class WebContext:
     auth: AuthService
     audit: AuditService
     telemetry: Telemetry
+    artifacts: ArtifactService
 
 
 def get_context(request: Request) -> WebContext:
