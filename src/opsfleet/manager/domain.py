@@ -227,3 +227,66 @@ class Artifact:
     signed_by_manager: bool
     created_at: float
     created_by: str
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """A daemon's latest update of one component (GetUpdateStatus); ``finished_at`` 0 while it runs."""
+
+    component: str
+    version: str
+    state: str
+    message: str
+    previous_version: str
+    finished_at: int
+
+
+class RolloutState(enum.Enum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    HALTED = "halted"
+    CANCELLED = "cancelled"
+    DONE = "done"
+
+
+class RolloutNodeState(enum.Enum):
+    PENDING = "pending"
+    UPDATING = "updating"
+    DONE = "done"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RolloutNode:
+    rollout_id: int
+    node_id: str
+    position: int
+    canary: bool
+    state: RolloutNodeState
+    message: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Moving the nodes matched by ``selector`` to ``version`` of ``component``, in batches.
+
+    ``max_parallel`` is ``N`` or ``P%`` (of the nodes); ``canary`` nodes go first, alone;
+    the rollout halts when failed + rolled-back nodes pass ``pause_on_failure`` percent.
+    """
+
+    id: int
+    component: str
+    version: str
+    artifact_id: int
+    selector: dict[str, str]
+    max_parallel: str
+    canary: int
+    pause_on_failure: float
+    state: RolloutState
+    message: str
+    created_by: str
+    created_at: float
+    updated_at: float

@@ -19,12 +19,15 @@ class ArtifactsSection(Section):
 
     ``dir`` defaults to ``<data_dir>/artifacts``. With ``signing_key_file`` (an Ed25519 PEM
     made by ``opsfleet keys create``) the Manager signs uploads that come without a signature.
+    ``download_base_url`` is the REST API's address as daemons reach it (default: the
+    listening address, 127.0.0.1 when listening on every interface).
     """
 
     dir: str = ""
     max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1024)
     signing_key_file: str = ""
     download_token_ttl: Duration = Field(default=DEFAULT_TOKEN_TTL, gt=0)
+    download_base_url: str = ""
 
     def directory(self, data_dir: str) -> Path:
         return Path(self.dir) if self.dir else Path(data_dir) / "artifacts"
@@ -42,3 +45,10 @@ def read_signing_key(path: str) -> bytes | None:
     except InvalidArgument as exc:
         raise ConfigError(f"config key 'artifacts.signing_key_file': {exc.message}") from exc
     return pem
+
+
+class RolloutsSection(Section):
+    """How rollouts follow each node: GetUpdateStatus every ``poll_interval`` for at most ``node_timeout``."""
+
+    poll_interval: Duration = Field(default=2.0, gt=0)
+    node_timeout: Duration = Field(default=900.0, gt=0)

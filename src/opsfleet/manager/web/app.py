@@ -27,6 +27,7 @@ from opsfleet.manager.web import (
     routes_metrics,
     routes_nodes,
     routes_ops,
+    routes_rollouts,
 )
 from opsfleet.manager.web.apidocs import mount_docs
 from opsfleet.manager.web.context import WebContext
@@ -70,6 +71,7 @@ def create_app(ctx: WebContext, *, static_dir: Path | None = None) -> FastAPI:
         routes_metrics,
         routes_admin,
         routes_artifacts,
+        routes_rollouts,
     ):
         app.include_router(module.router)
     # The dashboard goes last so that it never shadows an API route.

@@ -16,6 +16,7 @@ from opsfleet.manager.services.fleet import FleetService
 from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
 from opsfleet.manager.services.nodes import NodeService
+from opsfleet.manager.services.rollouts import RolloutService
 from opsfleet.manager.services.users import UserService
 from opsfleet.manager.store.base import Store
 from opsfleet.manager.telemetry import Telemetry
@@ -35,6 +36,7 @@ class WebContext:
     audit: AuditService
     telemetry: Telemetry
     artifacts: ArtifactService
+    rollouts: RolloutService
 
 
 def get_context(request: Request) -> WebContext:
