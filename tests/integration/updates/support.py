@@ -14,14 +14,15 @@ from typing import Any
 from opsfleet.common.signing import KeyPair, create_key_pair, sign
 from opsfleet.proto import daemon_pb2
 
-# Records "<version> <pid>" in $MARKER_DIR/<pid>, then runs until stopped (or exits at once).
+# Records its version in $MARKER_DIR/<pid>, then runs until stopped (or exits at once, also
+# when $FAIL_VERSION names its version: one node of a fleet made to fail).
 AGENT_SCRIPT = """\
 import os, sys, time
 version = {version!r}
 marker = os.path.join(os.environ["MARKER_DIR"], str(os.getpid()))
 with open(marker, "w") as out:
     out.write(version)
-if {exit_at_once!r}:
+if {exit_at_once!r} or os.environ.get("FAIL_VERSION") == version:
     sys.exit(3)
 while True:
     time.sleep(0.2)
@@ -40,14 +41,14 @@ def agent_package(version: str, *, exit_at_once: bool = False) -> bytes:
     return buffer.getvalue()
 
 
-def agent_spec(agent_id: str, marker_dir: Path) -> dict[str, Any]:
+def agent_spec(agent_id: str, marker_dir: Path, **env: str) -> dict[str, Any]:
     return {
         "id": agent_id,
         "type": "custom",
         "version": "0",
         "binary_path": sys.executable,
         "args": ["{package_dir}/bin/agent.py"],
-        "env": {"MARKER_DIR": str(marker_dir)},
+        "env": {"MARKER_DIR": str(marker_dir), **env},
         "start_seconds": 0.3,
         "stop_timeout": 3,
         "restart": {"backoff_base": 0.2, "backoff_max": 0.5},
