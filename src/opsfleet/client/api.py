@@ -290,6 +290,24 @@ class ApiClient:
         data: JsonObject = self._call("DELETE", f"/artifacts/{artifact_id}")
         return data
 
+    # -- rollouts --------------------------------------------------------------------------
+
+    def start_rollout(self, body: JsonObject) -> JsonObject:
+        data: JsonObject = self._call("POST", "/rollouts", body=body)
+        return data
+
+    def list_rollouts(self, limit: int = 100) -> JsonObject:
+        data: JsonObject = self._call("GET", "/rollouts", params={"limit": limit})
+        return data
+
+    def rollout(self, rollout_id: int) -> JsonObject:
+        data: JsonObject = self._call("GET", f"/rollouts/{rollout_id}")
+        return data
+
+    def rollout_action(self, rollout_id: int, action: Literal["pause", "resume", "cancel"]) -> JsonObject:
+        data: JsonObject = self._call("POST", f"/rollouts/{rollout_id}/{action}")
+        return data
+
 
 def _seg(value: str) -> str:
     """``value`` as one URL path segment (a node id with ``/`` must not change the route)."""

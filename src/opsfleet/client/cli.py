@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from opsfleet.client.commands import agents, artifacts, auth, metrics, nodes, users
+from opsfleet.client.commands import agents, artifacts, auth, metrics, nodes, rollouts, users
 from opsfleet.client.dispatch import common_options
 
 
 def add_parsers(sub: Any) -> None:
     """Add the client commands to the ``opsfleet`` subparsers ``sub``."""
     parents = [common_options()]
-    for module in (auth, nodes, agents, metrics, users, artifacts):
+    for module in (auth, nodes, agents, metrics, users, artifacts, rollouts):
         module.register(sub, parents)
