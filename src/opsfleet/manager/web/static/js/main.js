@@ -8,6 +8,7 @@ import { renderLogin } from "./views/login.js";
 import { renderNodeDetail } from "./views/node_detail.js";
 import { renderNodes } from "./views/nodes.js";
 import { renderOverview } from "./views/overview.js";
+import { renderRolloutDetail, renderRollouts } from "./views/rollouts.js";
 
 const app = document.getElementById("app");
 let scope = null;
@@ -19,6 +20,8 @@ function route() {
   if (!session.get()) return null;
   if (first === "nodes" && second) return { name: "nodes", render: renderNodeDetail, args: [second, query] };
   if (first === "nodes") return { name: "nodes", render: renderNodes, args: [query] };
+  if (first === "rollouts" && second) return { name: "rollouts", render: renderRolloutDetail, args: [second] };
+  if (first === "rollouts") return { name: "rollouts", render: renderRollouts, args: [] };
   return { name: "overview", render: renderOverview, args: [query] };
 }
 
