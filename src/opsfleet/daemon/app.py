@@ -62,6 +62,8 @@ class DaemonApp:
         self.updates: UpdateManager | None = None
         self.rpc: DaemonRpcServer | None = None
         self.grpc_port = 0
+        self.handover_requested = False
+        self._stop_event: asyncio.Event | None = None
         self._stopped = False
         self.crashes = Crashes("daemon")
 
@@ -106,7 +108,7 @@ class DaemonApp:
         )
         self.grpc_port = await self.rpc.start()
         await self.supervisor.start()
-        self.updates.attach(self.supervisor)
+        self.updates.attach(self.supervisor, handover=self._handover if cfg.update.self_update else None)
         self.link = ManagerLink(
             manager=cfg.manager,
             node_id=self.node_id,
@@ -116,6 +118,10 @@ class DaemonApp:
             agent_states=self._agent_states,
         )
         await self.link.start()
+        link = self.link
+        self.updates.spawn(
+            "confirm-self-update", self.updates.confirm_when_registered(lambda: link.registered)
+        )
         self.sampler = Sampler(self.outbox)
         await self.sampler.apply(cfg.collectors)
         log.info("daemon running as node %s", self.node_id)
@@ -138,6 +144,12 @@ class DaemonApp:
             AgentStateView(a.id, a.type, a.version, a.status, a.pid, a.last_heartbeat)
             for a in self.supervisor.agents()
         ]
+
+    def _handover(self) -> None:
+        """A new daemon version is installed: stop, then the CLI execs the launcher (selfupdate.py)."""
+        self.handover_requested = True
+        if self._stop_event is not None:
+            self._stop_event.set()
 
     def _agents_changed(self) -> None:
         if self.link is not None:
@@ -200,6 +212,7 @@ class DaemonApp:
     async def run(self, stop: asyncio.Event) -> int:
         """Start, wait for ``stop`` or a crashed owned task, shut down in order; the exit code
         (0, or EXIT_CRASHED after a crash)."""
+        self._stop_event = stop
         try:
             await self.start()
             await wait_stop_or_crash(stop, self.crashes)

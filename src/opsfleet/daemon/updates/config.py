@@ -12,6 +12,7 @@ DEFAULT_GRACE_PERIOD = 10.0
 DEFAULT_MAX_PACKAGE_BYTES = 512 * 1024 * 1024
 DEFAULT_DOWNLOAD_TIMEOUT = 300.0
 DEFAULT_ROLLBACK_TIMEOUT = 60.0
+DEFAULT_DAEMON_GRACE_PERIOD = 60.0
 
 
 class UpdateSection(Section):
@@ -21,6 +22,8 @@ class UpdateSection(Section):
     trusted_keys: list[str] = Field(default_factory=list)
     keep_versions: int = Field(default=DEFAULT_KEEP_VERSIONS, ge=2)
     grace_period: Duration = Field(default=DEFAULT_GRACE_PERIOD, gt=0)
+    self_update: bool = True
+    daemon_grace_period: Duration = Field(default=DEFAULT_DAEMON_GRACE_PERIOD, gt=0)
     rollback_timeout: Duration = Field(default=DEFAULT_ROLLBACK_TIMEOUT, gt=0)
     max_package_bytes: int = Field(default=DEFAULT_MAX_PACKAGE_BYTES, ge=1024)
     download_timeout: Duration = Field(default=DEFAULT_DOWNLOAD_TIMEOUT, gt=0)

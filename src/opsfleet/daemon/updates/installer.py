@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -31,7 +31,7 @@ from opsfleet.common.lifecycle import TaskOwner
 from opsfleet.common.signing import SHA256_RE, Verifier, check_target
 from opsfleet.daemon.supervisor.config import AgentSpec
 from opsfleet.daemon.supervisor.states import AgentStatus, AgentView
-from opsfleet.daemon.updates import package, specs
+from opsfleet.daemon.updates import package, selfupdate, specs
 from opsfleet.daemon.updates.config import UpdateSection
 from opsfleet.daemon.updates.status import StatusBook, UpdateState, UpdateStatus
 from opsfleet.daemon.updates.versions import VersionStore
@@ -39,6 +39,7 @@ from opsfleet.daemon.updates.versions import VersionStore
 log = logging.getLogger(__name__)
 
 WATCH_POLL = 0.1
+SELF = selfupdate.COMPONENT
 _DOWN = frozenset({AgentStatus.BACKOFF, AgentStatus.FAILED, AgentStatus.STOPPED})
 
 
@@ -64,6 +65,8 @@ class UpdateManager:
         self._book = StatusBook(work_dir / "updates" / "status.json")
         self._base = {spec.id: spec for spec in base_specs}
         self._switch: AgentSwitch | None = None
+        self._handover: Callable[[], None] | None = None
+        self._work_dir = work_dir
         self._tasks = TaskOwner("updates")
         self._http = httpx.AsyncClient(trust_env=False, follow_redirects=True)
         self._stopped = False
@@ -75,8 +78,25 @@ class UpdateManager:
         self._base = {spec.id: spec for spec in base_specs}
         return [self._resolve_current(spec) for spec in base_specs]
 
-    def attach(self, switch: AgentSwitch) -> None:
+    def attach(self, switch: AgentSwitch, handover: Callable[[], None] | None = None) -> None:
+        """``handover``: stop this daemon and exec the launcher (self-update); None: no self-update."""
         self._switch = switch
+        self._handover = handover
+
+    async def confirm_when_registered(self, registered: Callable[[], bool]) -> None:
+        """On a daemon version on trial: wait until it registered, then end the trial as done."""
+        trial = selfupdate.read_trial(self._work_dir)
+        if trial is None or trial.version != selfupdate.running_version():
+            return
+        while True:
+            if registered():
+                break
+            await asyncio.sleep(WATCH_POLL)
+        selfupdate.confirm(self._work_dir, self._settings.keep_versions)
+        self._book = StatusBook(self._work_dir / "updates" / "status.json")
+
+    def spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks.spawn(name, coro)
 
     async def stop(self) -> None:
         self._stopped = True
@@ -94,17 +114,19 @@ class UpdateManager:
     def accept(self, component: str, version: str, sha256: str, signature: str, data: bytes, url: str) -> str:
         """Verify the update and start installing it; the answer's message. Raises before any change."""
         check_target(component, version)
-        if component == "daemon":
-            raise FailedPrecondition("daemon self-update is not supported by this daemon")
         agent_id = component.removeprefix("agent:")
-        base = self._base.get(agent_id)
-        if base is None:
-            raise NotFound(f"no agent {agent_id!r} on this node")
-        if not specs.uses_package(base):
-            raise FailedPrecondition(
-                f"agent {agent_id} does not run from a package: "
-                f"its binary_path/args have no {specs.PLACEHOLDER}"
-            )
+        if component == SELF:
+            if self._handover is None:
+                raise FailedPrecondition("daemon self-update is off on this daemon (update.self_update)")
+        else:
+            base = self._base.get(agent_id)
+            if base is None:
+                raise NotFound(f"no agent {agent_id!r} on this node")
+            if not specs.uses_package(base):
+                raise FailedPrecondition(
+                    f"agent {agent_id} does not run from a package: "
+                    f"its binary_path/args have no {specs.PLACEHOLDER}"
+                )
         sha256 = sha256.strip().lower()
         if not SHA256_RE.fullmatch(sha256):
             raise InvalidArgument("hash must be the 64 hex digits of the package's SHA-256")
@@ -126,15 +148,16 @@ class UpdateManager:
             raise FailedPrecondition(f"an update of {component} to {latest.version} is in progress")
         if self._stopped or self._switch is None:
             raise FailedPrecondition("the daemon is not ready for updates")
-        if self._versions.current(component) == version and self._switch.agent(agent_id).version == version:
+        previous = selfupdate.running_version() if component == SELF else self._switch.agent(agent_id).version
+        if previous == version and (component == SELF or self._versions.current(component) == version):
             return f"{component} already runs version {version}"
-        previous = self._switch.agent(agent_id).version
         self._set(
             UpdateStatus(
                 component, version, "accepted", previous_version=previous, started_at=int(time.time())
             )
         )
-        self._tasks.spawn(component, self._install(component, agent_id, version, sha256, data, url))
+        job = self._install_self if component == SELF else self._install
+        self._tasks.spawn(component, job(component, agent_id, version, sha256, data, url))
         log.info("update of %s to %s accepted (running %s)", component, version, previous or "-")
         return f"accepted: {component} {version}; follow it with GetUpdateStatus or ListAgents"
 
@@ -144,7 +167,34 @@ class UpdateManager:
         self, component: str, agent_id: str, version: str, sha256: str, data: bytes, url: str
     ) -> None:
         assert self._switch is not None
-        switch = self._switch
+        if await self._fetch_and_unpack(component, version, sha256, data, url, agent_id):
+            await self._switch_and_watch(self._switch, component, agent_id, version)
+
+    async def _install_self(
+        self, component: str, agent_id: str, version: str, sha256: str, data: bytes, url: str
+    ) -> None:
+        if not await self._fetch_and_unpack(component, version, sha256, data, url, selfupdate.SINGLE_FILE):
+            return
+        assert self._handover is not None
+        deadline = time.time() + self._settings.daemon_grace_period
+        previous = self._versions.current(component)
+        try:
+            selfupdate.write_trial(self._work_dir, selfupdate.Trial(version, previous, deadline))
+            self._versions.switch(component, version)
+            selfupdate.start_watchdog(self._work_dir)
+        except OSError as exc:
+            self._versions.switch(component, previous)
+            selfupdate.trial_path(self._work_dir).unlink(missing_ok=True)
+            self._finish(component, "failed", f"cannot hand over: {exc}")
+            return
+        self._progress(component, "watching")
+        log.info("daemon %s installed: handing over (watchdog until registered)", version)
+        self._handover()
+
+    async def _fetch_and_unpack(
+        self, component: str, version: str, sha256: str, data: bytes, url: str, single_name: str
+    ) -> bool:
+        """The package unpacked into its version directory; False (status failed) when it could not be."""
         try:
             incoming = self._versions.incoming(component, version)
             self._progress(component, "downloading" if not data else "installing")
@@ -161,18 +211,17 @@ class UpdateManager:
             await asyncio.to_thread(package.check_hash, incoming, sha256)
             self._progress(component, "installing")
             target = self._versions.version_dir(component, version)
-            await asyncio.to_thread(package.unpack, incoming, target, agent_id)
+            await asyncio.to_thread(package.unpack, incoming, target, single_name)
             incoming.unlink(missing_ok=True)
+            return True
         except OpsfleetError as exc:
             self._finish(component, "failed", exc.message)
-            return
         except OSError as exc:
             self._finish(component, "failed", f"cannot install the package: {exc}")
-            return
         except asyncio.CancelledError:
             self._finish(component, "failed", "cancelled: the daemon is stopping")
             raise
-        await self._switch_and_watch(switch, component, agent_id, version)
+        return False
 
     async def _switch_and_watch(
         self, switch: AgentSwitch, component: str, agent_id: str, version: str

@@ -40,7 +40,8 @@ class StatusBook:
             raw = json.loads(path.read_text())
             for item in raw:
                 status = UpdateStatus(**item)
-                if status.active:  # the daemon stopped in the middle of it
+                # The daemon stopped in the middle of it (a daemon self-update settles itself).
+                if status.active and status.component != "daemon":
                     status = replace(status, state="failed", message="interrupted by a daemon restart")
                 self._latest[status.component] = status
         except FileNotFoundError:
