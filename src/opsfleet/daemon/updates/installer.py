@@ -157,11 +157,23 @@ class UpdateManager:
             )
         )
         job = self._install_self if component == SELF else self._install
-        self._tasks.spawn(component, job(component, agent_id, version, sha256, data, url))
+        self._tasks.spawn(
+            component, self._guarded(component, job(component, agent_id, version, sha256, data, url))
+        )
         log.info("update of %s to %s accepted (running %s)", component, version, previous or "-")
         return f"accepted: {component} {version}; follow it with GetUpdateStatus or ListAgents"
 
     # -- the install task -----------------------------------------------------------------
+
+    async def _guarded(self, component: str, job: Coroutine[Any, Any, None]) -> None:
+        """Run an install; a bug in it ends the update as failed instead of leaving it in progress."""
+        try:
+            await job
+        except Exception as exc:
+            log.exception("update of %s crashed", component)
+            latest = self._book.get(component)
+            if latest is not None and latest.active:
+                self._finish(component, "failed", f"internal error: {exc!r}")
 
     async def _install(
         self, component: str, agent_id: str, version: str, sha256: str, data: bytes, url: str
