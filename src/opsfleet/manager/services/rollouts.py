@@ -153,6 +153,18 @@ class RolloutService:
         running = self._running.get(rollout_id)
         if running is not None and not running.done():
             return  # its loop re-reads the state after the current batch
-        self._running[rollout_id] = self._tasks.spawn(
-            f"rollout-{rollout_id}", run_rollout(self._deps, rollout_id)
-        )
+        self._running[rollout_id] = self._tasks.spawn(f"rollout-{rollout_id}", self._guarded(rollout_id))
+
+    async def _guarded(self, rollout_id: int) -> None:
+        """Run the rollout; a failure of the runner itself (database, bug) halts it with the reason."""
+        try:
+            await run_rollout(self._deps, rollout_id)
+        except Exception as exc:
+            log.exception("rollout %d: the runner failed", rollout_id)
+            await self._store.set_rollout_state(
+                rollout_id,
+                _RS.HALTED,
+                f"halted: internal error: {exc!r}",
+                self._clock(),
+                only_from=[_RS.RUNNING],
+            )
