@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
@@ -42,7 +41,7 @@ from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
 from opsfleet.manager.services.nodes import NodeService
 from opsfleet.manager.services.rollout_runner import RunnerDeps, UpdateCalls
-from opsfleet.manager.services.rollouts import RolloutService
+from opsfleet.manager.services.rollouts import RolloutService, select_nodes
 from opsfleet.manager.services.users import UserService
 from opsfleet.manager.store.artifacts_sql import SqlArtifactStore
 from opsfleet.manager.store.queries_sql import SqlFleetQueries
@@ -144,7 +143,7 @@ class ManagerApp:
                 node_timeout=config.rollouts.node_timeout,
             ),
             find_artifact=self.artifacts.find,
-            list_nodes=self._rollout_nodes,
+            list_nodes=lambda selector, component: select_nodes(self.nodes, self.store, selector, component),
         )
         self.metric_queries = MetricQueryService(queries, self.nodes, self.metrics)
         self._http: HttpServer | None = None
@@ -221,20 +220,6 @@ class ManagerApp:
         await self.audit.record(
             username=username, action=action, target=target, status=200, code=0, source_ip="", detail=detail
         )
-
-    async def _rollout_nodes(self, selector: Mapping[str, str], component: str) -> list[str]:
-        """Nodes whose labels match ``selector`` (and that have the agent, for agent:<id>), by id."""
-        chosen = []
-        for node in sorted(await self.nodes.list_all(), key=lambda n: n.node_id):
-            if any(node.labels.get(k) != v for k, v in selector.items()):
-                continue
-            if component.startswith("agent:"):
-                agent_id = component.removeprefix("agent:")
-                agents = await self.store.list_agents(node.node_id)
-                if not any(a.agent_id == agent_id and a.status != "removed" for a in agents):
-                    continue
-            chosen.append(node.node_id)
-        return chosen
 
     def web_context(self) -> WebContext:
         return WebContext(

@@ -136,7 +136,12 @@ async def test_self_update_hands_over_and_a_version_that_dies_is_rolled_back(
             return await node_version(manager) == "9.0.0"
 
         await assert_eventually(on_9_0_0, timeout=30, interval=0.2)
-        status = await assert_eventually(lambda: update_status(manager), timeout=10)
+
+        async def settled() -> daemon_pb2.UpdateStatus | None:
+            found = await update_status(manager)
+            return found if found is not None and found.finished_at else None
+
+        status = await assert_eventually(settled, timeout=10)
         assert (status.state, status.version, status.previous_version) == ("done", "9.0.0", __version__)
         assert proc.proc.returncode is None and proc.proc.pid == pid  # the same process, exec'd
         work = tmp_path / "work" / "versions" / "daemon"

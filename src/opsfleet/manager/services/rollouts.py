@@ -21,12 +21,32 @@ from opsfleet.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from opsfleet.common.lifecycle import TaskOwner
 from opsfleet.common.signing import check_target
 from opsfleet.manager.domain import Artifact, Rollout, RolloutNode, RolloutNodeState, RolloutState
+from opsfleet.manager.services.nodes import NodeService
 from opsfleet.manager.services.rollout_runner import RunnerDeps, run_rollout
+from opsfleet.manager.store.base import Store
 
 log = logging.getLogger(__name__)
 
 MAX_PARALLEL_RE = re.compile(r"([1-9][0-9]{0,5})|([1-9][0-9]?|100)%")
 _RS = RolloutState
+
+
+async def select_nodes(
+    nodes: NodeService, store: Store, selector: Mapping[str, str], component: str
+) -> list[str]:
+    """Nodes whose labels match every ``selector`` entry (and that have the agent, for
+    ``agent:<id>``), by node id."""
+    chosen = []
+    for node in sorted(await nodes.list_all(), key=lambda n: n.node_id):
+        if any(node.labels.get(k) != v for k, v in selector.items()):
+            continue
+        if component.startswith("agent:"):
+            agent_id = component.removeprefix("agent:")
+            agents = await store.list_agents(node.node_id)
+            if not any(a.agent_id == agent_id and a.status != "removed" for a in agents):
+                continue
+        chosen.append(node.node_id)
+    return chosen
 
 
 class RolloutService:
