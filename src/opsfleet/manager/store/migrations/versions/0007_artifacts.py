@@ -2,7 +2,7 @@
 and fleet rollouts with the state of each of their nodes.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006 (central configuration)
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
