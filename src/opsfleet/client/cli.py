@@ -1,15 +1,15 @@
-"""Registers the client's top-level commands (login, logout, nodes, agents, metrics, policies, users)."""
+"""Registers the client's top-level commands (login, nodes, agents, metrics, policies, rollouts, ...)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from opsfleet.client.commands import agents, auth, metrics, nodes, policies, users
+from opsfleet.client.commands import agents, artifacts, auth, metrics, nodes, policies, rollouts, users
 from opsfleet.client.dispatch import common_options
 
 
 def add_parsers(sub: Any) -> None:
     """Add the client commands to the ``opsfleet`` subparsers ``sub``."""
     parents = [common_options()]
-    for module in (auth, nodes, agents, metrics, policies, users):
+    for module in (auth, nodes, agents, metrics, policies, users, artifacts, rollouts):
         module.register(sub, parents)

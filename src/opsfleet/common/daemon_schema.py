@@ -1,12 +1,12 @@
 """The daemon's config schema, shared by the Daemon (daemon.yaml) and the Manager (policies).
 
 One module so that a policy the Manager accepts is one a daemon loads: the sections of
-``daemon.yaml`` (:class:`DaemonConfig`) and its agent entries (``agents:`` and
-``agent_defaults:``, validated into frozen :class:`AgentSpec`). :func:`merge_agents`
-deep-merges ``agent_defaults`` into every entry, validates it, and rejects duplicate ids;
-every failure is a :class:`ConfigError` naming the key (``config key
-'agents[1].restart.policy': ...``). This module does no OS work and imports neither the
-manager nor the daemon.
+``daemon.yaml`` (:class:`DaemonConfig`, including ``update:``, :class:`UpdateSection`) and
+its agent entries (``agents:`` and ``agent_defaults:``, validated into frozen
+:class:`AgentSpec`). :func:`merge_agents` deep-merges ``agent_defaults`` into every
+entry, validates it, and rejects duplicate ids; every failure is a :class:`ConfigError`
+naming the key (``config key 'agents[1].restart.policy': ...``). This module does no OS
+work and imports neither the manager nor the daemon.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from opsfleet.common.config import Duration, Section, split_host_port
 from opsfleet.common.errors import ConfigError
+from opsfleet.common.signing import load_public_key
 from opsfleet.common.validation import NODE_ID_RE
 
 AgentType = Literal["filebeat", "telegraf", "node_exporter", "custom"]
@@ -199,6 +200,12 @@ DEFAULT_WORK_DIR = "data/daemon"
 DEFAULT_SPOOL_BYTES = 64 * 1024 * 1024
 DEFAULT_RECONNECT_MAX = 15.0  # with 5 s channel reconnects: back within 30 s of the manager
 DEFAULT_CONFIG_GRACE = 30.0
+DEFAULT_KEEP_VERSIONS = 3
+DEFAULT_GRACE_PERIOD = 10.0
+DEFAULT_MAX_PACKAGE_BYTES = 512 * 1024 * 1024
+DEFAULT_DOWNLOAD_TIMEOUT = 300.0
+DEFAULT_ROLLBACK_TIMEOUT = 60.0
+DEFAULT_DAEMON_GRACE_PERIOD = 60.0
 
 
 class DaemonTLS(Section):
@@ -288,6 +295,27 @@ class SpoolSection(Section):
     batch_size: int = Field(default=500, ge=1, le=1000)
 
 
+class UpdateSection(Section):
+    """How this daemon accepts updates. No ``trusted_keys``: every update is refused."""
+
+    enabled: bool = True
+    trusted_keys: list[str] = Field(default_factory=list)
+    keep_versions: int = Field(default=DEFAULT_KEEP_VERSIONS, ge=2)
+    grace_period: Duration = Field(default=DEFAULT_GRACE_PERIOD, gt=0)
+    self_update: bool = True
+    daemon_grace_period: Duration = Field(default=DEFAULT_DAEMON_GRACE_PERIOD, gt=0)
+    rollback_timeout: Duration = Field(default=DEFAULT_ROLLBACK_TIMEOUT, gt=0)
+    max_package_bytes: int = Field(default=DEFAULT_MAX_PACKAGE_BYTES, ge=1024)
+    download_timeout: Duration = Field(default=DEFAULT_DOWNLOAD_TIMEOUT, gt=0)
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        for key in value:
+            load_public_key(key)  # InvalidArgument -> a validation error naming the key
+        return value
+
+
 class DaemonConfig(Section):
     daemon: DaemonSection = DaemonSection()
     manager: ManagerSection = ManagerSection()
@@ -295,7 +323,7 @@ class DaemonConfig(Section):
     spool: SpoolSection = SpoolSection()
     agents: list[dict[str, Any]] = Field(default_factory=list)
     agent_defaults: dict[str, Any] = Field(default_factory=dict)
-    update: dict[str, Any] = Field(default_factory=dict)
+    update: UpdateSection = UpdateSection()
 
     @property
     def work_dir(self) -> Path:

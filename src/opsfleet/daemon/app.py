@@ -1,7 +1,8 @@
 """The Daemon's composition root: identity, spool, collectors, the manager link, agents.
 
-Shutdown order: stop sampling, stop the link (undelivered samples stay in the spool),
-stop agents in reverse order, stop the DaemonService server, close the spool, log "stopped".
+Shutdown order: stop sampling, stop applying central configs, stop the link (undelivered
+samples stay in the spool), cancel an update in progress, stop agents in reverse order,
+stop the DaemonService server, close the spool, log "stopped".
 
 Crash policy: the owned tasks of the sampler, the manager link and the agent supervisor run
 in this app's crash scope. When one dies, ``run()`` shuts down in the order above (agents
@@ -30,6 +31,7 @@ from opsfleet.daemon.rpc.servicer import DaemonServicer
 from opsfleet.daemon.sampler import Sampler
 from opsfleet.daemon.spool import Spool
 from opsfleet.daemon.supervisor.supervisor import Supervisor
+from opsfleet.daemon.updates.installer import UpdateManager
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,12 @@ class DaemonApp:
         self.link: ManagerLink | None = None
         self.sampler: Sampler | None = None
         self.supervisor: Supervisor | None = None
+        self.updates: UpdateManager | None = None
         self.rpc: DaemonRpcServer | None = None
         self.central: CentralConfig | None = None
         self.grpc_port = 0
+        self.handover_requested = False
+        self._stop_event: asyncio.Event | None = None
         self._stopped = False
         self.crashes = Crashes("daemon")
 
@@ -101,8 +106,9 @@ class DaemonApp:
         effective = self.central.effective()
         if self.central.known_good is not None:
             log.info("running the last-known-good central config %s", self.central.applied_hash[:12])
+        self.updates = UpdateManager(cfg.update, work_dir=self.work_dir, base_specs=effective.specs)
         self.supervisor = Supervisor(
-            effective.specs,
+            self.updates.resolve_specs(effective.specs),
             state_dir=self.work_dir / "agents",
             log_dir=self.work_dir / "logs",
             heartbeat_listen=("127.0.0.1", cfg.daemon.agent_heartbeat_port),
@@ -110,13 +116,14 @@ class DaemonApp:
             on_crash=self.crashes.report,
         )
         self.rpc = DaemonRpcServer(
-            DaemonServicer(self.supervisor),
+            DaemonServicer(self.supervisor, updates=self.updates if cfg.update.enabled else None),
             host=cfg.daemon.grpc_host,
             port=cfg.daemon.grpc_port,
             tls=server_tls(cfg.daemon.tls, self.work_dir),
         )
         self.grpc_port = await self.rpc.start()
         await self.supervisor.start()
+        self.updates.attach(self.supervisor, handover=self._handover if cfg.update.self_update else None)
         self.link = ManagerLink(
             manager=cfg.manager,
             node_id=self.node_id,
@@ -127,6 +134,10 @@ class DaemonApp:
             on_config_hash=self.central.on_config_hash,
         )
         await self.link.start()
+        link = self.link
+        self.updates.spawn(
+            "confirm-self-update", self.updates.confirm_when_registered(lambda: link.registered)
+        )
         self.sampler = Sampler(self.outbox)
         await self.sampler.apply(effective.collectors)
         await self.central.start()
@@ -151,6 +162,12 @@ class DaemonApp:
             for a in self.supervisor.agents()
         ]
 
+    def _handover(self) -> None:
+        """A new daemon version is installed: stop, then the CLI execs the launcher (selfupdate.py)."""
+        self.handover_requested = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+
     def _agents_changed(self) -> None:
         if self.link is not None:
             self.link.request_sync()
@@ -162,7 +179,8 @@ class DaemonApp:
         if self.sampler is not None:
             await self.sampler.apply(effective.collectors)
         if self.supervisor is not None:
-            await self.supervisor.reload(effective.specs)
+            specs = self.updates.resolve_specs(effective.specs) if self.updates else effective.specs
+            await self.supervisor.reload(specs)
 
     async def reload(self) -> None:
         """Apply a re-read config: intervals, collectors and labels (new labels re-register)."""
@@ -198,6 +216,8 @@ class DaemonApp:
             await stop_step("central config", self.central.stop())
         if self.link is not None:
             await stop_step("manager link", self.link.stop())
+        if self.updates is not None:
+            await stop_step("updates", self.updates.stop())
         if self.supervisor is not None:
             await stop_step("agents", self.supervisor.stop())
         if self.rpc is not None:
@@ -218,6 +238,7 @@ class DaemonApp:
     async def run(self, stop: asyncio.Event) -> int:
         """Start, wait for ``stop`` or a crashed owned task, shut down in order; the exit code
         (0, or EXIT_CRASHED after a crash)."""
+        self._stop_event = stop
         try:
             await self.start()
             await wait_stop_or_crash(stop, self.crashes)

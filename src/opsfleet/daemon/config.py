@@ -28,6 +28,7 @@ from opsfleet.common.daemon_schema import (
     ManagerTLS,
     NetworkCollectorSection,
     SpoolSection,
+    UpdateSection,
 )
 from opsfleet.common.errors import ConfigError
 
@@ -48,6 +49,7 @@ __all__ = [
     "ManagerTLS",
     "NetworkCollectorSection",
     "SpoolSection",
+    "UpdateSection",
     "load_daemon_config",
 ]
 

@@ -23,12 +23,15 @@ from opsfleet.common import rpc as rpc_opts
 from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, stop_step, wait_stop_or_crash
 from opsfleet.common.pki import TLSMaterial
 from opsfleet.common.tls import server_credentials
+from opsfleet.manager.artifacts.settings import read_signing_key
 from opsfleet.manager.config import ManagerConfig
+from opsfleet.manager.domain import Artifact
 from opsfleet.manager.rpc.daemon_client import DaemonCallSettings, DaemonClientPool
 from opsfleet.manager.rpc.servicers import DaemonServiceServicer, ManagerServicer
 from opsfleet.manager.secret_file import SecretFile
 from opsfleet.manager.services.agent_ops import AgentOpsService
 from opsfleet.manager.services.agents import AgentService
+from opsfleet.manager.services.artifacts import ArtifactService
 from opsfleet.manager.services.audit import AuditService
 from opsfleet.manager.services.auth import AuthService
 from opsfleet.manager.services.configs import ConfigService
@@ -38,9 +41,13 @@ from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
 from opsfleet.manager.services.nodes import NodeService
 from opsfleet.manager.services.policies import PolicyService
+from opsfleet.manager.services.rollout_runner import RunnerDeps, UpdateCalls
+from opsfleet.manager.services.rollouts import RolloutService, select_nodes
 from opsfleet.manager.services.users import UserService
+from opsfleet.manager.store.artifacts_sql import SqlArtifactStore
 from opsfleet.manager.store.policies_sql import SqlPolicyStore
 from opsfleet.manager.store.queries_sql import SqlFleetQueries
+from opsfleet.manager.store.rollouts_sql import SqlRolloutStore
 from opsfleet.manager.store.sql import SqlStore
 from opsfleet.manager.store.users_sql import SqlAuditStore, SqlUserStore
 from opsfleet.manager.telemetry import Telemetry
@@ -119,7 +126,28 @@ class ManagerApp:
             ),
         )
         self.audit = AuditService(SqlAuditStore(self.store))
+        self.artifacts = ArtifactService(
+            SqlArtifactStore(self.store),
+            config.artifacts.directory(config.data_dir),
+            max_bytes=config.artifacts.max_bytes,
+            signing_key=read_signing_key(config.artifacts.signing_key_file),
+            token_key=lambda: self.auth.derived_key("artifact-download"),
+            token_ttl=config.artifacts.download_token_ttl,
+        )
         self.fleet = FleetService(queries, self.nodes)
+        self.rollouts = RolloutService(
+            RunnerDeps(
+                store=SqlRolloutStore(self.store),
+                client_for=self._update_client,
+                artifact=self.artifacts.get,
+                download_url=self._download_url,
+                audit=self._audit_rollout,
+                poll_interval=config.rollouts.poll_interval,
+                node_timeout=config.rollouts.node_timeout,
+            ),
+            find_artifact=self.artifacts.find,
+            list_nodes=lambda selector, component: select_nodes(self.nodes, self.store, selector, component),
+        )
         self.metric_queries = MetricQueryService(queries, self.nodes, self.metrics)
         self._http: HttpServer | None = None
         self.http_port = 0
@@ -180,6 +208,25 @@ class ManagerApp:
         mode = "mTLS" if creds and cfg.grpc.tls.ca_file else ("TLS" if creds else "plaintext")
         log.info("gRPC listening on %s:%d (%s)", cfg.grpc.host, self.grpc_port, mode)
         await self._start_http()
+        await self.rollouts.start()
+
+    async def _update_client(self, node_id: str) -> UpdateCalls:
+        node = await self.nodes.get(node_id)
+        return self.daemon_clients.client(node.node_id, node.daemon_address)
+
+    def _download_url(self, artifact: Artifact) -> str:
+        base = self.config.artifacts.download_base_url.rstrip("/")
+        if not base:
+            host = self.config.server.host
+            host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            base = f"http://{host}:{self.http_port}"
+        token = self.artifacts.download_token(artifact.id)
+        return f"{base}/api/v1/artifacts/{artifact.id}/download?token={token}"
+
+    async def _audit_rollout(self, username: str, action: str, target: str, detail: str) -> None:
+        await self.audit.record(
+            username=username, action=action, target=target, status=200, code=0, source_ip="", detail=detail
+        )
 
     def web_context(self) -> WebContext:
         return WebContext(
@@ -196,6 +243,8 @@ class ManagerApp:
             telemetry=self.telemetry,
             policies=self.policies,
             configs=self.configs,
+            artifacts=self.artifacts,
+            rollouts=self.rollouts,
         )
 
     async def _start_http(self) -> None:
@@ -210,6 +259,7 @@ class ManagerApp:
         if self._stopped:
             return
         self._stopped = True
+        await self.rollouts.stop()
         if self._http is not None:
             await stop_step("HTTP server", self._http.stop())
         if self._server is not None:

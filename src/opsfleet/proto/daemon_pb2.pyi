@@ -696,3 +696,85 @@ class ConfigStateResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ConfigStateResponse: _TypeAlias = ConfigStateResponse  # noqa: Y015
+
+@_typing.final
+class UpdateStatusRequest(_message.Message):
+    """opsfleet addition. component "" means every component."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMPONENT_FIELD_NUMBER: _builtins.int
+    component: _builtins.str
+    def __init__(
+        self,
+        *,
+        component: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["component", b"component"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateStatusRequest: _TypeAlias = UpdateStatusRequest  # noqa: Y015
+
+@_typing.final
+class UpdateStatusResponse(_message.Message):
+    """opsfleet addition: the latest update of each component."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPDATES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def updates(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateStatus]: ...
+    def __init__(
+        self,
+        *,
+        updates: _abc.Iterable[Global___UpdateStatus] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["updates", b"updates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateStatusResponse: _TypeAlias = UpdateStatusResponse  # noqa: Y015
+
+@_typing.final
+class UpdateStatus(_message.Message):
+    """opsfleet addition. state: accepted, downloading, installing, watching, done, rolled_back, failed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMPONENT_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    PREVIOUS_VERSION_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    component: _builtins.str
+    version: _builtins.str
+    state: _builtins.str
+    message: _builtins.str
+    previous_version: _builtins.str
+    started_at: _builtins.int
+    finished_at: _builtins.int
+    def __init__(
+        self,
+        *,
+        component: _builtins.str = ...,
+        version: _builtins.str = ...,
+        state: _builtins.str = ...,
+        message: _builtins.str = ...,
+        previous_version: _builtins.str = ...,
+        started_at: _builtins.int = ...,
+        finished_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["component", b"component", "finished_at", b"finished_at", "message", b"message", "previous_version", b"previous_version", "started_at", b"started_at", "state", b"state", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateStatus: _TypeAlias = UpdateStatus  # noqa: Y015

@@ -89,6 +89,11 @@ class DaemonServiceStub:
                 request_serializer=daemon__pb2.ConfigStateRequest.SerializeToString,
                 response_deserializer=daemon__pb2.ConfigStateResponse.FromString,
                 _registered_method=True)
+        self.GetUpdateStatus = channel.unary_unary(
+                '/proto.DaemonService/GetUpdateStatus',
+                request_serializer=daemon__pb2.UpdateStatusRequest.SerializeToString,
+                response_deserializer=daemon__pb2.UpdateStatusResponse.FromString,
+                _registered_method=True)
 
 
 class DaemonServiceServicer:
@@ -165,6 +170,13 @@ class DaemonServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUpdateStatus(self, request, context):
+        """opsfleet addition, served by the Daemon: the outcome of PushUpdate (which answers at once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DaemonServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -222,6 +234,11 @@ def add_DaemonServiceServicer_to_server(servicer, server):
                     servicer.ReportConfigState,
                     request_deserializer=daemon__pb2.ConfigStateRequest.FromString,
                     response_serializer=daemon__pb2.ConfigStateResponse.SerializeToString,
+            ),
+            'GetUpdateStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUpdateStatus,
+                    request_deserializer=daemon__pb2.UpdateStatusRequest.FromString,
+                    response_serializer=daemon__pb2.UpdateStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -521,6 +538,33 @@ class DaemonService:
             '/proto.DaemonService/ReportConfigState',
             daemon__pb2.ConfigStateRequest.SerializeToString,
             daemon__pb2.ConfigStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUpdateStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/proto.DaemonService/GetUpdateStatus',
+            daemon__pb2.UpdateStatusRequest.SerializeToString,
+            daemon__pb2.UpdateStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -225,3 +225,6 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
 
     async def GetAgentLogs(self, request: Any, context: Ctx) -> Any:
         return await unimplemented(context, "GetAgentLogs is served by the daemon, not by this process")
+
+    async def GetUpdateStatus(self, request: Any, context: Ctx) -> Any:
+        return await unimplemented(context, "GetUpdateStatus is served by the daemon, not by this process")

@@ -22,11 +22,13 @@ from opsfleet.common.errors import OpsfleetError
 from opsfleet.manager.web import (
     routes_admin,
     routes_agents,
+    routes_artifacts,
     routes_auth,
     routes_metrics,
     routes_nodes,
     routes_ops,
     routes_policies,
+    routes_rollouts,
 )
 from opsfleet.manager.web.apidocs import mount_docs
 from opsfleet.manager.web.context import WebContext
@@ -62,7 +64,16 @@ def create_app(ctx: WebContext, *, static_dir: Path | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, handle_error)
     app.add_exception_handler(OpsfleetError, handle_error)
     app.add_exception_handler(Exception, handle_error)
-    for module in (routes_ops, routes_auth, routes_nodes, routes_agents, routes_metrics, routes_admin):
+    for module in (
+        routes_ops,
+        routes_auth,
+        routes_nodes,
+        routes_agents,
+        routes_metrics,
+        routes_admin,
+        routes_artifacts,
+        routes_rollouts,
+    ):
         app.include_router(module.router)
     app.include_router(routes_policies.router)
     app.include_router(routes_policies.node_router)

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from opsfleet.manager.services.agent_ops import AgentOpsService
 from opsfleet.manager.services.agents import AgentService
+from opsfleet.manager.services.artifacts import ArtifactService
 from opsfleet.manager.services.audit import AuditService
 from opsfleet.manager.services.auth import AuthService
 from opsfleet.manager.services.configs import ConfigService
@@ -17,6 +18,7 @@ from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
 from opsfleet.manager.services.nodes import NodeService
 from opsfleet.manager.services.policies import PolicyService
+from opsfleet.manager.services.rollouts import RolloutService
 from opsfleet.manager.services.users import UserService
 from opsfleet.manager.store.base import Store
 from opsfleet.manager.telemetry import Telemetry
@@ -37,6 +39,8 @@ class WebContext:
     telemetry: Telemetry
     policies: PolicyService
     configs: ConfigService
+    artifacts: ArtifactService
+    rollouts: RolloutService
 
 
 def get_context(request: Request) -> WebContext:

@@ -52,6 +52,12 @@ const STATUS_TONE = {
   applied: "ok",
   applying: "warn",
   pending: "warn",
+  // rollouts and their nodes
+  done: "ok",
+  updating: "warn",
+  paused: "warn",
+  halted: "bad",
+  rolled_back: "bad",
 };
 
 /** The colour class of a node or agent status (the one mapping used everywhere). */

@@ -9,6 +9,7 @@ import { renderNodeDetail } from "./views/node_detail.js";
 import { renderNodes } from "./views/nodes.js";
 import { renderOverview } from "./views/overview.js";
 import { renderPolicies, renderPolicy } from "./views/policies.js";
+import { renderRolloutDetail, renderRollouts } from "./views/rollouts.js";
 
 const app = document.getElementById("app");
 let scope = null;
@@ -22,6 +23,8 @@ function route() {
   if (first === "nodes") return { name: "nodes", render: renderNodes, args: [query] };
   if (first === "policies" && second) return { name: "policies", render: renderPolicy, args: [second] };
   if (first === "policies") return { name: "policies", render: renderPolicies, args: [] };
+  if (first === "rollouts" && second) return { name: "rollouts", render: renderRolloutDetail, args: [second] };
+  if (first === "rollouts") return { name: "rollouts", render: renderRollouts, args: [] };
   return { name: "overview", render: renderOverview, args: [query] };
 }
 
