@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 LISTEN_RE = re.compile(r"gRPC listening on (\S+):(\d+)")
+HTTP_RE = re.compile(r"HTTP listening on (\S+):(\d+)")
+FINGERPRINT_RE = re.compile(r"fleet CA \w+ .*fingerprint (sha256:[0-9a-f]{64})")
+BENCH_ADMIN_PASSWORD = "bench-fleet-secret-4242"
 BASELINE_SCRIPT = Path(__file__).resolve().parent / "baseline_server.py"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -67,13 +70,22 @@ class ServerProcess:
 
     @classmethod
     def start(
-        cls, name: str, argv: Sequence[str], log_path: Path, timeout: float = START_TIMEOUT
+        cls,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        timeout: float = START_TIMEOUT,
+        env: dict[str, str] | None = None,
     ) -> ServerProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
-                list(argv), stdout=log, stderr=subprocess.STDOUT, env=_clean_env(), start_new_session=True
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**_clean_env(), **(env or {})},
+                start_new_session=True,
             )
         offset = 0
         while True:
@@ -113,13 +125,29 @@ def start_baseline(workdir: Path, port: int = 0) -> ServerProcess:
 
 
 def start_manager(
-    workdir: Path, database_url: str, port: int = 0, label: str = "manager", extra: Sequence[str] = ()
+    workdir: Path,
+    database_url: str,
+    port: int = 0,
+    label: str = "manager",
+    extra: Sequence[str] = (),
+    *,
+    enroll_port: int | None = None,
 ) -> ServerProcess:
+    """A Manager in plaintext (``--insecure``), or with the fleet CA's mTLS when ``enroll_port`` is given."""
+    secure = enroll_port is not None
+    env = {}
+    if secure:
+        env = {
+            "OPSFLEET_ENROLLMENT__HOST": "127.0.0.1",
+            "OPSFLEET_ENROLLMENT__PORT": str(enroll_port),
+            "OPSFLEET_ADMIN_PASSWORD": BENCH_ADMIN_PASSWORD,
+        }
     argv = [
         sys.executable,
         "-m",
         "opsfleet",
         "manager",
+        *([] if secure else ["--insecure"]),
         "--grpc-listen",
         f"127.0.0.1:{port}",
         "--http-listen",
@@ -130,7 +158,26 @@ def start_manager(
         str(workdir / "data"),
         *extra,
     ]
-    return ServerProcess.start(label, argv, workdir / f"{label}.log")
+    return ServerProcess.start(label, argv, workdir / f"{label}.log", env=env)
+
+
+def enrollment_for(manager: ServerProcess, enroll_port: int, nodes: int) -> tuple[str, str, str]:
+    """(enrollment address, token of ``nodes`` uses, CA fingerprint) of a Manager started
+    with ``enroll_port``: the token is created through its REST API as the admin."""
+    import httpx
+
+    text = manager.log_path.read_text(errors="replace")
+    http, fp = HTTP_RE.search(text), FINGERPRINT_RE.search(text)
+    if http is None or fp is None:
+        raise BenchError(f"{manager.name} logged no HTTP port or CA fingerprint:\n{_tail(manager.log_path)}")
+    with httpx.Client(base_url=f"http://127.0.0.1:{http.group(2)}/api/v1", timeout=30) as client:
+        r = client.post("/auth/login", json={"username": "admin", "password": BENCH_ADMIN_PASSWORD})
+        r.raise_for_status()
+        headers = {"Authorization": f"Bearer {r.json()['data']['token']}"}
+        r = client.post("/enrollment-tokens", json={"max_uses": nodes, "expires_in": 86400}, headers=headers)
+        r.raise_for_status()
+        token = str(r.json()["data"]["token"])
+    return f"127.0.0.1:{enroll_port}", token, fp.group(1)
 
 
 @dataclass(frozen=True)
@@ -149,6 +196,7 @@ class SimulatorArgs:
     stagger: float = 10.0
     progress_interval: float = 5.0
     seed: int = 1
+    enroll: tuple[str, str, str] | None = None  # (address, token, CA fingerprint): nodes use mTLS
 
     def argv(self, target: str, json_path: Path, manager_pid: int | None) -> list[str]:
         argv = [
@@ -174,6 +222,9 @@ class SimulatorArgs:
         ]
         if manager_pid is not None:
             argv.append(f"--manager-pid={manager_pid}")
+        if self.enroll is not None:
+            address, token, fingerprint = self.enroll
+            argv += [f"--enroll={address}", f"--token={token}", f"--ca-fingerprint={fingerprint}"]
         return argv
 
 

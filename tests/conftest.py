@@ -82,7 +82,10 @@ def tls_files(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 @pytest.fixture
 def manager_config(tmp_path: Path) -> Callable[..., Any]:
-    """Build a ManagerConfig for tests: gRPC on 127.0.0.1:0, overrides as dotted keys."""
+    """Build a ManagerConfig for tests: gRPC on 127.0.0.1:0, overrides as dotted keys.
+
+    Plaintext gRPC (``grpc.tls.mode: off``) unless a test asks for another mode: most tests
+    are about something else; tests/integration/security runs the fleet CA's mTLS."""
     from opsfleet.manager.config import load_manager_config
 
     def build(database_url: str | None = None, **overrides: Any) -> Any:
@@ -93,10 +96,14 @@ def manager_config(tmp_path: Path) -> Callable[..., Any]:
             "server.port": 0,
             "data_dir": str(tmp_path / "data"),
             "grpc.shutdown_grace": 1.0,
+            "enrollment.port": 0,
         }
         if database_url:
             base["database.url"] = database_url
-        base.update({k.replace("__", "."): v for k, v in overrides.items()})
+        dotted = {k.replace("__", "."): v for k, v in overrides.items()}
+        if not any(k.startswith("grpc.tls.") for k in dotted):
+            base["grpc.tls.mode"] = "off"
+        base.update(dotted)
         return load_manager_config(None, {}, base)
 
     return build

@@ -27,6 +27,15 @@ def add_simulator_args(p: argparse.ArgumentParser, *, workers: int = 2, channels
     )
 
 
+def add_mtls_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mtls",
+        action="store_true",
+        help="Manager with the fleet CA: every simulated node enrolls and uses its own mTLS connection "
+        "(default: the Manager runs with --insecure)",
+    )
+
+
 def add_fleet_args(p: argparse.ArgumentParser, *, nodes: int, duration: float, stagger: float) -> None:
     p.add_argument("--nodes", type=int, default=nodes, help="simulated nodes (%(default)s)")
     p.add_argument("--duration", type=float, default=duration, help="simulator run, seconds (%(default)s)")

@@ -11,6 +11,7 @@ nodes still failing at the end, and in the database: no node offline, no "offlin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -22,12 +23,14 @@ from benchmarks.procs import (
     BenchError,
     ServerProcess,
     SimulatorProcess,
+    enrollment_for,
     free_port,
     start_manager,
 )
 from benchmarks.scenarios.common import (
     add_database_arg,
     add_fleet_args,
+    add_mtls_arg,
     add_simulator_args,
     fleet_simulator_args,
     run_rows,
@@ -55,6 +58,7 @@ def add_parser(sub: Any) -> None:
     )
     add_simulator_args(p)
     add_database_arg(p)
+    add_mtls_arg(p)
     p.set_defaults(run=run)
 
 
@@ -78,11 +82,16 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         )
     sim_args = fleet_simulator_args(args)
     port = free_port()
+    enroll_port = free_port() if args.mtls else None
     db = ScratchDatabase(workdir, args.database_url, keep=args.keep)
     db.create()
     managers: list[ServerProcess] = []
     try:
-        managers.append(start_manager(workdir, db.url, port, label="manager-1"))
+        managers.append(start_manager(workdir, db.url, port, label="manager-1", enroll_port=enroll_port))
+        if enroll_port is not None:
+            sim_args = dataclasses.replace(
+                sim_args, enroll=enrollment_for(managers[0], enroll_port, args.nodes)
+            )
         sim = SimulatorProcess(sim_args, f"127.0.0.1:{port}", workdir / "sim-restart.json", None)
         try:
             launched = time.time()
@@ -94,7 +103,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             shutdown = managers[0].stop()
             stopped_at = time.time()
             time.sleep(args.down)
-            managers.append(start_manager(workdir, db.url, port, label="manager-2"))
+            managers.append(start_manager(workdir, db.url, port, label="manager-2", enroll_port=enroll_port))
             back_at = managers[1].listening_at
             report = sim.wait()
         finally:
@@ -126,7 +135,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     around = (max(0.0, kill_s - 5), min(len(regs), back_s + args.recover_within + 5))
     offset = math.floor(around[0])
     print_table(
-        f"restart: {args.nodes} nodes, SIGTERM at {kill_s:.1f} s, back at {back_s:.1f} s, database {db.kind}",
+        f"restart{' (mTLS)' if args.mtls else ''}: {args.nodes} nodes, SIGTERM at {kill_s:.1f} s, "
+        f"back at {back_s:.1f} s, database {db.kind}",
         [
             *run_rows("manager", report),
             ("manager shutdown (SIGTERM to exit)", f"{shutdown:.2f} s"),
@@ -159,6 +169,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return {
         "scenario": "restart",
         "database": db.kind,
+        "mtls": args.mtls,
         "params": {
             k: getattr(args, k) for k in ("nodes", "duration", "restart_at", "down", "heartbeat_interval")
         },

@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     from opsfleet import demo
     from opsfleet.client import cli as client_cli
     from opsfleet.daemon import cli as daemon_cli
+    from opsfleet.manager import ca_cli
     from opsfleet.manager import cli as manager_cli
     from opsfleet.simulator import cli as simulator_cli
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo.add_parser(sub)
     manager_cli.add_parser(sub)
+    ca_cli.add_parser(sub)
     daemon_cli.add_parser(sub)
     simulator_cli.add_parser(sub)
     client_cli.add_parsers(sub)

@@ -1,6 +1,11 @@
 """``opsfleet demo``: a Manager on SQLite and a local Daemon supervising the sample agent,
 in one process, until Ctrl-C.
 
+The demo runs the secure path: the Manager serves mutual TLS with its fleet CA, and the demo
+creates an enrollment token and enrolls its local daemon itself (pinning the CA fingerprint)
+before starting it, as an operator would with ``opsfleet tokens create`` and
+``opsfleet daemon enroll``.
+
 The demo keeps its state in ``--data-dir`` (default ``./demo-data``): the database, the
 daemon's work dir and the admin password (``admin-password``, created once, mode 0600), so
 a second run shows the history of the first.
@@ -30,9 +35,10 @@ log = logging.getLogger(__name__)
 
 HELP = """\
 Run a complete opsfleet on this machine: a Manager (SQLite database, gRPC, REST API and
-dashboard) and a Daemon registered with it that supervises the sample agent
-(python -m opsfleet.sample_agent). When the node is online the dashboard URL and the admin
-credentials are printed. Ctrl-C stops the agent, the daemon and the manager cleanly.
+dashboard, fleet CA) and a Daemon enrolled and registered with it over mutual TLS that
+supervises the sample agent (python -m opsfleet.sample_agent). When the node is online the
+dashboard URL, the admin credentials and the CA fingerprint are printed. Ctrl-C stops
+the agent, the daemon and the manager cleanly.
 """
 
 NODE_ONLINE_TIMEOUT = 60.0
@@ -49,6 +55,9 @@ def add_parser(sub: Any) -> None:
         "--http-listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="dashboard and REST API"
     )
     p.add_argument("--grpc-listen", default="127.0.0.1:9090", metavar="HOST:PORT", help="Manager gRPC")
+    p.add_argument(
+        "--enroll-listen", default="127.0.0.1:9092", metavar="HOST:PORT", help="Manager enrollment port"
+    )
     p.add_argument(
         "--daemon-listen", default="127.0.0.1:0", metavar="HOST:PORT", help="Daemon gRPC (0: any port)"
     )
@@ -99,6 +108,7 @@ def build_configs(args: argparse.Namespace, password: str) -> tuple[Any, Any]:
     http_host, http_port = split_host_port(args.http_listen, key="--http-listen")
     grpc_host, grpc_port = split_host_port(args.grpc_listen, key="--grpc-listen")
     d_host, d_port = split_host_port(args.daemon_listen, key="--daemon-listen")
+    e_host, e_port = split_host_port(args.enroll_listen, key="--enroll-listen")
     manager = load_manager_config(
         None,
         {},
@@ -108,6 +118,9 @@ def build_configs(args: argparse.Namespace, password: str) -> tuple[Any, Any]:
             "server.port": http_port,
             "grpc.host": grpc_host,
             "grpc.port": grpc_port,
+            "grpc.tls.mode": "auto",
+            "enrollment.host": e_host,
+            "enrollment.port": e_port,
             "auth.admin_password": password,
             "node.offline_after": "1m",
         },
@@ -160,16 +173,44 @@ async def wait_online(manager: ManagerApp, node_id: str, timeout: float = NODE_O
     raise Unavailable(f"the local node {node_id} did not come online within {timeout:.0f}s")
 
 
+async def enroll_local_daemon(manager: ManagerApp, work_dir: Path, node_id: str) -> str:
+    """Enroll the demo's daemon unless it holds a current identity; what was done, for the log."""
+    from opsfleet.common.pki import load_node_material
+    from opsfleet.daemon.enroll import enroll
+    from opsfleet.daemon.renewal import expired_message
+
+    existing = load_node_material(work_dir)
+    if existing is not None and expired_message(existing) is None:
+        return "kept its enrolled identity"
+    assert manager.enrollment is not None and manager.ca is not None
+    token = await manager.enrollment.create_token(
+        max_uses=1, expires_in=600, labels={"enrolled-by": "demo"}, created_by="demo"
+    )
+    await asyncio.to_thread(
+        enroll,
+        address=f"127.0.0.1:{manager.enrollment_port}",
+        token=token.secret,
+        ca_fingerprint=manager.ca.fingerprint,
+        work_dir=work_dir,
+        node_id=node_id,
+    )
+    return f"enrolled with token {token.token.id}"
+
+
 def banner(manager: ManagerApp, node_id: str, password: str, http_host: str) -> str:
     host = "127.0.0.1" if http_host in ("0.0.0.0", "") else http_host
     url = f"http://{host}:{manager.http_port}/"
+    fingerprint = manager.ca.fingerprint if manager.ca is not None else "(no fleet CA)"
     return "\n".join(
         [
             "",
             "=" * 72,
             f"  opsfleet demo is running. Dashboard: {url}",
             f"  Log in as admin / {password}",
-            f"  Node {node_id} is online, supervising the 'sample' agent.",
+            f"  Node {node_id} is online over mutual TLS, supervising the 'sample' agent.",
+            f"  Fleet CA fingerprint: {fingerprint}",
+            "  Enroll another node: opsfleet daemon enroll --token <opsfleet tokens create> \\",
+            f"      --manager <this-host>:{manager.enrollment_port} --ca-fingerprint {fingerprint}",
             f"  CLI: opsfleet login --server {url.rstrip('/')} --username admin",
             "  Press Ctrl-C to stop.",
             "=" * 72,
@@ -184,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
     manager_cfg, daemon_cfg = build_configs(args, password)
 
     from opsfleet.daemon.app import DaemonApp
+    from opsfleet.daemon.identity import load_node_id
     from opsfleet.manager.app import ManagerApp
 
     async def _main() -> None:
@@ -193,6 +235,9 @@ def run(args: argparse.Namespace) -> int:
         daemon = DaemonApp(daemon_cfg)
         try:
             await manager.start()
+            work_dir = daemon_cfg.work_dir
+            node_id = load_node_id(daemon_cfg.daemon.id, work_dir)
+            log.info("demo daemon %s", await enroll_local_daemon(manager, work_dir, node_id))
             await daemon.start()
             await wait_online(manager, daemon.node_id)
             print(banner(manager, daemon.node_id, password, manager_cfg.server.host), flush=True)

@@ -40,6 +40,8 @@ async def demo(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Demo]:
             f"127.0.0.1:{free_port()}",
             "--grpc-listen",
             f"127.0.0.1:{free_port()}",
+            "--enroll-listen",
+            f"127.0.0.1:{free_port()}",
             "--interval",
             "1s",
         ],

@@ -301,3 +301,27 @@ async def test_rollouts_page_shows_a_halted_rollout_and_its_failed_node(open_ses
     await s.page.get_by_test_id("rollout-cancel").click()
     await expect(s.page.get_by_test_id("rollout-state")).to_have_text("cancelled")
     await s.shot("rollout-cancelled")
+
+
+async def test_enrollment_tokens_page(open_session: OpenSession) -> None:
+    s = await open_session("tokens")
+    await s.login()
+    page = s.page
+    await page.get_by_test_id("nav-tokens").click()
+    rows = page.get_by_test_id("token-row")
+    await expect(rows).to_have_count(1)  # the token the demo enrolled its daemon with
+    await expect(rows.first.get_by_test_id("token-state")).to_have_text("used-up")
+
+    await page.get_by_label("Max uses").fill("5")
+    await page.get_by_label("Labels").fill("env=prod, zone=eu-1")
+    await page.get_by_test_id("token-create").click()
+    await expect(page.get_by_test_id("token-secret")).to_have_text(re.compile(r"^oft_\S{20,}$"))
+    await expect(rows).to_have_count(2)
+    fresh = page.locator('[data-testid="token-row"][data-state="active"]')
+    await expect(fresh).to_contain_text("0 / 5")
+    await expect(fresh).to_contain_text("zone=eu-1")
+    await s.shot("token-created")
+
+    await fresh.get_by_test_id("token-revoke").click()
+    await expect(page.locator('[data-testid="token-row"][data-state="revoked"]')).to_have_count(1)
+    await s.shot("token-revoked")

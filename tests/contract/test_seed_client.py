@@ -28,7 +28,9 @@ def seed_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def manager_proc(tmp_path: Path) -> AsyncIterator[tuple[Proc, int]]:
-    proc = await Proc.start(["manager", "--grpc-listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d")])
+    proc = await Proc.start(
+        ["manager", "--insecure", "--grpc-listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d")]
+    )
     port = await proc.grpc_port()
     yield proc, port
     await proc.stop()

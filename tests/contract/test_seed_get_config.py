@@ -47,6 +47,7 @@ async def test_get_config_returns_effective_yaml(seed_modules: Path, tmp_path: P
     proc = await Proc.start(
         [
             "manager",
+            "--insecure",  # the seed client speaks plaintext gRPC
             "--grpc-listen",
             "127.0.0.1:0",
             "--http-listen",

@@ -153,8 +153,8 @@ async def test_manager_with_a_dead_writer_answers_unavailable_and_exits_non_zero
 async def test_manager_process_exits_non_zero_after_a_crash(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPSFLEET_")}
     env |= {"OPSFLEET_ADMIN_PASSWORD": "fleet-keeper-2718", "OPSFLEET_GRPC__SHUTDOWN_GRACE": "1"}
-    flags = ["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]
-    flags += ["--database-url", f"sqlite:///{tmp_path / 'm.db'}"]
+    flags = ["--insecure", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]
+    flags += ["--database-url", f"sqlite:///{tmp_path / 'm.db'}", "--data-dir", str(tmp_path / "d")]
     proc = Proc(
         await asyncio.create_subprocess_exec(
             sys.executable,

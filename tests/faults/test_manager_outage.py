@@ -67,6 +67,7 @@ async def _start_manager(db_file: Path, port: int) -> Proc:
     proc = await Proc.start(
         [
             "manager",
+            "--insecure",  # this test is about outages; tests/integration/security covers mTLS
             "--grpc-listen",
             f"127.0.0.1:{port}",
             "--http-listen",

@@ -353,6 +353,24 @@ class ApiClient:
         data: JsonObject = self._call("POST", f"/rollouts/{rollout_id}/{action}")
         return data
 
+    # -- enrollment tokens -----------------------------------------------------------------
+
+    def create_enrollment_token(self, max_uses: int, expires_in: int, labels: dict[str, str]) -> JsonObject:
+        data: JsonObject = self._call(
+            "POST",
+            "/enrollment-tokens",
+            body={"max_uses": max_uses, "expires_in": expires_in, "labels": labels},
+        )
+        return data
+
+    def enrollment_tokens(self) -> JsonObject:
+        data: JsonObject = self._call("GET", "/enrollment-tokens")
+        return data
+
+    def revoke_enrollment_token(self, token_id: str) -> JsonObject:
+        data: JsonObject = self._call("DELETE", f"/enrollment-tokens/{_seg(token_id)}")
+        return data
+
 
 def _seg(value: str) -> str:
     """``value`` as one URL path segment (a node id with ``/`` must not change the route)."""

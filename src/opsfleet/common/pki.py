@@ -43,6 +43,8 @@ MANAGER_DNS_NAME = "manager.opsfleet.internal"
 NODE_DNS_SUFFIX = ".node.opsfleet.internal"
 CA_LIFETIME = dt.timedelta(days=3650)
 MANAGER_CERT_LIFETIME = dt.timedelta(days=365)
+BACKDATE = dt.timedelta(minutes=5)  # not_valid_before is set this far back for clock skew
+RENEW_AT = 2 / 3  # of a certificate's lifetime
 CA_CERT_FILE = "ca.pem"
 CA_KEY_FILE = "ca.key"
 
@@ -285,7 +287,7 @@ class CertificateAuthority:
             .issuer_name(self._cert.subject)
             .public_key(public_key)  # type: ignore[arg-type]
             .serial_number(serial)
-            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_before(now - BACKDATE)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
@@ -351,6 +353,19 @@ class CertificateAuthority:
             client=True,
         )
         return issued.cert_pem, key_to_pem(key), issued
+
+
+def validity(cert_pem: bytes) -> tuple[float, float]:
+    """(issued, not_after) in unix seconds; ``issued`` leaves out the clock-skew backdating."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    issued = (cert.not_valid_before_utc + BACKDATE).timestamp()
+    return issued, cert.not_valid_after_utc.timestamp()
+
+
+def renewal_due(cert_pem: bytes, fraction: float = RENEW_AT) -> float:
+    """When a certificate should be renewed: ``fraction`` of its lifetime after issue (unix s)."""
+    issued, not_after = validity(cert_pem)
+    return issued + max(0.0, not_after - issued) * fraction
 
 
 def check_identity(identity: Identity | None, *, node_id: str) -> Identity:

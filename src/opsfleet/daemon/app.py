@@ -19,13 +19,16 @@ from pathlib import Path
 
 from opsfleet import __version__
 from opsfleet.common.config import split_host_port
+from opsfleet.common.errors import ConfigError
 from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, stop_step, wait_stop_or_crash
+from opsfleet.common.pki import TLSMaterial, load_node_material
 from opsfleet.daemon.central_config import CentralConfig
 from opsfleet.daemon.config import DaemonConfig
 from opsfleet.daemon.effective import Effective, load_known_good
 from opsfleet.daemon.identity import load_node_id, local_ip_towards
 from opsfleet.daemon.link import AgentStateView, LinkSettings, ManagerLink
 from opsfleet.daemon.outbox import Outbox
+from opsfleet.daemon.renewal import CertificateRenewer, expired_message
 from opsfleet.daemon.rpc.server import DaemonRpcServer, server_tls
 from opsfleet.daemon.rpc.servicer import DaemonServicer
 from opsfleet.daemon.sampler import Sampler
@@ -59,6 +62,8 @@ class DaemonApp:
         self.node_id = ""
         self.outbox: Outbox | None = None
         self.link: ManagerLink | None = None
+        self.tls_material: TLSMaterial | None = None
+        self.renewer: CertificateRenewer | None = None
         self.sampler: Sampler | None = None
         self.supervisor: Supervisor | None = None
         self.updates: UpdateManager | None = None
@@ -84,6 +89,7 @@ class DaemonApp:
         log.info("opsfleet daemon %s starting (work dir %s)", __version__, self.work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.node_id = load_node_id(cfg.daemon.id, self.work_dir)
+        self.tls_material = self._load_identity()
         spool = Spool(
             self.work_dir / "spool",
             max_bytes=cfg.spool.max_bytes,
@@ -99,7 +105,7 @@ class DaemonApp:
             local=lambda: self.config,
             apply=self._apply_effective,
             agents=lambda: self.supervisor.agents() if self.supervisor is not None else [],
-            channel=lambda: self.link.channel if self.link is not None else None,
+            channel=lambda: self.link.open_channel if self.link is not None else None,
             known_good=load_known_good(self.work_dir),
             grace=cfg.daemon.config_grace,
         )
@@ -132,16 +138,52 @@ class DaemonApp:
             daemon_address=self.daemon_address,
             agent_states=self._agent_states,
             on_config_hash=self.central.on_config_hash,
+            material=self.tls_material,
         )
         await self.link.start()
         link = self.link
         self.updates.spawn(
             "confirm-self-update", self.updates.confirm_when_registered(lambda: link.registered)
         )
+        if self.tls_material is not None:
+            self.renewer = CertificateRenewer(
+                node_id=self.node_id,
+                work_dir=self.work_dir,
+                material=self.tls_material,
+                link=self.link,
+                timeout=cfg.manager.timeout,
+            )
+            await self.renewer.start()
         self.sampler = Sampler(self.outbox)
         await self.sampler.apply(effective.collectors)
         await self.central.start()
         log.info("daemon running as node %s", self.node_id)
+
+    def _load_identity(self) -> TLSMaterial | None:
+        """The enrolled identity in the work dir (None: plaintext or configured TLS files)."""
+        material = load_node_material(self.work_dir)
+        if material is None:
+            if not self.config.manager.tls_enabled:
+                log.warning(
+                    "WARNING: no enrolled identity and manager.tls.enabled is false: speaking PLAINTEXT "
+                    "to the Manager, unauthenticated (seed-compatible mode; run `opsfleet daemon enroll`)"
+                )
+            return None
+        identity = material.identity
+        if identity is None or identity.kind != "node":
+            raise ConfigError(
+                f"config key 'daemon.work_dir': {self.work_dir / 'tls'} holds no node certificate"
+            )
+        if identity.node_id != self.node_id:
+            raise ConfigError(
+                f"config key 'daemon.id': the enrolled identity is node {identity.node_id!r} "
+                f"but this daemon's node id is {self.node_id!r}"
+            )
+        expired = expired_message(material)
+        if expired is not None:
+            log.error(expired)
+        log.info("using the enrolled identity of node %s (mTLS to the Manager)", self.node_id)
+        return material
 
     def daemon_address(self) -> str:
         """Where the Manager should dial this daemon's DaemonService."""
@@ -214,6 +256,8 @@ class DaemonApp:
             await stop_step("sampler", self.sampler.stop())
         if self.central is not None:
             await stop_step("central config", self.central.stop())
+        if self.renewer is not None:
+            await stop_step("certificate renewal", self.renewer.stop())
         if self.link is not None:
             await stop_step("manager link", self.link.stop())
         if self.updates is not None:

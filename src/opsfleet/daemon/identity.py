@@ -60,6 +60,17 @@ def local_ip_towards(host: str, port: int) -> str:
     return ""
 
 
+BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+
+
+def read_boot_id(path: Path = BOOT_ID_FILE) -> str:
+    """This boot's random id (Linux); "" where the kernel has none."""
+    try:
+        return path.read_text().strip()[:64]
+    except OSError:
+        return ""
+
+
 def normalized_arch() -> str:
     machine = platform.machine().lower()
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
@@ -70,3 +81,4 @@ class HostFacts:
     hostname: str = field(default_factory=socket.gethostname)
     os: str = field(default_factory=lambda: platform.system().lower())
     arch: str = field(default_factory=normalized_arch)
+    boot_id: str = field(default_factory=read_boot_id)

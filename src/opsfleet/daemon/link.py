@@ -25,6 +25,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import grpc
 
@@ -33,6 +34,7 @@ from opsfleet.common import rpc as rpc_opts
 from opsfleet.common.backoff import Backoff
 from opsfleet.common.config import split_host_port
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
+from opsfleet.common.pki import MANAGER_DNS_NAME, TLSMaterial
 from opsfleet.common.tls import channel_credentials
 from opsfleet.daemon.config import ManagerSection
 from opsfleet.daemon.delivery import Delivery, DeliveryStopped, NodeUnknown, pushback
@@ -91,7 +93,24 @@ class _SessionFailed(Exception):
         self.retry_after = retry_after
 
 
+class _CurrentStub:
+    """Forwards to the stub of the link's current channel (it changes when the certificate is renewed)."""
+
+    def __init__(self, current: Callable[[], Any]) -> None:
+        self._current = current
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._current(), name)
+
+
+CHANNEL_RETIRE_GRACE = 30.0
+
+
 class ManagerLink:
+    """``material`` is the enrolled identity: with it the link speaks mTLS and accepts only
+    the Manager's certificate (target name ``MANAGER_DNS_NAME``); :meth:`use_material`
+    switches to a renewed certificate without ending the session."""
+
     def __init__(
         self,
         *,
@@ -104,8 +123,10 @@ class ManagerLink:
         backoff: Backoff | None = None,
         host: HostFacts | None = None,
         on_config_hash: Callable[[str | None], None] | None = None,
+        material: TLSMaterial | None = None,
     ) -> None:
         self._cfg = manager
+        self._material = material
         self.node_id = node_id
         self._outbox = outbox
         self.settings = settings
@@ -119,6 +140,8 @@ class ManagerLink:
         self._sync_wanted = asyncio.Event()
         self._reregister_wanted = asyncio.Event()
         self._channel: grpc.aio.Channel | None = None
+        self._stubs: tuple[Any, Any] | None = None
+        self._retiring: list[grpc.aio.Channel] = []
         self.connected = False
         self.registrations = 0
         self.heartbeats_sent = 0
@@ -139,21 +162,54 @@ class ManagerLink:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._channel = self._make_channel()
+        self._set_channel(self._make_channel())
         self._tasks.spawn("session-loop", self._run())
 
     async def stop(self) -> None:
         self._stop.set()
         await self._tasks.stop(timeout=2.0)
+        for old in self._retiring:
+            await old.close(grace=None)
+        self._retiring.clear()
         if self._channel is not None:
             await self._channel.close(grace=None)
             self._channel = None
         self.connected = False
 
     @property
-    def channel(self) -> grpc.aio.Channel | None:
-        """The channel to the manager (between ``start()`` and ``stop()``)."""
+    def channel(self) -> grpc.aio.Channel:
+        """The current channel to the Manager (after ``start()``)."""
+        assert self._channel is not None, "link not started"
         return self._channel
+
+    @property
+    def open_channel(self) -> grpc.aio.Channel | None:
+        """The current channel to the Manager; None before ``start()`` and after ``stop()``."""
+        return self._channel
+
+    def _set_channel(self, channel: grpc.aio.Channel) -> None:
+        self._channel = channel
+        self._stubs = (
+            manager_pb2_grpc.ManagerServiceStub(channel),
+            daemon_pb2_grpc.DaemonServiceStub(channel),
+        )
+
+    def use_material(self, material: TLSMaterial) -> None:
+        """Use a renewed certificate: new calls go over a new channel at once; calls in flight
+        on the old one finish (it is closed after a grace period). The session goes on."""
+        self._material = material
+        if self._channel is None or self._stop.is_set():
+            return
+        old = self._channel
+        self._set_channel(self._make_channel())
+        self._retiring.append(old)
+        self._tasks.spawn(f"retire-channel-{id(old)}", self._retire(old))
+
+    async def _retire(self, old: grpc.aio.Channel) -> None:
+        await sleep_or_stop(self._stop, max(CHANNEL_RETIRE_GRACE, self._cfg.timeout))
+        if old in self._retiring:
+            self._retiring.remove(old)
+            await old.close(grace=None)
 
     def request_sync(self) -> None:
         """Ask for an agent state sync soon (debounced)."""
@@ -171,6 +227,13 @@ class ManagerLink:
             *rpc_opts.channel_options(),
             *channel_reconnect_options(),
         ]
+        if self._material is not None:
+            m = self._material
+            options.append(("grpc.ssl_target_name_override", MANAGER_DNS_NAME))
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=m.ca_pem, private_key=m.key_pem, certificate_chain=m.cert_pem
+            )
+            return grpc.aio.secure_channel(target, creds, options=options)
         if not self._cfg.tls_enabled:
             return grpc.aio.insecure_channel(target, options=options)
         tls = self._cfg.tls
@@ -182,9 +245,13 @@ class ManagerLink:
         return grpc.aio.secure_channel(target, creds, options=options)
 
     async def _run(self) -> None:
-        assert self._channel is not None
-        manager: manager_pb2_grpc.ManagerServiceAsyncStub = manager_pb2_grpc.ManagerServiceStub(self._channel)
-        daemon: daemon_pb2_grpc.DaemonServiceAsyncStub = daemon_pb2_grpc.DaemonServiceStub(self._channel)
+        assert self._stubs is not None
+        manager = cast(
+            "manager_pb2_grpc.ManagerServiceAsyncStub", _CurrentStub(lambda: self._stubs and self._stubs[0])
+        )
+        daemon = cast(
+            "daemon_pb2_grpc.DaemonServiceAsyncStub", _CurrentStub(lambda: self._stubs and self._stubs[1])
+        )
         log.info("link to manager %s starting (node %s)", self._cfg.address, self.node_id)
         while not self._stop.is_set():
             delay: float | None = None
@@ -283,6 +350,7 @@ class ManagerLink:
             daemon_version=__version__,
             agent_version=__version__,
             daemon_address=self._daemon_address(),
+            boot_id=self._host.boot_id,
         )
         try:
             await manager.RegisterNode(request, timeout=self._cfg.timeout)

@@ -21,12 +21,15 @@ import grpc
 from opsfleet import __version__
 from opsfleet.common import rpc as rpc_opts
 from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, stop_step, wait_stop_or_crash
-from opsfleet.common.pki import TLSMaterial
+from opsfleet.common.pki import CertificateAuthority, TLSMaterial
 from opsfleet.common.tls import server_credentials
 from opsfleet.manager.artifacts.settings import read_signing_key
 from opsfleet.manager.config import ManagerConfig
 from opsfleet.manager.domain import Artifact
+from opsfleet.manager.fleet_ca import load_fleet_ca, manager_material
 from opsfleet.manager.rpc.daemon_client import DaemonCallSettings, DaemonClientPool
+from opsfleet.manager.rpc.enrollment import EnrollmentServicer
+from opsfleet.manager.rpc.identity_guard import OPEN, IdentityGuard
 from opsfleet.manager.rpc.servicers import DaemonServiceServicer, ManagerServicer
 from opsfleet.manager.secret_file import SecretFile
 from opsfleet.manager.services.agent_ops import AgentOpsService
@@ -35,7 +38,9 @@ from opsfleet.manager.services.artifacts import ArtifactService
 from opsfleet.manager.services.audit import AuditService
 from opsfleet.manager.services.auth import AuthService
 from opsfleet.manager.services.configs import ConfigService
+from opsfleet.manager.services.enrollment import EnrollmentService
 from opsfleet.manager.services.fleet import FleetService
+from opsfleet.manager.services.identities import IdentityRegistry
 from opsfleet.manager.services.login_throttle import LoginThrottle, ThrottlePolicy
 from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
@@ -45,6 +50,7 @@ from opsfleet.manager.services.rollout_runner import RunnerDeps, UpdateCalls
 from opsfleet.manager.services.rollouts import RolloutService, select_nodes
 from opsfleet.manager.services.users import UserService
 from opsfleet.manager.store.artifacts_sql import SqlArtifactStore
+from opsfleet.manager.store.enrollment_sql import SqlEnrollmentStore
 from opsfleet.manager.store.policies_sql import SqlPolicyStore
 from opsfleet.manager.store.queries_sql import SqlFleetQueries
 from opsfleet.manager.store.rollouts_sql import SqlRolloutStore
@@ -54,9 +60,15 @@ from opsfleet.manager.telemetry import Telemetry
 from opsfleet.manager.web.app import create_app
 from opsfleet.manager.web.context import WebContext
 from opsfleet.manager.web.server import HttpServer
-from opsfleet.proto import daemon_pb2_grpc, manager_pb2_grpc
+from opsfleet.proto import daemon_pb2_grpc, enrollment_pb2_grpc, manager_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+INSECURE_WARNING = (
+    "WARNING: INSECURE MODE (grpc.tls.mode off / --insecure): the gRPC port is plaintext and "
+    "unauthenticated; anyone on the network can register as any node and read fleet traffic. "
+    "Use it only for the seed's Go daemons on a trusted network (docs/security.md)."
+)
 
 DASHBOARD_DIR = Path(__file__).parent / "web" / "static"
 
@@ -149,11 +161,18 @@ class ManagerApp:
             list_nodes=lambda selector, component: select_nodes(self.nodes, self.store, selector, component),
         )
         self.metric_queries = MetricQueryService(queries, self.nodes, self.metrics)
+        self.enrollment_store = SqlEnrollmentStore(self.store)
+        self.identities = IdentityRegistry(self.enrollment_store, clone_window=config.enrollment.clone_window)
+        self.nodes.add_forget_listener(self.identities.forget)
+        self.ca: CertificateAuthority | None = None
+        self.tls_material: TLSMaterial | None = None
+        self.enrollment: EnrollmentService | None = None
+        self._enroll_server: grpc.aio.Server | None = None
+        self.enrollment_port = 0
         self._http: HttpServer | None = None
         self.http_port = 0
         self._server: grpc.aio.Server | None = None
         self.grpc_port = 0
-        self.tls_material: TLSMaterial | None = None
         self._started = False
         self._stopped = False
         self.crashes = Crashes("manager")
@@ -172,41 +191,41 @@ class ManagerApp:
         await self.nodes.start()
         await self.metrics.start()
         await self.policies.start()
+        guard = OPEN
+        if cfg.tls_mode == "auto":
+            await self._start_fleet_ca()
+            guard = IdentityGuard(self.identities)
+        elif cfg.tls_mode == "off":
+            log.warning("%s", INSECURE_WARNING)
         self.daemon_clients.use_identity(self.tls_material)
         await self.daemon_clients.start()
-        server = grpc.aio.server(
-            options=rpc_opts.server_options(
-                cfg.grpc.max_message_bytes,
-                cfg.grpc.keepalive_min_ping_interval,
-                reuse_port=cfg.grpc.reuse_port,
-            ),
-        )
+        server = grpc.aio.server(options=self._server_options())
+        observe = self.telemetry.observe_rpc
         manager_pb2_grpc.add_ManagerServiceServicer_to_server(
-            ManagerServicer(
-                self.nodes, self.metrics, configs=self.configs, observe_rpc=self.telemetry.observe_rpc
-            ),
+            ManagerServicer(self.nodes, self.metrics, configs=self.configs, observe_rpc=observe, guard=guard),
             server,
         )
         daemon_pb2_grpc.add_DaemonServiceServicer_to_server(
             DaemonServiceServicer(
-                self.nodes, self.metrics, self.agents, self.configs, observe_rpc=self.telemetry.observe_rpc
+                self.nodes, self.metrics, self.agents, self.configs, observe_rpc=observe, guard=guard
             ),
             server,
         )
-        creds = None
-        if cfg.grpc.tls.enabled:
-            creds = server_credentials(
-                cert_file=cfg.grpc.tls.cert_file,
-                key_file=cfg.grpc.tls.key_file,
-                ca_file=cfg.grpc.tls.ca_file,
-                key_prefix="grpc.tls",
+        creds = self._main_credentials()
+        if self.enrollment is not None:
+            enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(
+                EnrollmentServicer(self.enrollment, guard, observe_rpc=observe), server
             )
         self.grpc_port = rpc_opts.bind(server, cfg.grpc.host, cfg.grpc.port, creds, key="grpc.port")
         await server.start()
         self._server = server
         self._started = True
-        mode = "mTLS" if creds and cfg.grpc.tls.ca_file else ("TLS" if creds else "plaintext")
+        mode = {"auto": "mTLS, fleet CA", "off": "plaintext, INSECURE"}.get(cfg.tls_mode)
+        if mode is None:
+            mode = "mTLS" if cfg.grpc.tls.ca_file else "TLS"
         log.info("gRPC listening on %s:%d (%s)", cfg.grpc.host, self.grpc_port, mode)
+        if self.enrollment is not None:
+            await self._start_enrollment_server(guard)
         await self._start_http()
         await self.rollouts.start()
 
@@ -228,6 +247,65 @@ class ManagerApp:
             username=username, action=action, target=target, status=200, code=0, source_ip="", detail=detail
         )
 
+    def _server_options(self) -> list[tuple[str, object]]:
+        g = self.config.grpc
+        return rpc_opts.server_options(
+            g.max_message_bytes, g.keepalive_min_ping_interval, reuse_port=g.reuse_port
+        )
+
+    async def _start_fleet_ca(self) -> None:
+        cfg = self.config
+        ca, created = load_fleet_ca(cfg)
+        log.info(
+            "fleet CA %s (%s): fingerprint %s",
+            "created" if created else "loaded",
+            cfg.enrollment.ca_cert_file or f"{cfg.data_dir}/ca",
+            ca.fingerprint,
+        )
+        self.ca = ca
+        self.tls_material = manager_material(ca, cfg)
+        await self.identities.start()
+        self.enrollment = EnrollmentService(
+            self.enrollment_store,
+            self.identities,
+            ca,
+            cert_lifetime=cfg.enrollment.cert_lifetime,
+            max_token_lifetime=cfg.enrollment.max_token_lifetime,
+        )
+
+    def _main_credentials(self) -> grpc.ServerCredentials | None:
+        cfg = self.config
+        if cfg.tls_mode == "files":
+            return server_credentials(
+                cert_file=cfg.grpc.tls.cert_file,
+                key_file=cfg.grpc.tls.key_file,
+                ca_file=cfg.grpc.tls.ca_file,
+                key_prefix="grpc.tls",
+            )
+        m = self.tls_material
+        if m is None:
+            return None
+        return grpc.ssl_server_credentials(
+            [(m.key_pem, m.cert_pem)], root_certificates=m.ca_pem, require_client_auth=True
+        )
+
+    async def _start_enrollment_server(self, guard: IdentityGuard) -> None:
+        """Enroll over server-authenticated TLS: nodes have no certificate yet.
+
+        The chain includes the CA so that ``opsfleet daemon enroll`` can pin its fingerprint."""
+        cfg, m = self.config, self.tls_material
+        assert m is not None and self.enrollment is not None
+        server = grpc.aio.server(options=self._server_options())
+        enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(
+            EnrollmentServicer(self.enrollment, guard, observe_rpc=self.telemetry.observe_rpc), server
+        )
+        creds = grpc.ssl_server_credentials([(m.key_pem, m.cert_pem + m.ca_pem)], require_client_auth=False)
+        host = cfg.enrollment_host()
+        self.enrollment_port = rpc_opts.bind(server, host, cfg.enrollment.port, creds, key="enrollment.port")
+        await server.start()
+        self._enroll_server = server
+        log.info("enrollment listening on %s:%d (TLS)", host, self.enrollment_port)
+
     def web_context(self) -> WebContext:
         return WebContext(
             store=self.store,
@@ -245,6 +323,8 @@ class ManagerApp:
             configs=self.configs,
             artifacts=self.artifacts,
             rollouts=self.rollouts,
+            enrollment=self.enrollment,
+            identities=self.identities,
         )
 
     async def _start_http(self) -> None:
@@ -265,6 +345,8 @@ class ManagerApp:
         if self._server is not None:
             log.info("stopping: draining in-flight RPCs (grace %.1fs)", self.config.grpc.shutdown_grace)
             await stop_step("gRPC server", self._server.stop(self.config.grpc.shutdown_grace))
+        if self._enroll_server is not None:
+            await stop_step("enrollment server", self._enroll_server.stop(self.config.grpc.shutdown_grace))
         await stop_step("daemon clients", self.daemon_clients.close())
         await stop_step("policies", self.policies.stop())
         await stop_step("metrics", self.metrics.stop())

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +27,10 @@ of DaemonService), the fleet database and node liveness.
 Configuration precedence: built-in defaults < --config FILE < OPSFLEET_* environment
 variables (key path upper-cased, sections joined by '__', e.g. OPSFLEET_GRPC__PORT=9191,
 OPSFLEET_DATABASE__URL=postgresql://user@127.0.0.1/opsfleet) < command-line flags.
-With no configuration at all the Manager keeps an SQLite database in ./data/opsfleet.db
-and listens for gRPC on 0.0.0.0:9090.
+With no configuration at all the Manager keeps an SQLite database in ./data/opsfleet.db,
+creates a fleet CA in ./data/ca/, serves gRPC with mutual TLS on 0.0.0.0:9090 and node
+enrollment on 0.0.0.0:9092 (see docs/security.md). --insecure serves plaintext instead,
+for the seed's Go daemons only.
 
 SIGTERM or Ctrl-C stops it gracefully (drains in-flight calls, flushes writes);
 a second signal forces exit. If a background task (a database writer, the heartbeat
@@ -61,6 +64,11 @@ def add_parser(sub: Any) -> None:
         "--data-dir", metavar="DIR", help="directory for the default SQLite database (default ./data)"
     )
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext, unauthenticated gRPC (grpc.tls.mode off) for the seed's daemons: NOT for production",
+    )
     p.set_defaults(handler=run)
 
 
@@ -68,6 +76,8 @@ def config_from_args(args: argparse.Namespace) -> ManagerConfig:
     overrides: dict[str, Any] = {"database.url": args.database_url, "data_dir": args.data_dir}
     if args.log_level:
         overrides["log.level"] = args.log_level
+    if getattr(args, "insecure", False):
+        overrides["grpc.tls.mode"] = "off"
     if args.grpc_listen:
         host, port = split_host_port(args.grpc_listen, key="--grpc-listen")
         overrides |= {"grpc.host": host, "grpc.port": port}
@@ -78,11 +88,13 @@ def config_from_args(args: argparse.Namespace) -> ManagerConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from opsfleet.manager.app import ManagerApp
+    from opsfleet.manager.app import INSECURE_WARNING, ManagerApp
 
     configure_logging("info")
     config = config_from_args(args)
     configure_logging(config.log.level)
+    if config.tls_mode == "off":
+        print(INSECURE_WARNING, file=sys.stderr, flush=True)
 
     # Long-lived objects (config, caches of a large fleet) leave the collector's view, and
     # collections run less often: full collections of a big heap were the longest stalls

@@ -24,6 +24,10 @@ DEFAULT_RETENTION_DAYS = 30
 DEFAULT_DATA_DIR = "data"
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_TOKEN_TTL = 24 * 3600.0
+DEFAULT_ENROLLMENT_PORT = 9092
+DEFAULT_CERT_LIFETIME = 30 * 86400.0
+DEFAULT_MIN_CERT_LIFETIME = 3600.0
+DEFAULT_MAX_TOKEN_LIFETIME = 365 * 86400.0
 ADMIN_PASSWORD_ENV = "OPSFLEET_ADMIN_PASSWORD"
 DEFAULT_LOGIN_MAX_FAILURES = 10
 DEFAULT_LOGIN_MAX_FAILURES_PER_ADDRESS = 30
@@ -65,16 +69,59 @@ class ServerSection(Section):
     port: int = Field(default=DEFAULT_HTTP_PORT, ge=0, le=65535)
 
 
+TLSMode = Literal["auto", "files", "off"]
+
+
 class TLSSection(Section):
+    """The main gRPC port's TLS.
+
+    ``auto`` (default): mTLS with certificates of the fleet CA (see ``enrollment``);
+    ``files``: the certificate, key and (for mTLS) CA files below; ``off``: plaintext, as the
+    seed speaks (``opsfleet manager --insecure``). ``enabled: true`` without a ``mode`` is
+    the older spelling of ``files``.
+    """
+
+    mode: TLSMode = "auto"
     enabled: bool = False
     cert_file: str = ""
     key_file: str = ""
     ca_file: str = ""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_enabled(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("enabled") in (True, "true", "True", 1) and "mode" not in data:
+            return {**data, "mode": "files"}
+        return data
+
     @model_validator(mode="after")
     def _files_when_enabled(self) -> TLSSection:
-        if self.enabled and not (self.cert_file and self.key_file):
-            raise ValueError("tls.enabled needs cert_file and key_file")
+        if self.mode == "files" and not (self.cert_file and self.key_file):
+            raise ValueError("tls.mode files (or tls.enabled) needs cert_file and key_file")
+        return self
+
+
+class EnrollmentSection(Section):
+    """The fleet CA, the Manager's own certificate and node enrollment (``grpc.tls.mode: auto``)."""
+
+    host: str = ""
+    port: int = Field(default=DEFAULT_ENROLLMENT_PORT, ge=0, le=65535)
+    ca_cert_file: str = ""
+    ca_key_file: str = ""
+    server_names: list[str] = Field(default_factory=list)
+    cert_lifetime: Duration = DEFAULT_CERT_LIFETIME
+    min_cert_lifetime: Duration = Field(default=DEFAULT_MIN_CERT_LIFETIME, ge=1.0)
+    max_token_lifetime: Duration = Field(default=DEFAULT_MAX_TOKEN_LIFETIME, ge=60.0)
+    clone_window: Duration = Field(default=600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lifetimes(self) -> EnrollmentSection:
+        if self.cert_lifetime < self.min_cert_lifetime:
+            raise ValueError(
+                f"cert_lifetime must be at least min_cert_lifetime ({self.min_cert_lifetime:g}s)"
+            )
+        if bool(self.ca_cert_file) != bool(self.ca_key_file):
+            raise ValueError("ca_cert_file and ca_key_file must be set together")
         return self
 
 
@@ -172,6 +219,15 @@ class ManagerConfig(Section):
     auth: AuthSection = AuthSection()
     artifacts: ArtifactsSection = ArtifactsSection()
     rollouts: RolloutsSection = RolloutsSection()
+
+    enrollment: EnrollmentSection = EnrollmentSection()
+
+    @property
+    def tls_mode(self) -> TLSMode:
+        return self.grpc.tls.mode
+
+    def enrollment_host(self) -> str:
+        return self.enrollment.host or self.grpc.host
 
     def jwt_secret_path(self) -> Path:
         """Where the generated JWT secret lives when ``jwt.secret`` is not set."""

@@ -17,6 +17,8 @@ class EventKind(enum.StrEnum):
     REREGISTERED = "re-registered"
     ONLINE = "online"
     OFFLINE = "offline"
+    ENROLLED = "enrolled"
+    CLONE_SUSPECTED = "clone-suspected"
 
 
 AGENT_REMOVED = "removed"
@@ -329,3 +331,41 @@ class Rollout:
     created_by: str
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True)
+class EnrollmentToken:
+    """An enrollment token as stored: its secret is kept only as a SHA-256 hash."""
+
+    id: str
+    created_by: str
+    created_at: float
+    expires_at: float
+    max_uses: int
+    uses: int
+    labels: dict[str, str]
+    revoked_at: float | None = None
+
+    def state(self, now: float) -> str:
+        """``active``, ``revoked``, ``expired`` or ``used-up``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at <= now:
+            return "expired"
+        if self.uses >= self.max_uses:
+            return "used-up"
+        return "active"
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """One certificate issued to a node (enrollment or renewal)."""
+
+    node_id: str
+    serial: str
+    not_after: float
+    enrolled_at: float
+    token_id: str = ""
+    hostname: str = ""
+    boot_id: str = ""
+    revoked_at: float | None = None

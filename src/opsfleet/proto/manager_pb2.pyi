@@ -54,6 +54,7 @@ class RegisterNodeRequest(_message.Message):
     DAEMON_VERSION_FIELD_NUMBER: _builtins.int
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
     DAEMON_ADDRESS_FIELD_NUMBER: _builtins.int
+    BOOT_ID_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     hostname: _builtins.str
     ip: _builtins.str
@@ -63,6 +64,8 @@ class RegisterNodeRequest(_message.Message):
     agent_version: _builtins.str
     daemon_address: _builtins.str
     """opsfleet addition: host:port where this node's DaemonService listens."""
+    boot_id: _builtins.str
+    """opsfleet addition: /proc/sys/kernel/random/boot_id of the daemon's host (clone detection)."""
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -77,10 +80,11 @@ class RegisterNodeRequest(_message.Message):
         daemon_version: _builtins.str = ...,
         agent_version: _builtins.str = ...,
         daemon_address: _builtins.str = ...,
+        boot_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "arch", b"arch", "daemon_address", b"daemon_address", "daemon_version", b"daemon_version", "hostname", b"hostname", "ip", b"ip", "labels", b"labels", "node_id", b"node_id", "os", b"os"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "arch", b"arch", "boot_id", b"boot_id", "daemon_address", b"daemon_address", "daemon_version", b"daemon_version", "hostname", b"hostname", "ip", b"ip", "labels", b"labels", "node_id", b"node_id", "os", b"os"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -33,8 +33,10 @@ The nodes are spread over --workers processes, each with its own asyncio loop an
 --channels HTTP/2 connections. A progress line goes to stderr every --progress-interval
 seconds; at the end a table goes to stdout: calls/s per method, latency p50/p99/max of
 successful calls, errors by status code, registrations per second and, with
---manager-pid, the Manager's CPU and RSS. --json FILE saves the full report, including
-the per-second curves. Durations accept 500ms, 10s, 5m, 1h or plain seconds.
+--manager-pid, the Manager's CPU and RSS. Against a Manager with the fleet CA, --enroll
+HOST:PORT --token T --ca-fingerprint F enrolls every node first (one identity and one mTLS
+connection per node); otherwise start the Manager with --insecure. --json FILE saves the
+full report, including the per-second curves. Durations accept 500ms, 10s, 5m, 1h or plain seconds.
 """
 
 
@@ -170,6 +172,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--tls-key", default="", metavar="FILE", help="client private key for mTLS (with --tls-cert)"
     )
+    p.add_argument(
+        "--enroll",
+        default="",
+        metavar="HOST:PORT",
+        help="enroll every node at this enrollment port and use mTLS with its own certificate",
+    )
+    p.add_argument("--token", default="", help="enrollment token with at least --nodes uses (with --enroll)")
+    p.add_argument("--ca-fingerprint", default="", metavar="sha256:HEX", help="the fleet CA (with --enroll)")
     p.add_argument("--seed", type=int, help="random seed, for repeatable node profiles and schedules")
     p.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info", help="log verbosity"
@@ -202,6 +212,7 @@ def config_from_args(args: argparse.Namespace) -> c.SimConfig:
         progress_interval=args.progress_interval,
         manager_pid=args.manager_pid,
         tls=tls,
+        enroll=c.EnrollSettings(args.enroll, args.token, args.ca_fingerprint) if args.enroll else None,
         seed=args.seed,
     )
 

@@ -47,6 +47,15 @@ class TlsFiles:
 
 
 @dataclass(frozen=True)
+class EnrollSettings:
+    """Enroll every simulated node at the Manager's enrollment port before it registers."""
+
+    address: str
+    token: str
+    ca_fingerprint: str
+
+
+@dataclass(frozen=True)
 class SimConfig:
     """Everything one simulation run needs; ``ConfigError`` names the offending flag.
 
@@ -74,6 +83,7 @@ class SimConfig:
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     manager_pid: int | None = None
     tls: TlsFiles | None = None
+    enroll: EnrollSettings | None = None
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -107,6 +117,12 @@ class SimConfig:
             _at_least("--manager-pid", self.manager_pid, 1)
         if self.tls is not None and bool(self.tls.cert_file) != bool(self.tls.key_file):
             raise ConfigError("--tls-cert and --tls-key must be given together")
+        if self.enroll is not None:
+            split_host_port(self.enroll.address, key="--enroll")
+            if not self.enroll.token or not self.enroll.ca_fingerprint:
+                raise ConfigError("--enroll needs --token and --ca-fingerprint")
+            if self.tls is not None:
+                raise ConfigError("--enroll and --tls-* are exclusive")
 
     @property
     def effective_workers(self) -> int:

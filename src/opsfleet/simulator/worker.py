@@ -195,4 +195,8 @@ def worker_main(spec: WorkerSpec, control: Connection, outbox: Outbox) -> None:
 
 
 def _grpc_caller(cfg: SimConfig) -> Caller:
+    if cfg.enroll is not None:
+        from opsfleet.simulator.enrolled import EnrolledCaller
+
+        return EnrolledCaller(cfg.target, enroll=cfg.enroll, timeout=cfg.timeout)
     return GrpcCaller(cfg.target, channels=cfg.channels, timeout=cfg.timeout, tls=cfg.tls)

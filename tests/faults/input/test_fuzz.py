@@ -79,6 +79,7 @@ class ManagerThread:
                 "server.port": 0,
                 "data_dir": str(data_dir),
                 "grpc.shutdown_grace": 1.0,
+                "grpc.tls.mode": "off",  # fuzzing the inputs; tests/integration/security covers mTLS
                 "database.url": f"sqlite:///{data_dir / 'fuzz.db'}",
                 "auth.admin_password": ADMIN_PASSWORD,
             },

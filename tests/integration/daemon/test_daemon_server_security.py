@@ -6,6 +6,7 @@ stop the agents of an enrolled daemon, read their logs and leave no audit entry.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,9 @@ import grpc
 import pytest
 
 from opsfleet.common.errors import Unavailable
-from opsfleet.common.pki import node_dns_name, save_node_material
+from opsfleet.common.pki import load_node_material, node_dns_name
+from opsfleet.daemon.enroll import enroll
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc
-from tests.fleet_certs import FleetPKI
 from tests.helpers import assert_eventually
 from tests.integration.daemon.test_agent_ops import agent
 
@@ -32,14 +33,26 @@ async def _stop(channel: grpc.aio.Channel) -> grpc.StatusCode:
         return grpc.StatusCode.OK
 
 
+async def _enroll(manager: Any, work_dir: Path, node_id: str) -> None:
+    """Enroll ``node_id`` with the Manager's fleet CA, as ``opsfleet daemon enroll`` does."""
+    token = await manager.enrollment.create_token(max_uses=1, expires_in=600, labels={}, created_by="test")
+    await asyncio.to_thread(
+        enroll,
+        address=f"127.0.0.1:{manager.enrollment_port}",
+        token=token.secret,
+        ca_fingerprint=manager.ca.fingerprint,
+        work_dir=work_dir,
+        node_id=node_id,
+    )
+
+
 async def test_an_enrolled_daemon_serves_only_the_manager(
     apps: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    fleet = FleetPKI()
     work_dir = tmp_path / "daemon"
-    save_node_material(work_dir, fleet.node("node-1"))
-    manager = await apps.manager()
+    manager = await apps.manager(**{"grpc.tls.mode": "auto"})
+    await _enroll(manager, work_dir, "node-1")
     daemon = await apps.daemon(
         f"127.0.0.1:{manager.grpc_port}", work_dir=work_dir, agents=[agent("a")], daemon__id="node-1"
     )
@@ -47,8 +60,10 @@ async def test_an_enrolled_daemon_serves_only_the_manager(
     address = f"127.0.0.1:{daemon.grpc_port}"
 
     assert await _stop(grpc.aio.insecure_channel(address)) == grpc.StatusCode.UNAVAILABLE
-    node_cert = fleet.node("node-2")
-    as_node = grpc.ssl_channel_credentials(fleet.ca_pem, node_cert.key_pem, node_cert.cert_pem)
+    await _enroll(manager, tmp_path / "other", "node-2")
+    node_cert = load_node_material(tmp_path / "other")
+    assert node_cert is not None
+    as_node = grpc.ssl_channel_credentials(node_cert.ca_pem, node_cert.key_pem, node_cert.cert_pem)
     options = [("grpc.ssl_target_name_override", node_dns_name("node-1"))]
     denied = await _stop(grpc.aio.secure_channel(address, as_node, options=options))
     assert denied == grpc.StatusCode.PERMISSION_DENIED
@@ -56,9 +71,10 @@ async def test_an_enrolled_daemon_serves_only_the_manager(
 
     # The Manager, dialing as itself, operates the agent; the daemon's audit log names it.
     await assert_eventually(lambda: manager.store.get_node("node-1"), timeout=10)
+    manager.daemon_clients.use_identity(None)
     with pytest.raises(Unavailable, match="is unreachable"):  # without the identity: plaintext refused
         await manager.agent_ops.operate("node-1", "a", "stop", username="alice")
-    manager.daemon_clients.use_identity(fleet.manager())
+    manager.daemon_clients.use_identity(manager.tls_material)
     record = await manager.agent_ops.operate("node-1", "a", "stop", username="alice")
     assert record.success and daemon.supervisor.agent("a").status == "stopped"
     audit = [r.getMessage() for r in caplog.records if r.name == "opsfleet.daemon.rpc.audit"]

@@ -28,7 +28,9 @@ async def _storm(address: str, seconds: int) -> str:
 
 
 async def test_cancelled_writes_do_not_wedge_sqlite(tmp_path: Path) -> None:
-    proc = await Proc.start(["manager", "--grpc-listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d")])
+    proc = await Proc.start(
+        ["manager", "--insecure", "--grpc-listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d")]
+    )
     try:
         address = f"127.0.0.1:{await proc.grpc_port()}"
         report = await _storm(address, 5)

@@ -13,6 +13,7 @@ import grpc
 from opsfleet.common.errors import InvalidArgument
 from opsfleet.common.rpc_errors import grpc_errors, unimplemented
 from opsfleet.manager.domain import AgentState, NodeRegistration
+from opsfleet.manager.rpc.identity_guard import OPEN, IdentityGuard
 from opsfleet.manager.services.agents import AgentService
 from opsfleet.manager.services.configs import ConfigService
 from opsfleet.manager.services.metrics import MetricService, RawMetric
@@ -40,16 +41,20 @@ class ManagerServicer(manager_pb2_grpc.ManagerServiceServicer):
         *,
         configs: ConfigService | None = None,
         observe_rpc: RpcObserver = None,
+        guard: IdentityGuard = OPEN,
     ) -> None:
         self._nodes = nodes
         self._metrics = metrics
         self._configs = configs
         self.observe_rpc = observe_rpc
+        self._guard = guard
 
     @grpc_errors
     async def RegisterNode(
         self, request: manager_pb2.RegisterNodeRequest, context: Ctx
     ) -> manager_pb2.RegisterNodeResponse:
+        await self._guard.check(context, request.node_id)
+        await self._guard.saw_registration(request.node_id, request.hostname, request.boot_id)
         created = await self._nodes.register(
             NodeRegistration(
                 node_id=request.node_id,
@@ -57,7 +62,7 @@ class ManagerServicer(manager_pb2_grpc.ManagerServiceServicer):
                 ip=request.ip,
                 os=request.os,
                 arch=request.arch,
-                labels=dict(request.labels),
+                labels=self._guard.labels(request.node_id, dict(request.labels)),
                 daemon_version=request.daemon_version,
                 agent_version=request.agent_version,
                 daemon_address=request.daemon_address,
@@ -70,6 +75,7 @@ class ManagerServicer(manager_pb2_grpc.ManagerServiceServicer):
     async def Heartbeat(
         self, request: manager_pb2.HeartbeatRequest, context: Ctx
     ) -> manager_pb2.HeartbeatResponse:
+        await self._guard.check(context, request.node_id)
         await self._nodes.heartbeat(request.node_id)
         config_hash = self._configs.hash_for(request.node_id) if self._configs is not None else ""
         return manager_pb2.HeartbeatResponse(success=True, message="ok", config_hash=config_hash)
@@ -78,6 +84,7 @@ class ManagerServicer(manager_pb2_grpc.ManagerServiceServicer):
     async def ReportMetrics(
         self, request: manager_pb2.ReportMetricsRequest, context: Ctx
     ) -> manager_pb2.ReportMetricsResponse:
+        await self._guard.check(context, request.node_id)
         result = await self._metrics.ingest(
             request.node_id, (RawMetric(m.type, m.timestamp, m.values) for m in request.metrics)
         )
@@ -134,8 +141,10 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
         configs: ConfigService,
         *,
         observe_rpc: RpcObserver = None,
+        guard: IdentityGuard = OPEN,
     ) -> None:
         self.observe_rpc = observe_rpc
+        self._guard = guard
         self._nodes = nodes
         self._metrics = metrics
         self._agents = agents
@@ -145,18 +154,35 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
     async def Register(
         self, request: daemon_pb2.RegisterRequest, context: Ctx
     ) -> daemon_pb2.RegisterResponse:
-        node_id, created = await self._nodes.register_assigned(
-            NodeRegistration(
-                node_id="",
-                hostname=request.hostname,
-                ip=request.ip,
-                os=request.os,
-                arch=request.arch,
-                labels=dict(request.labels),
-                daemon_version=request.daemon_version,
-                agent_version=request.agent_version,
+        if self._guard.enforcing:
+            # Under mTLS the node is the one the certificate names, never one found by hostname.
+            node_id = self._guard.caller_node(context)
+            await self._guard.check(context, node_id)
+            created = await self._nodes.register(
+                NodeRegistration(
+                    node_id=node_id,
+                    hostname=request.hostname,
+                    ip=request.ip,
+                    os=request.os,
+                    arch=request.arch,
+                    labels=self._guard.labels(node_id, dict(request.labels)),
+                    daemon_version=request.daemon_version,
+                    agent_version=request.agent_version,
+                )
             )
-        )
+        else:
+            node_id, created = await self._nodes.register_assigned(
+                NodeRegistration(
+                    node_id="",
+                    hostname=request.hostname,
+                    ip=request.ip,
+                    os=request.os,
+                    arch=request.arch,
+                    labels=dict(request.labels),
+                    daemon_version=request.daemon_version,
+                    agent_version=request.agent_version,
+                )
+            )
         word = "registered" if created else "re-registered"
         return daemon_pb2.RegisterResponse(node_id=node_id, success=True, message=f"node {word}")
 
@@ -164,6 +190,7 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
     async def Heartbeat(
         self, request: daemon_pb2.HeartbeatRequest, context: Ctx
     ) -> daemon_pb2.HeartbeatResponse:
+        await self._guard.check(context, request.node_id)
         await self._nodes.heartbeat(request.node_id)
         config_hash = self._configs.hash_for(request.node_id)
         return daemon_pb2.HeartbeatResponse(success=True, message="ok", config_hash=config_hash)
@@ -172,6 +199,7 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
     async def ReportMetrics(
         self, request: daemon_pb2.MetricsRequest, context: Ctx
     ) -> daemon_pb2.MetricsResponse:
+        await self._guard.check(context, request.node_id)
         await self._nodes.ensure_known(request.node_id)
         raw = parse_metrics_document(request.data, request.timestamp or int(time.time()))
         result = await self._metrics.ingest(request.node_id, raw)
@@ -181,6 +209,7 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
 
     @grpc_errors
     async def GetConfig(self, request: daemon_pb2.ConfigRequest, context: Ctx) -> daemon_pb2.ConfigResponse:
+        await self._guard.check(context, request.node_id)
         data, config_hash = await self._configs.get(request.node_id, request.config_type)
         return daemon_pb2.ConfigResponse(
             success=True, message="ok", config_data=data, config_hash=config_hash
@@ -190,6 +219,7 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
     async def ReportConfigState(
         self, request: daemon_pb2.ConfigStateRequest, context: Ctx
     ) -> daemon_pb2.ConfigStateResponse:
+        await self._guard.check(context, request.node_id)
         await self._configs.report(request.node_id, request.config_hash, request.state, request.error)
         return daemon_pb2.ConfigStateResponse(success=True, message=f"config state {request.state} noted")
 
@@ -197,6 +227,7 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
     async def SyncAgentStates(
         self, request: daemon_pb2.SyncAgentStatesRequest, context: Ctx
     ) -> daemon_pb2.SyncAgentStatesResponse:
+        await self._guard.check(context, request.node_id)
         states = [
             AgentState(
                 agent_id=s.agent_id,

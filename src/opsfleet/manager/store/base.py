@@ -9,12 +9,14 @@ from opsfleet.manager.domain import (
     Agent,
     AgentState,
     AuditEntry,
+    EnrollmentToken,
     MetricBucket,
     MetricSample,
     Node,
     NodeConfigState,
     NodeEvent,
     NodeFilter,
+    NodeIdentity,
     NodeRegistration,
     OperationRecord,
     PolicyRevision,
@@ -192,3 +194,49 @@ class PolicyStore(Protocol):
     async def save_config_state(self, state: NodeConfigState) -> None: ...
 
     async def load_config_states(self) -> list[NodeConfigState]: ...
+
+
+class TokenRefused(Exception):
+    """An enrollment token cannot be used; ``reason`` is unknown, revoked, expired or used-up."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class IdentityExists(Exception):
+    """The node already has an active (unexpired, unrevoked) identity."""
+
+
+class EnrollmentStore(Protocol):
+    """Enrollment tokens and node identities. Every method is a complete transaction."""
+
+    async def insert_token(self, token: EnrollmentToken, secret_hash: str) -> None: ...
+
+    async def list_tokens(self) -> list[EnrollmentToken]:
+        """Newest first."""
+
+    async def find_token(self, secret_hash: str) -> EnrollmentToken | None: ...
+
+    async def revoke_token(self, token_id: str, now: float) -> EnrollmentToken | None:
+        """Mark revoked (idempotent); None when there is no such token."""
+
+    async def enroll(self, secret_hash: str, identity: NodeIdentity, now: float) -> EnrollmentToken:
+        """In one transaction: count one use of the token (TokenRefused when it is unknown,
+        revoked, expired or used up: two concurrent calls never exceed ``max_uses``), refuse
+        with IdentityExists when ``identity.node_id`` has an active identity (the use is not
+        counted), store ``identity`` with the token's id. The token as it was used."""
+
+    async def add_identity(self, identity: NodeIdentity) -> None:
+        """Store a renewed certificate of a node."""
+
+    async def active_identities(self, now: float, node_id: str | None = None) -> list[NodeIdentity]:
+        """Unrevoked identities with ``not_after > now`` (of one node, or all)."""
+
+    async def token_labels(self, token_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The labels of the given tokens."""
+
+    async def revoke_identities(self, node_id: str, now: float) -> int:
+        """Revoke every identity of the node; how many were active."""
+
+    async def add_node_event(self, node_id: str, kind: str, detail: str, at: float) -> None: ...

@@ -201,3 +201,32 @@ rollout_nodes = sa.Table(
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float, nullable=False),
 )
+
+enrollment_tokens = sa.Table(
+    "enrollment_tokens",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_by", sa.String(64), nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("max_uses", sa.Integer, nullable=False),
+    sa.Column("uses", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("labels", JSONType, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+node_identities = sa.Table(
+    "node_identities",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("node_id", sa.String(128), nullable=False),
+    sa.Column("serial", sa.String(64), nullable=False, unique=True),
+    sa.Column("not_after", sa.Float, nullable=False),
+    sa.Column("enrolled_at", sa.Float, nullable=False),
+    sa.Column("token_id", sa.String(32), nullable=False, server_default=""),
+    sa.Column("hostname", sa.String(255), nullable=False, server_default=""),
+    sa.Column("boot_id", sa.String(64), nullable=False, server_default=""),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Index("ix_node_identities_node", "node_id"),
+)

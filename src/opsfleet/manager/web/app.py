@@ -24,6 +24,7 @@ from opsfleet.manager.web import (
     routes_agents,
     routes_artifacts,
     routes_auth,
+    routes_enrollment,
     routes_metrics,
     routes_nodes,
     routes_ops,
@@ -73,6 +74,7 @@ def create_app(ctx: WebContext, *, static_dir: Path | None = None) -> FastAPI:
         routes_admin,
         routes_artifacts,
         routes_rollouts,
+        routes_enrollment,
     ):
         app.include_router(module.router)
     app.include_router(routes_policies.router)

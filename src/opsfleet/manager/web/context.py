@@ -13,7 +13,9 @@ from opsfleet.manager.services.artifacts import ArtifactService
 from opsfleet.manager.services.audit import AuditService
 from opsfleet.manager.services.auth import AuthService
 from opsfleet.manager.services.configs import ConfigService
+from opsfleet.manager.services.enrollment import EnrollmentService
 from opsfleet.manager.services.fleet import FleetService
+from opsfleet.manager.services.identities import IdentityRegistry
 from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
 from opsfleet.manager.services.nodes import NodeService
@@ -41,6 +43,8 @@ class WebContext:
     configs: ConfigService
     artifacts: ArtifactService
     rollouts: RolloutService
+    enrollment: EnrollmentService | None = None  # None unless grpc.tls.mode is auto
+    identities: IdentityRegistry | None = None
 
 
 def get_context(request: Request) -> WebContext:

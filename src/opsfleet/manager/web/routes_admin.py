@@ -75,8 +75,15 @@ async def audit_log(
 @router.delete(
     "/nodes/{node_id}",
     name="admin.nodes.delete",
-    summary="Delete a node with its agents, events and metric samples; it may register again",
+    summary=(
+        "Delete a node with its agents, events and metric samples and revoke its certificates; "
+        "it may enroll and register again"
+    ),
 )
 async def delete_node(node_id: str, ctx: Ctx, _admin: AdminUser) -> dict[str, Any]:
+    data: dict[str, Any] = {"node_id": node_id, "deleted": True}
+    if ctx.enrollment is not None:
+        # First: from this moment on the node's certificates are refused.
+        data["certificates_revoked"] = await ctx.enrollment.revoke_node(node_id)
     await ctx.fleet.delete_node(node_id)
-    return ok({"node_id": node_id, "deleted": True}, "deleted")
+    return ok(data, "deleted")

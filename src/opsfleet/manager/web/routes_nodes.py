@@ -10,7 +10,7 @@ from opsfleet.manager.services.fleet import make_filter
 from opsfleet.manager.services.paging import DEFAULT_PAGE_SIZE
 from opsfleet.manager.web.audit_route import AuditedRoute
 from opsfleet.manager.web.context import Ctx
-from opsfleet.manager.web.envelope import ok, paged
+from opsfleet.manager.web.envelope import ok, paged, rfc3339
 from opsfleet.manager.web.routes_admin import PageNo, PageSize
 from opsfleet.manager.web.schemas import event_json, node_json
 from opsfleet.manager.web.security import CurrentUser
@@ -41,7 +41,10 @@ async def statistics(ctx: Ctx, _user: CurrentUser) -> dict[str, Any]:
 
 @router.get("/{node_id}", name="nodes.get", summary="One node")
 async def get_node(node_id: str, ctx: Ctx, _user: CurrentUser) -> dict[str, Any]:
-    return ok(node_json(await ctx.nodes.get(node_id)))
+    data = node_json(await ctx.nodes.get(node_id))
+    warning = ctx.identities.clone_warnings.get(node_id) if ctx.identities is not None else None
+    data["clone_warning"] = {"at": rfc3339(warning.at), "detail": warning.detail} if warning else None
+    return ok(data)
 
 
 @router.get(

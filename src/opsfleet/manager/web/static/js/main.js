@@ -10,6 +10,7 @@ import { renderNodes } from "./views/nodes.js";
 import { renderOverview } from "./views/overview.js";
 import { renderPolicies, renderPolicy } from "./views/policies.js";
 import { renderRolloutDetail, renderRollouts } from "./views/rollouts.js";
+import { renderTokens } from "./views/tokens.js";
 
 const app = document.getElementById("app");
 let scope = null;
@@ -25,6 +26,7 @@ function route() {
   if (first === "policies") return { name: "policies", render: renderPolicies, args: [] };
   if (first === "rollouts" && second) return { name: "rollouts", render: renderRolloutDetail, args: [second] };
   if (first === "rollouts") return { name: "rollouts", render: renderRollouts, args: [] };
+  if (first === "tokens") return { name: "tokens", render: renderTokens, args: [] };
   return { name: "overview", render: renderOverview, args: [query] };
 }
 
@@ -33,6 +35,7 @@ function updateShell(active) {
   document.getElementById("topbar").hidden = !signedIn;
   const user = session.get()?.user;
   document.getElementById("nav-user").textContent = user ? `${user.username} · ${user.role}` : "";
+  document.getElementById("nav-tokens").hidden = user?.role !== "admin";
   for (const link of document.querySelectorAll("[data-nav]")) {
     link.classList.toggle("active", link.dataset.nav === active);
     link.toggleAttribute("aria-current", link.dataset.nav === active);

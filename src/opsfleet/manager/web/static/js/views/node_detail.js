@@ -12,7 +12,24 @@ import { renderAgents } from "./agents.js";
 import { renderNodeCharts } from "./node_charts.js";
 
 const NODE_NOT_FOUND = 2001;
-const EVENT_TONE = { online: "ok", offline: "bad", registered: "info", "re-registered": "info" };
+const EVENT_TONE = {
+  online: "ok",
+  offline: "bad",
+  registered: "info",
+  "re-registered": "info",
+  enrolled: "info",
+  "clone-suspected": "bad",
+};
+
+/** A warning badge when two daemons seem to present this node's identity. */
+function cloneBadge(node) {
+  if (!node.clone_warning) return null;
+  return h(
+    "span",
+    { class: "badge bad", "data-testid": "clone-warning", title: node.clone_warning.detail },
+    "possible clone",
+  );
+}
 
 function fact(key, value, testid) {
   return h(
@@ -127,7 +144,7 @@ export function renderNodeDetail(root, scope, nodeId, query) {
     if (scope.disposed) return;
     title.textContent = node.hostname || node.node_id;
     document.title = `${node.hostname || node.node_id} · opsfleet`;
-    replace(status, badge(node.status, "node-detail-status"));
+    replace(status, badge(node.status, "node-detail-status"), " ", cloneBadge(node));
     replace(
       facts,
       fact("Node ID", h("span", { class: "mono" }, node.node_id)),
@@ -136,6 +153,7 @@ export function renderNodeDetail(root, scope, nodeId, query) {
       fact("Labels", labels(node)),
       fact("Daemon", `${node.daemon_version || "–"} at ${node.daemon_address || "unknown address"}`),
       fact("Agent version", node.agent_version || "–"),
+      node.clone_warning ? fact("Identity warning", node.clone_warning.detail, "clone-detail") : null,
       fact("Registered", dateTime(node.registered_at)),
       fact(
         "Last seen",

@@ -1,0 +1,199 @@
+"""Enrollment tokens and the certificates nodes get for them.
+
+A token is ``oft_`` + 32 random bytes (URL-safe base64); only its SHA-256 is stored, and
+the plaintext is returned once, by :meth:`EnrollmentService.create_token`. Enrolling counts
+one use atomically in the store, so concurrent enrollments never exceed ``max_uses``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from opsfleet.common.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from opsfleet.common.pki import CertificateAuthority
+from opsfleet.common.validation import MAX_HOSTNAME, check_labels, check_node_id
+from opsfleet.manager.domain import EnrollmentToken, EventKind, NodeIdentity
+from opsfleet.manager.services.identities import IdentityRegistry
+from opsfleet.manager.store.base import EnrollmentStore, IdentityExists, TokenRefused
+
+log = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "oft_"
+MAX_TOKEN_USES = 1_000_000
+MIN_TOKEN_LIFETIME = 60.0
+
+_REFUSALS = {
+    "unknown": "enrollment token is not valid",
+    "revoked": "enrollment token was revoked",
+    "expired": "enrollment token has expired",
+    "used-up": "enrollment token has been used up (max_uses reached)",
+}
+
+
+class TokenNotFound(NotFound):
+    """No enrollment token with that id."""
+
+
+def hash_secret(token: str) -> str:
+    return hashlib.sha256(token.strip().encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CreatedToken:
+    token: EnrollmentToken
+    secret: str  # shown once
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    node_id: str
+    cert_pem: bytes
+    ca_pem: bytes
+    not_after: int
+    labels: dict[str, str]
+
+
+class EnrollmentService:
+    """Create, list and revoke tokens; enroll nodes; renew their certificates."""
+
+    def __init__(
+        self,
+        store: EnrollmentStore,
+        registry: IdentityRegistry,
+        ca: CertificateAuthority,
+        *,
+        cert_lifetime: float,
+        max_token_lifetime: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._ca = ca
+        self._lifetime = dt.timedelta(seconds=cert_lifetime)
+        self._max_token_lifetime = max_token_lifetime
+        self._clock = clock
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self._ca.cert_pem
+
+    # -- tokens --------------------------------------------------------------------------
+
+    async def create_token(
+        self, *, max_uses: int, expires_in: float, labels: Mapping[str, str], created_by: str
+    ) -> CreatedToken:
+        if not 1 <= max_uses <= MAX_TOKEN_USES:
+            raise InvalidArgument(f"max_uses must be between 1 and {MAX_TOKEN_USES}")
+        if not MIN_TOKEN_LIFETIME <= expires_in <= self._max_token_lifetime:
+            raise InvalidArgument(
+                f"expires_in must be between {MIN_TOKEN_LIFETIME:g} and {self._max_token_lifetime:g} seconds"
+            )
+        check_labels(labels)
+        now = self._clock()
+        token = EnrollmentToken(
+            id=uuid.uuid4().hex[:16],
+            created_by=created_by,
+            created_at=now,
+            expires_at=now + expires_in,
+            max_uses=max_uses,
+            uses=0,
+            labels=dict(labels),
+        )
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        await self._store.insert_token(token, hash_secret(secret))
+        log.info("enrollment token %s created by %s (max_uses=%d)", token.id, created_by, max_uses)
+        return CreatedToken(token, secret)
+
+    async def list_tokens(self) -> list[EnrollmentToken]:
+        return await self._store.list_tokens()
+
+    async def revoke_token(self, token_id: str) -> EnrollmentToken:
+        token = await self._store.revoke_token(token_id[:32], self._clock())
+        if token is None:
+            raise TokenNotFound(f"enrollment token {token_id} does not exist")
+        log.info("enrollment token %s revoked", token_id)
+        return token
+
+    def token_state(self, token: EnrollmentToken) -> str:
+        return token.state(self._clock())
+
+    # -- certificates --------------------------------------------------------------------
+
+    async def enroll(
+        self, *, token: str, csr_pem: bytes, node_id: str, hostname: str = "", boot_id: str = ""
+    ) -> Enrolled:
+        """A certificate for ``node_id`` (a new id when empty) in exchange for one token use.
+
+        PermissionDenied for a bad, revoked, expired or used-up token; Conflict when the
+        node already has an active identity; InvalidArgument for a malformed request."""
+        if not token:
+            raise Unauthenticated("an enrollment token is required")
+        node_id = node_id or str(uuid.uuid4())
+        check_node_id(node_id)
+        if len(hostname) > MAX_HOSTNAME or len(boot_id) > 64:
+            raise InvalidArgument("hostname or boot_id is too long")
+        secret_hash = hash_secret(token)
+        # Cheap refusal before any signing; the transaction below decides for good.
+        found = await self._store.find_token(secret_hash)
+        state = "unknown" if found is None else found.state(self._clock())
+        if state != "active":
+            log.warning("enrollment of node %s refused: token %s", node_id, state)
+            raise PermissionDenied(_REFUSALS.get(state, "enrollment token refused"))
+        issued = self._ca.sign_node_csr(csr_pem, node_id, self._lifetime)
+        now = self._clock()
+        identity = NodeIdentity(
+            node_id=node_id,
+            serial=str(issued.serial),
+            not_after=float(issued.not_after),
+            enrolled_at=now,
+            hostname=hostname,
+            boot_id=boot_id,
+        )
+        try:
+            used = await self._store.enroll(secret_hash, identity, now)
+        except TokenRefused as exc:
+            log.warning("enrollment of node %s refused: token %s", node_id, exc.reason)
+            raise PermissionDenied(_REFUSALS.get(exc.reason, "enrollment token refused")) from exc
+        except IdentityExists as exc:
+            raise Conflict(
+                f"node {node_id} already has an active identity; delete the node first to enroll it again"
+            ) from exc
+        self._registry.add(identity, used.labels)
+        await self._store.add_node_event(node_id, EventKind.ENROLLED.value, f"token {used.id}", now)
+        log.info("node %s enrolled with token %s (certificate serial %x)", node_id, used.id, issued.serial)
+        return Enrolled(node_id, issued.cert_pem, self._ca.cert_pem, issued.not_after, dict(used.labels))
+
+    async def renew(self, *, caller_node: str, caller_serial: str, node_id: str, csr_pem: bytes) -> Enrolled:
+        """A new certificate for the caller, which must be ``node_id`` with a current certificate.
+
+        The old certificate stays valid until it expires."""
+        if caller_node != node_id:
+            raise PermissionDenied(f"certificate of node {caller_node} may not renew node {node_id!r}")
+        await self._registry.check(node_id, caller_serial)
+        issued = self._ca.sign_node_csr(csr_pem, node_id, self._lifetime)
+        identity = NodeIdentity(
+            node_id=node_id,
+            serial=str(issued.serial),
+            not_after=float(issued.not_after),
+            enrolled_at=self._clock(),
+            token_id=self._registry.token_of(node_id),
+        )
+        await self._store.add_identity(identity)
+        self._registry.add(identity)
+        log.info("node %s renewed its certificate (serial %x)", node_id, issued.serial)
+        return Enrolled(node_id, issued.cert_pem, self._ca.cert_pem, issued.not_after, {})
+
+    async def revoke_node(self, node_id: str) -> int:
+        """Revoke every certificate of the node at once (its calls are refused from now on)."""
+        count = await self._store.revoke_identities(node_id, self._clock())
+        self._registry.revoke(node_id)
+        if count:
+            log.info("node %s: %d certificates revoked", node_id, count)
+        return count
