@@ -4,6 +4,7 @@
     python benchmarks/run.py fleet           # target 2: N nodes for T seconds
     python benchmarks/run.py restart         # target 3: Manager restart under load
     python benchmarks/run.py ingest-history  # target 4: ingestion rate, history queries
+    python benchmarks/run.py config-rollout  # central config: a revision reaching every node
 
 Each scenario starts its own servers as subprocesses, on SQLite by default or on
 PostgreSQL with --database-url. Logs and simulator reports go to the work directory
@@ -28,7 +29,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from benchmarks.output import RESULTS_DIR, default_json_path, save
 from benchmarks.procs import BenchError
-from benchmarks.scenarios import fleet, ingest_history, restart, saturate
+from benchmarks.scenarios import config_rollout, fleet, ingest_history, restart, saturate
 from opsfleet.common.errors import OpsfleetError
 
 AUTO = "auto"
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="benchmarks/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="scenario", metavar="SCENARIO", required=True)
-    for module in (saturate, fleet, restart, ingest_history):
+    for module in (saturate, fleet, restart, ingest_history, config_rollout):
         module.add_parser(sub)
     for p in sub.choices.values():
         p.add_argument(

@@ -6,12 +6,15 @@ and browser (module event loop) but each uses its own browser context and signs 
 
 from __future__ import annotations
 
+import hashlib
 import re
+from urllib.parse import quote
 
 import psutil
 import pytest
 from playwright.async_api import expect
 
+from opsfleet.common.signing import create_key_pair, sign
 from tests.browser.support import OpenSession, Session
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
@@ -229,6 +232,75 @@ async def test_api_docs_render_from_local_assets(open_session: OpenSession) -> N
     await expect(s.page.get_by_text("/api/v1/auth/logout", exact=True)).to_be_visible()
     await s.shot("swagger-ui")
     assert outside == []
+
+
+async def test_policies_page_shows_revisions_diff_and_the_node_state(open_session: OpenSession) -> None:
+    import httpx
+
+    s = await open_session("policies")
+    node_id = await open_node(s)
+    policy = {"name": "demo-collectors", "selector": {"env": "demo"}, "priority": 1}
+    async with httpx.AsyncClient(base_url=s.demo.url.rstrip("/") + "/api/v1") as api:
+        login = await api.post("/auth/login", json={"username": "admin", "password": s.demo.password})
+        auth = {"Authorization": f"Bearer {login.json()['data']['token']}"}
+        for interval in ("7s", "6s"):
+            body = {**policy, "config": {"collectors": {"disk": {"interval": interval}}}}
+            assert (await api.post("/policies", json=body, headers=auth)).status_code == 200
+    await expect(s.page.get_by_test_id("node-config-state")).to_have_text("applied")
+    await expect(s.page.get_by_test_id("node-config")).to_contain_text("demo-collectors r2")
+    await expect(s.page.get_by_test_id("node-config-yaml")).to_contain_text("interval: 6s")
+    await s.shot("node-config")
+
+    await s.page.get_by_role("link", name="Policies", exact=True).click()
+    row = s.page.locator('[data-testid="policy-row"][data-policy="demo-collectors"]')
+    await expect(row).to_contain_text("1 applied")
+    await row.get_by_test_id("policy-link").click()
+    node = s.page.locator(f'[data-testid="policy-node"][data-node-id="{node_id}"]')
+    await expect(node.get_by_test_id("config-state")).to_have_text("applied")
+    await expect(s.page.get_by_test_id("policy-revision")).to_have_count(2)
+    diff = s.page.get_by_test_id("policy-diff")
+    await expect(diff).to_contain_text("-        interval: 7s")
+    await expect(diff).to_contain_text("+        interval: 6s")
+    await expect(s.page.get_by_test_id("rollout-state")).to_contain_text("No staged rollout")
+    await s.shot("policy-detail")
+    assert s.script_errors == []
+
+
+async def test_rollouts_page_shows_a_halted_rollout_and_its_failed_node(open_session: OpenSession) -> None:
+    s = await open_session("rollouts")
+    await s.sign_in()
+    token = await s.page.evaluate("JSON.parse(sessionStorage.getItem('opsfleet.session')).token")
+    auth = {"Authorization": f"Bearer {token}"}
+    package = b"#!/bin/sh\nexit 0\n"
+    signature = sign(
+        create_key_pair().private_pem, "agent:sample", "9.9", hashlib.sha256(package).hexdigest()
+    )
+    upload = await s.page.request.post(
+        s.demo.url + f"api/v1/artifacts?component=agent:sample&version=9.9&signature={quote(signature)}",
+        data=package,
+        headers={**auth, "Content-Type": "application/octet-stream"},
+    )
+    assert upload.status == 200, await upload.text()
+    started = await s.page.request.post(
+        s.demo.url + "api/v1/rollouts", data={"component": "agent:sample", "version": "9.9"}, headers=auth
+    )
+    assert started.status == 200, await started.text()
+    rollout_id = (await started.json())["data"]["id"]
+
+    await s.page.goto(s.demo.url + "#/rollouts")
+    row = s.page.locator(f'[data-testid="rollout-row"][data-rollout-id="{rollout_id}"]')
+    await expect(row.get_by_test_id("rollout-state")).to_have_text("halted")
+    await expect(row).to_contain_text("1 failed")
+    await s.shot("rollouts")
+    await row.get_by_test_id("rollout-link").click()
+    node = s.page.get_by_test_id("rollout-node").first
+    await expect(node.get_by_test_id("rollout-node-state")).to_have_text("failed")
+    await expect(node).to_contain_text("does not run from a package")
+    await expect(s.page.get_by_test_id("rollout-cancel")).to_be_enabled()
+    await expect(s.page.get_by_test_id("rollout-resume")).to_be_disabled()
+    await s.page.get_by_test_id("rollout-cancel").click()
+    await expect(s.page.get_by_test_id("rollout-state")).to_have_text("cancelled")
+    await s.shot("rollout-cancelled")
 
 
 async def test_enrollment_tokens_page(open_session: OpenSession) -> None:

@@ -9,6 +9,8 @@ DeadlineExceeded. Tests inject an ``httpx.MockTransport`` or talk to a real Mana
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import quote
@@ -63,9 +65,20 @@ class ApiClient:
 
     # -- transport -------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        content: Iterator[bytes] | None = None,
+    ) -> Any:
+        headers = {"Content-Type": "application/octet-stream"} if content is not None else None
         try:
-            response = self._http.request(method, API + path, params=params, json=body)
+            response = self._http.request(
+                method, API + path, params=params, json=body, content=content, headers=headers
+            )
         except httpx.TimeoutException as exc:
             raise DeadlineExceeded(
                 f"{self.server} did not answer {method} {API}{path} within {self.timeout:g}s"
@@ -245,6 +258,99 @@ class ApiClient:
 
     def set_user_role(self, user_id: int, role: Role) -> JsonObject:
         data: JsonObject = self._call("PUT", f"/admin/users/{user_id}/role", body={"role": role})
+        return data
+
+    # -- policies (central configuration) ----------------------------------------------------
+
+    def apply_policy(self, document: JsonObject) -> JsonObject:
+        """Create or update; the current revision plus ``changed`` and ``diff``."""
+        data: JsonObject = self._call("POST", "/policies", body=document)
+        return data
+
+    def policies(self) -> JsonObject:
+        data: JsonObject = self._call("GET", "/policies")
+        return data
+
+    def policy(self, name: str) -> JsonObject:
+        data: JsonObject = self._call("GET", f"/policies/{_seg(name)}")
+        return data
+
+    def policy_revisions(self, name: str) -> JsonObject:
+        data: JsonObject = self._call("GET", f"/policies/{_seg(name)}/revisions")
+        return data
+
+    def policy_diff(self, name: str, old: int, new: int) -> JsonObject:
+        params = {"from": old, "to": new}
+        data: JsonObject = self._call("GET", f"/policies/{_seg(name)}/diff", params=params)
+        return data
+
+    def rollback_policy(self, name: str, revision: int) -> JsonObject:
+        path = f"/policies/{_seg(name)}/rollback"
+        data: JsonObject = self._call("POST", path, body={"revision": revision})
+        return data
+
+    def delete_policy(self, name: str) -> JsonObject:
+        data: JsonObject = self._call("DELETE", f"/policies/{_seg(name)}")
+        return data
+
+    def policy_status(self, name: str) -> JsonObject:
+        data: JsonObject = self._call("GET", f"/policies/{_seg(name)}/status")
+        return data
+
+    def resume_policy(self, name: str) -> JsonObject:
+        data: JsonObject = self._call("POST", f"/policies/{_seg(name)}/resume")
+        return data
+
+    def node_config(self, node_id: str) -> JsonObject:
+        data: JsonObject = self._call("GET", f"/nodes/{_seg(node_id)}/config")
+        return data
+
+    # -- artifacts -------------------------------------------------------------------------
+
+    def upload_artifact(
+        self, path: Path, *, component: str, version: str, signature: str = "", chunk: int = 1024 * 1024
+    ) -> JsonObject:
+        """Stream the file at ``path`` as the request body (never read whole into memory)."""
+
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as stream:
+                while block := stream.read(chunk):
+                    yield block
+
+        params = {"component": component, "version": version, "filename": path.name, "signature": signature}
+        data: JsonObject = self._call("POST", "/artifacts", params=params, content=chunks())
+        return data
+
+    def list_artifacts(self, component: str | None = None) -> JsonObject:
+        data: JsonObject = self._call(
+            "GET", "/artifacts", params={"component": component} if component else None
+        )
+        return data
+
+    def artifact(self, artifact_id: int) -> JsonObject:
+        data: JsonObject = self._call("GET", f"/artifacts/{artifact_id}")
+        return data
+
+    def delete_artifact(self, artifact_id: int) -> JsonObject:
+        data: JsonObject = self._call("DELETE", f"/artifacts/{artifact_id}")
+        return data
+
+    # -- rollouts --------------------------------------------------------------------------
+
+    def start_rollout(self, body: JsonObject) -> JsonObject:
+        data: JsonObject = self._call("POST", "/rollouts", body=body)
+        return data
+
+    def list_rollouts(self, limit: int = 100) -> JsonObject:
+        data: JsonObject = self._call("GET", "/rollouts", params={"limit": limit})
+        return data
+
+    def rollout(self, rollout_id: int) -> JsonObject:
+        data: JsonObject = self._call("GET", f"/rollouts/{rollout_id}")
+        return data
+
+    def rollout_action(self, rollout_id: int, action: Literal["pause", "resume", "cancel"]) -> JsonObject:
+        data: JsonObject = self._call("POST", f"/rollouts/{rollout_id}/{action}")
         return data
 
     # -- enrollment tokens -----------------------------------------------------------------

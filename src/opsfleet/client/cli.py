@@ -1,15 +1,25 @@
-"""Registers the client's top-level commands (login, logout, nodes, agents, metrics, users, tokens)."""
+"""Registers the client's top-level commands (login, nodes, agents, metrics, policies, tokens, ...)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from opsfleet.client.commands import agents, auth, metrics, nodes, tokens, users
+from opsfleet.client.commands import (
+    agents,
+    artifacts,
+    auth,
+    metrics,
+    nodes,
+    policies,
+    rollouts,
+    tokens,
+    users,
+)
 from opsfleet.client.dispatch import common_options
 
 
 def add_parsers(sub: Any) -> None:
     """Add the client commands to the ``opsfleet`` subparsers ``sub``."""
     parents = [common_options()]
-    for module in (auth, nodes, agents, metrics, users, tokens):
+    for module in (auth, nodes, agents, metrics, policies, users, tokens, artifacts, rollouts):
         module.register(sub, parents)

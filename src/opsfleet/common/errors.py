@@ -35,6 +35,10 @@ class Conflict(OpsfleetError):
     """The request conflicts with the current state (already exists, ...)."""
 
 
+class FailedPrecondition(Conflict):
+    """The target is in a state that does not allow the request now (e.g. an update already runs)."""
+
+
 class Unauthenticated(OpsfleetError):
     """The caller did not prove who it is."""
 
@@ -120,6 +124,7 @@ ERROR_TABLE: dict[type[OpsfleetError], ErrorMapping] = {
     ConfigError: ErrorMapping(GrpcCode.INVALID_ARGUMENT, 400, API_BAD_PARAMETERS),
     NotFound: ErrorMapping(GrpcCode.NOT_FOUND, 404, API_NOT_FOUND),
     Conflict: ErrorMapping(GrpcCode.ALREADY_EXISTS, 409, API_CONFLICT),
+    FailedPrecondition: ErrorMapping(GrpcCode.FAILED_PRECONDITION, 409, API_CONFLICT),
     Unauthenticated: ErrorMapping(GrpcCode.UNAUTHENTICATED, 401, API_NOT_AUTHENTICATED),
     PermissionDenied: ErrorMapping(GrpcCode.PERMISSION_DENIED, 403, API_FORBIDDEN),
     Unavailable: ErrorMapping(GrpcCode.UNAVAILABLE, 502, API_UPSTREAM),
@@ -133,7 +138,7 @@ ERROR_TABLE: dict[type[OpsfleetError], ErrorMapping] = {
 CODE_TO_ERROR: dict[GrpcCode, type[OpsfleetError]] = {
     GrpcCode.INVALID_ARGUMENT: InvalidArgument,
     GrpcCode.OUT_OF_RANGE: InvalidArgument,
-    GrpcCode.FAILED_PRECONDITION: Conflict,
+    GrpcCode.FAILED_PRECONDITION: FailedPrecondition,
     GrpcCode.NOT_FOUND: NotFound,
     GrpcCode.ALREADY_EXISTS: Conflict,
     GrpcCode.UNAUTHENTICATED: Unauthenticated,

@@ -1,7 +1,8 @@
 """The Daemon's composition root: identity, spool, collectors, the manager link, agents.
 
-Shutdown order: stop sampling, stop the link (undelivered samples stay in the spool),
-stop agents in reverse order, stop the DaemonService server, close the spool, log "stopped".
+Shutdown order: stop sampling, stop applying central configs, stop the link (undelivered
+samples stay in the spool), cancel an update in progress, stop agents in reverse order,
+stop the DaemonService server, close the spool, log "stopped".
 
 Crash policy: the owned tasks of the sampler, the manager link and the agent supervisor run
 in this app's crash scope. When one dies, ``run()`` shuts down in the order above (agents
@@ -21,7 +22,9 @@ from opsfleet.common.config import split_host_port
 from opsfleet.common.errors import ConfigError
 from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, stop_step, wait_stop_or_crash
 from opsfleet.common.pki import TLSMaterial, load_node_material
+from opsfleet.daemon.central_config import CentralConfig
 from opsfleet.daemon.config import DaemonConfig
+from opsfleet.daemon.effective import Effective, load_known_good
 from opsfleet.daemon.identity import load_node_id, local_ip_towards
 from opsfleet.daemon.link import AgentStateView, LinkSettings, ManagerLink
 from opsfleet.daemon.outbox import Outbox
@@ -31,13 +34,14 @@ from opsfleet.daemon.rpc.servicer import DaemonServicer
 from opsfleet.daemon.sampler import Sampler
 from opsfleet.daemon.spool import Spool
 from opsfleet.daemon.supervisor.supervisor import Supervisor
+from opsfleet.daemon.updates.installer import UpdateManager
 
 log = logging.getLogger(__name__)
 
 
-def link_settings(config: DaemonConfig) -> LinkSettings:
+def link_settings(config: DaemonConfig, heartbeat_interval: float | None = None) -> LinkSettings:
     return LinkSettings(
-        heartbeat_interval=config.manager.heartbeat_interval,
+        heartbeat_interval=heartbeat_interval or config.manager.heartbeat_interval,
         labels=dict(config.daemon.labels),
         state_sync_interval=config.daemon.state_sync_interval,
         batch_size=config.spool.batch_size,
@@ -62,8 +66,12 @@ class DaemonApp:
         self.renewer: CertificateRenewer | None = None
         self.sampler: Sampler | None = None
         self.supervisor: Supervisor | None = None
+        self.updates: UpdateManager | None = None
         self.rpc: DaemonRpcServer | None = None
+        self.central: CentralConfig | None = None
         self.grpc_port = 0
+        self.handover_requested = False
+        self._stop_event: asyncio.Event | None = None
         self._stopped = False
         self.crashes = Crashes("daemon")
 
@@ -91,8 +99,22 @@ class DaemonApp:
         pending = await self.outbox.pending()
         if pending:
             log.info("spool holds %d undelivered samples; they will be sent first", pending)
+        self.central = CentralConfig(
+            node_id=self.node_id,
+            work_dir=self.work_dir,
+            local=lambda: self.config,
+            apply=self._apply_effective,
+            agents=lambda: self.supervisor.agents() if self.supervisor is not None else [],
+            channel=lambda: self.link.open_channel if self.link is not None else None,
+            known_good=load_known_good(self.work_dir),
+            grace=cfg.daemon.config_grace,
+        )
+        effective = self.central.effective()
+        if self.central.known_good is not None:
+            log.info("running the last-known-good central config %s", self.central.applied_hash[:12])
+        self.updates = UpdateManager(cfg.update, work_dir=self.work_dir, base_specs=effective.specs)
         self.supervisor = Supervisor(
-            cfg.agent_specs(),
+            self.updates.resolve_specs(effective.specs),
             state_dir=self.work_dir / "agents",
             log_dir=self.work_dir / "logs",
             heartbeat_listen=("127.0.0.1", cfg.daemon.agent_heartbeat_port),
@@ -100,23 +122,29 @@ class DaemonApp:
             on_crash=self.crashes.report,
         )
         self.rpc = DaemonRpcServer(
-            DaemonServicer(self.supervisor),
+            DaemonServicer(self.supervisor, updates=self.updates if cfg.update.enabled else None),
             host=cfg.daemon.grpc_host,
             port=cfg.daemon.grpc_port,
             tls=server_tls(cfg.daemon.tls, self.work_dir),
         )
         self.grpc_port = await self.rpc.start()
         await self.supervisor.start()
+        self.updates.attach(self.supervisor, handover=self._handover if cfg.update.self_update else None)
         self.link = ManagerLink(
             manager=cfg.manager,
             node_id=self.node_id,
             outbox=self.outbox,
-            settings=link_settings(cfg),
+            settings=link_settings(cfg, effective.heartbeat_interval),
             daemon_address=self.daemon_address,
             agent_states=self._agent_states,
+            on_config_hash=self.central.on_config_hash,
             material=self.tls_material,
         )
         await self.link.start()
+        link = self.link
+        self.updates.spawn(
+            "confirm-self-update", self.updates.confirm_when_registered(lambda: link.registered)
+        )
         if self.tls_material is not None:
             self.renewer = CertificateRenewer(
                 node_id=self.node_id,
@@ -127,7 +155,8 @@ class DaemonApp:
             )
             await self.renewer.start()
         self.sampler = Sampler(self.outbox)
-        await self.sampler.apply(cfg.collectors)
+        await self.sampler.apply(effective.collectors)
+        await self.central.start()
         log.info("daemon running as node %s", self.node_id)
 
     def _load_identity(self) -> TLSMaterial | None:
@@ -175,9 +204,25 @@ class DaemonApp:
             for a in self.supervisor.agents()
         ]
 
+    def _handover(self) -> None:
+        """A new daemon version is installed: stop, then the CLI execs the launcher (selfupdate.py)."""
+        self.handover_requested = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+
     def _agents_changed(self) -> None:
         if self.link is not None:
             self.link.request_sync()
+
+    async def _apply_effective(self, effective: Effective) -> None:
+        """Apply a (central) effective config: only changed agents restart."""
+        if self.link is not None:
+            self.link.settings = link_settings(self.config, effective.heartbeat_interval)
+        if self.sampler is not None:
+            await self.sampler.apply(effective.collectors)
+        if self.supervisor is not None:
+            specs = self.updates.resolve_specs(effective.specs) if self.updates else effective.specs
+            await self.supervisor.reload(specs)
 
     async def reload(self) -> None:
         """Apply a re-read config: intervals, collectors and labels (new labels re-register)."""
@@ -194,10 +239,8 @@ class DaemonApp:
             return
         old = self.config
         self.config = new
-        self.link.settings = link_settings(new)
-        await self.sampler.apply(new.collectors)
-        if self.supervisor is not None:
-            await self.supervisor.reload(new.agent_specs())
+        if self.central is not None:  # the local file with the central config laid over it again
+            await self._apply_effective(self.central.effective())
         if new.daemon.labels != old.daemon.labels:
             self.link.request_reregister()
         if new.manager != old.manager:
@@ -211,10 +254,14 @@ class DaemonApp:
         log.info("stopping")
         if self.sampler is not None:
             await stop_step("sampler", self.sampler.stop())
+        if self.central is not None:
+            await stop_step("central config", self.central.stop())
         if self.renewer is not None:
             await stop_step("certificate renewal", self.renewer.stop())
         if self.link is not None:
             await stop_step("manager link", self.link.stop())
+        if self.updates is not None:
+            await stop_step("updates", self.updates.stop())
         if self.supervisor is not None:
             await stop_step("agents", self.supervisor.stop())
         if self.rpc is not None:
@@ -235,6 +282,7 @@ class DaemonApp:
     async def run(self, stop: asyncio.Event) -> int:
         """Start, wait for ``stop`` or a crashed owned task, shut down in order; the exit code
         (0, or EXIT_CRASHED after a crash)."""
+        self._stop_event = stop
         try:
             await self.start()
             await wait_stop_or_crash(stop, self.crashes)

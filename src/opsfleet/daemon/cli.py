@@ -111,6 +111,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from opsfleet.daemon.app import DaemonApp
+    from opsfleet.daemon.updates import selfupdate
 
     configure_logging("info")
     overrides = overrides_from_args(args)
@@ -120,10 +121,14 @@ def run(args: argparse.Namespace) -> int:
 
     config = load()
     configure_logging(config.daemon.log_level)
+    # The launcher: settles a self-update on trial and execs the installed version, if any.
+    selfupdate.boot(config.work_dir)
+    apps: list[DaemonApp] = []
 
     async def _main() -> int:
         stop = asyncio.Event()
         app = DaemonApp(config, reload_config=load if args.config else None)
+        apps.append(app)
         reloads: list[asyncio.Task[None]] = []
 
         def on_reload() -> None:
@@ -135,7 +140,10 @@ def run(args: argparse.Namespace) -> int:
             await task
         return code
 
-    return asyncio.run(_main())
+    code = asyncio.run(_main())
+    if code == 0 and apps and apps[0].handover_requested:
+        selfupdate.exec_launcher()
+    return code
 
 
 def run_enroll(args: argparse.Namespace) -> int:

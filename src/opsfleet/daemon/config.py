@@ -1,27 +1,57 @@
 """The Daemon's one frozen config (file < OPSFLEET_* environment < CLI flags).
 
 The file has the shape of the seed's ``daemon.yaml``; see ``configs/daemon.yaml`` and
-``docs/configuration.md``. Agent entries are validated by the supervisor's models
-(``opsfleet.daemon.supervisor.config``) when the app is built.
+``docs/configuration.md``. The schema itself lives in :mod:`opsfleet.common.daemon_schema`,
+shared with the Manager, which validates central policies with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, field_validator
-
-from opsfleet.common.config import Duration, Section, load_config, split_host_port
+from opsfleet.common.config import load_config
+from opsfleet.common.daemon_schema import (
+    DEFAULT_GRPC_PORT,
+    DEFAULT_MANAGER_ADDRESS,
+    DEFAULT_RECONNECT_MAX,
+    DEFAULT_SPOOL_BYTES,
+    DEFAULT_WORK_DIR,
+    CollectorSection,
+    CollectorsSection,
+    DaemonConfig,
+    DaemonSection,
+    DaemonTLS,
+    DiskCollectorSection,
+    ManagerSection,
+    ManagerTLS,
+    NetworkCollectorSection,
+    SpoolSection,
+    UpdateSection,
+)
 from opsfleet.common.errors import ConfigError
-from opsfleet.daemon.supervisor.config import AgentSpec, merge_agents
 
-DEFAULT_MANAGER_ADDRESS = "127.0.0.1:9090"
-DEFAULT_GRPC_PORT = 9091
-DEFAULT_WORK_DIR = "data/daemon"
-DEFAULT_SPOOL_BYTES = 64 * 1024 * 1024
-DEFAULT_RECONNECT_MAX = 15.0  # with 5 s channel reconnects: back within 30 s of the manager
+__all__ = [
+    "DEFAULT_GRPC_PORT",
+    "DEFAULT_MANAGER_ADDRESS",
+    "DEFAULT_RECONNECT_MAX",
+    "DEFAULT_SPOOL_BYTES",
+    "DEFAULT_WORK_DIR",
+    "SEED_IGNORED_KEYS",
+    "CollectorSection",
+    "CollectorsSection",
+    "DaemonConfig",
+    "DaemonSection",
+    "DaemonTLS",
+    "DiskCollectorSection",
+    "ManagerSection",
+    "ManagerTLS",
+    "NetworkCollectorSection",
+    "SpoolSection",
+    "UpdateSection",
+    "load_daemon_config",
+]
 
 SEED_IGNORED_KEYS = (
     "daemon.pid_file",
@@ -31,111 +61,6 @@ SEED_IGNORED_KEYS = (
     "manager.max_retries",
     "plugins",
 )
-
-
-class DaemonTLS(Section):
-    """TLS of the daemon's own DaemonService (when it has no enrolled identity).
-
-    ``ca_file`` is required with TLS: only clients with a certificate from that CA are
-    served, and only with the Manager identity unless ``require_manager_identity`` is false.
-    """
-
-    cert_file: str = ""
-    key_file: str = ""
-    ca_file: str = ""
-    require_manager_identity: bool = True
-
-
-class DaemonSection(Section):
-    id: str = ""
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    work_dir: str = DEFAULT_WORK_DIR
-    grpc_host: str = "0.0.0.0"
-    grpc_port: int = Field(default=DEFAULT_GRPC_PORT, ge=0, le=65535)
-    advertise_address: str = ""
-    labels: dict[str, str] = Field(default_factory=dict)
-    state_sync_interval: Duration = Field(default=30.0, gt=0)
-    agent_heartbeat_port: int = Field(default=0, ge=0, le=65535)
-    tls: DaemonTLS = DaemonTLS()
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        from opsfleet.common.validation import NODE_ID_RE
-
-        if value and not NODE_ID_RE.fullmatch(value):
-            raise ValueError("must be 1-128 characters of [A-Za-z0-9._:-]")
-        return value
-
-
-class ManagerTLS(Section):
-    enabled: bool = False
-    cert_file: str = ""
-    key_file: str = ""
-    ca_file: str = ""
-    server_name: str = ""
-
-
-class ManagerSection(Section):
-    address: str = DEFAULT_MANAGER_ADDRESS
-    tls: ManagerTLS = ManagerTLS()
-    heartbeat_interval: Duration = Field(default=30.0, ge=1.0)
-    reconnect_interval: Duration = Field(default=5.0, gt=0)
-    reconnect_max: Duration = Field(default=DEFAULT_RECONNECT_MAX, gt=0)
-    timeout: Duration = Field(default=10.0, gt=0)
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        split_host_port(value, key="manager.address")
-        return value
-
-    @property
-    def tls_enabled(self) -> bool:
-        return self.tls.enabled or bool(self.tls.ca_file or self.tls.cert_file)
-
-
-class CollectorSection(Section):
-    enabled: bool = True
-    interval: Duration = Field(default=60.0, ge=1.0)
-
-
-class DiskCollectorSection(CollectorSection):
-    mount_points: list[str] = Field(default_factory=list)
-
-
-class NetworkCollectorSection(CollectorSection):
-    interfaces: list[str] = Field(default_factory=list)
-
-
-class CollectorsSection(Section):
-    cpu: CollectorSection = CollectorSection()
-    memory: CollectorSection = CollectorSection()
-    disk: DiskCollectorSection = DiskCollectorSection()
-    network: NetworkCollectorSection = NetworkCollectorSection()
-
-
-class SpoolSection(Section):
-    max_bytes: int = Field(default=DEFAULT_SPOOL_BYTES, ge=64 * 1024)
-    batch_size: int = Field(default=500, ge=1, le=1000)
-
-
-class DaemonConfig(Section):
-    daemon: DaemonSection = DaemonSection()
-    manager: ManagerSection = ManagerSection()
-    collectors: CollectorsSection = CollectorsSection()
-    spool: SpoolSection = SpoolSection()
-    agents: list[dict[str, Any]] = Field(default_factory=list)
-    agent_defaults: dict[str, Any] = Field(default_factory=dict)
-    update: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def work_dir(self) -> Path:
-        return Path(self.daemon.work_dir)
-
-    def agent_specs(self) -> list[AgentSpec]:
-        """The ``agents`` entries with ``agent_defaults`` merged in, validated (ConfigError names the key)."""
-        return merge_agents(self.agent_defaults, self.agents)
 
 
 def load_daemon_config(

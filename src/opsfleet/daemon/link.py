@@ -122,6 +122,7 @@ class ManagerLink:
         agent_states: Callable[[], Sequence[AgentStateView]] | None = None,
         backoff: Backoff | None = None,
         host: HostFacts | None = None,
+        on_config_hash: Callable[[str | None], None] | None = None,
         material: TLSMaterial | None = None,
     ) -> None:
         self._cfg = manager
@@ -133,6 +134,7 @@ class ManagerLink:
         self._agent_states = agent_states
         self._backoff = backoff or Backoff(base=manager.reconnect_interval, cap=manager.reconnect_max)
         self._host = host or HostFacts()
+        self._on_config_hash = on_config_hash or (lambda _hash: None)
         self._stop = asyncio.Event()
         self._tasks = TaskOwner("link")
         self._sync_wanted = asyncio.Event()
@@ -178,6 +180,11 @@ class ManagerLink:
     def channel(self) -> grpc.aio.Channel:
         """The current channel to the Manager (after ``start()``)."""
         assert self._channel is not None, "link not started"
+        return self._channel
+
+    @property
+    def open_channel(self) -> grpc.aio.Channel | None:
+        """The current channel to the Manager; None before ``start()`` and after ``stop()``."""
         return self._channel
 
     def _set_channel(self, channel: grpc.aio.Channel) -> None:
@@ -354,6 +361,7 @@ class ManagerLink:
         self._registered_at = time.monotonic()
         self.registrations += 1
         self.connected = True
+        self._on_config_hash(None)
         log.info(
             "registered with manager %s as %s (ip %s, registration #%d)",
             self._cfg.address,
@@ -400,11 +408,12 @@ class ManagerLink:
         while True:
             request = manager_pb2.HeartbeatRequest(node_id=self.node_id, timestamp=int(time.time()))
             try:
-                await manager.Heartbeat(request, timeout=self._cfg.timeout)
+                response = await manager.Heartbeat(request, timeout=self._cfg.timeout)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.NOT_FOUND:
                     raise _Reregister() from exc
                 raise self._fail("heartbeat", exc) from exc
+            self._on_config_hash(response.config_hash)
             self.heartbeats_sent += 1
             self.connected = True
             if first:

@@ -23,7 +23,9 @@ from opsfleet.common import rpc as rpc_opts
 from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, stop_step, wait_stop_or_crash
 from opsfleet.common.pki import CertificateAuthority, TLSMaterial
 from opsfleet.common.tls import server_credentials
+from opsfleet.manager.artifacts.settings import read_signing_key
 from opsfleet.manager.config import ManagerConfig
+from opsfleet.manager.domain import Artifact
 from opsfleet.manager.fleet_ca import load_fleet_ca, manager_material
 from opsfleet.manager.rpc.daemon_client import DaemonCallSettings, DaemonClientPool
 from opsfleet.manager.rpc.enrollment import EnrollmentServicer
@@ -32,6 +34,7 @@ from opsfleet.manager.rpc.servicers import DaemonServiceServicer, ManagerService
 from opsfleet.manager.secret_file import SecretFile
 from opsfleet.manager.services.agent_ops import AgentOpsService
 from opsfleet.manager.services.agents import AgentService
+from opsfleet.manager.services.artifacts import ArtifactService
 from opsfleet.manager.services.audit import AuditService
 from opsfleet.manager.services.auth import AuthService
 from opsfleet.manager.services.configs import ConfigService
@@ -42,9 +45,15 @@ from opsfleet.manager.services.login_throttle import LoginThrottle, ThrottlePoli
 from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
 from opsfleet.manager.services.nodes import NodeService
+from opsfleet.manager.services.policies import PolicyService
+from opsfleet.manager.services.rollout_runner import RunnerDeps, UpdateCalls
+from opsfleet.manager.services.rollouts import RolloutService, select_nodes
 from opsfleet.manager.services.users import UserService
+from opsfleet.manager.store.artifacts_sql import SqlArtifactStore
 from opsfleet.manager.store.enrollment_sql import SqlEnrollmentStore
+from opsfleet.manager.store.policies_sql import SqlPolicyStore
 from opsfleet.manager.store.queries_sql import SqlFleetQueries
+from opsfleet.manager.store.rollouts_sql import SqlRolloutStore
 from opsfleet.manager.store.sql import SqlStore
 from opsfleet.manager.store.users_sql import SqlAuditStore, SqlUserStore
 from opsfleet.manager.telemetry import Telemetry
@@ -89,7 +98,8 @@ class ManagerApp:
             max_queued_rows=config.metrics.max_queued_rows,
         )
         self.agents = AgentService(self.store, self.nodes)
-        self.configs = ConfigService(self.nodes)
+        self.configs = ConfigService(self.nodes, SqlPolicyStore(self.store))
+        self.policies = PolicyService(SqlPolicyStore(self.store), self.configs)
         a = config.agents
         self.daemon_clients = DaemonClientPool(
             DaemonCallSettings(
@@ -128,7 +138,28 @@ class ManagerApp:
             ),
         )
         self.audit = AuditService(SqlAuditStore(self.store))
+        self.artifacts = ArtifactService(
+            SqlArtifactStore(self.store),
+            config.artifacts.directory(config.data_dir),
+            max_bytes=config.artifacts.max_bytes,
+            signing_key=read_signing_key(config.artifacts.signing_key_file),
+            token_key=lambda: self.auth.derived_key("artifact-download"),
+            token_ttl=config.artifacts.download_token_ttl,
+        )
         self.fleet = FleetService(queries, self.nodes)
+        self.rollouts = RolloutService(
+            RunnerDeps(
+                store=SqlRolloutStore(self.store),
+                client_for=self._update_client,
+                artifact=self.artifacts.get,
+                download_url=self._download_url,
+                audit=self._audit_rollout,
+                poll_interval=config.rollouts.poll_interval,
+                node_timeout=config.rollouts.node_timeout,
+            ),
+            find_artifact=self.artifacts.find,
+            list_nodes=lambda selector, component: select_nodes(self.nodes, self.store, selector, component),
+        )
         self.metric_queries = MetricQueryService(queries, self.nodes, self.metrics)
         self.enrollment_store = SqlEnrollmentStore(self.store)
         self.identities = IdentityRegistry(self.enrollment_store, clone_window=config.enrollment.clone_window)
@@ -159,6 +190,7 @@ class ManagerApp:
         await self.auth.start()
         await self.nodes.start()
         await self.metrics.start()
+        await self.policies.start()
         guard = OPEN
         if cfg.tls_mode == "auto":
             await self._start_fleet_ca()
@@ -170,7 +202,8 @@ class ManagerApp:
         server = grpc.aio.server(options=self._server_options())
         observe = self.telemetry.observe_rpc
         manager_pb2_grpc.add_ManagerServiceServicer_to_server(
-            ManagerServicer(self.nodes, self.metrics, observe_rpc=observe, guard=guard), server
+            ManagerServicer(self.nodes, self.metrics, configs=self.configs, observe_rpc=observe, guard=guard),
+            server,
         )
         daemon_pb2_grpc.add_DaemonServiceServicer_to_server(
             DaemonServiceServicer(
@@ -194,6 +227,25 @@ class ManagerApp:
         if self.enrollment is not None:
             await self._start_enrollment_server(guard)
         await self._start_http()
+        await self.rollouts.start()
+
+    async def _update_client(self, node_id: str) -> UpdateCalls:
+        node = await self.nodes.get(node_id)
+        return self.daemon_clients.client(node.node_id, node.daemon_address)
+
+    def _download_url(self, artifact: Artifact) -> str:
+        base = self.config.artifacts.download_base_url.rstrip("/")
+        if not base:
+            host = self.config.server.host
+            host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            base = f"http://{host}:{self.http_port}"
+        token = self.artifacts.download_token(artifact.id)
+        return f"{base}/api/v1/artifacts/{artifact.id}/download?token={token}"
+
+    async def _audit_rollout(self, username: str, action: str, target: str, detail: str) -> None:
+        await self.audit.record(
+            username=username, action=action, target=target, status=200, code=0, source_ip="", detail=detail
+        )
 
     def _server_options(self) -> list[tuple[str, object]]:
         g = self.config.grpc
@@ -267,6 +319,10 @@ class ManagerApp:
             auth=self.auth,
             audit=self.audit,
             telemetry=self.telemetry,
+            policies=self.policies,
+            configs=self.configs,
+            artifacts=self.artifacts,
+            rollouts=self.rollouts,
             enrollment=self.enrollment,
             identities=self.identities,
         )
@@ -283,6 +339,7 @@ class ManagerApp:
         if self._stopped:
             return
         self._stopped = True
+        await self.rollouts.stop()
         if self._http is not None:
             await stop_step("HTTP server", self._http.stop())
         if self._server is not None:
@@ -291,6 +348,7 @@ class ManagerApp:
         if self._enroll_server is not None:
             await stop_step("enrollment server", self._enroll_server.stop(self.config.grpc.shutdown_grace))
         await stop_step("daemon clients", self.daemon_clients.close())
+        await stop_step("policies", self.policies.stop())
         await stop_step("metrics", self.metrics.stop())
         await stop_step("nodes", self.nodes.stop())
         await stop_step("database", self.store.close())

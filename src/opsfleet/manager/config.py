@@ -15,6 +15,7 @@ from urllib.parse import quote
 from pydantic import Field, model_validator
 
 from opsfleet.common.config import Duration, Section, load_config
+from opsfleet.manager.artifacts.settings import ArtifactsSection, RolloutsSection
 
 DEFAULT_GRPC_PORT = 9090
 DEFAULT_HTTP_PORT = 8080
@@ -216,6 +217,9 @@ class ManagerConfig(Section):
     agents: AgentsSection = AgentsSection()
     jwt: JwtSection = JwtSection()
     auth: AuthSection = AuthSection()
+    artifacts: ArtifactsSection = ArtifactsSection()
+    rollouts: RolloutsSection = RolloutsSection()
+
     enrollment: EnrollmentSection = EnrollmentSection()
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 class NodeStatus(enum.StrEnum):
@@ -212,6 +213,124 @@ class UsageStats:
     max: float | None
     avg: float | None
     samples: int
+
+
+ConfigStateName = Literal["pending", "applying", "applied", "failed"]
+CONFIG_STATES: tuple[str, ...] = ("applying", "applied", "failed")
+
+
+@dataclass(frozen=True)
+class PolicyRevision:
+    """One immutable revision of a policy; ``document`` is its canonical JSON."""
+
+    name: str
+    revision: int
+    hash: str
+    document: str
+    author: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class PolicyRow:
+    """A policy as stored: its current revision, whether deleted, whether its rollout is halted."""
+
+    name: str
+    current: PolicyRevision
+    deleted: bool
+    rollout_paused: bool
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class NodeConfigState:
+    """What a daemon last reported about applying the central config with ``config_hash``."""
+
+    node_id: str
+    config_hash: str
+    state: str
+    error: str
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An uploaded update package: ``component`` is ``daemon`` or ``agent:<id>``; ``signature``
+    is the base64 Ed25519 signature of ``component``/``version``/``sha256`` (empty: unsigned)."""
+
+    id: int
+    component: str
+    version: str
+    filename: str
+    size: int
+    sha256: str
+    signature: str
+    signed_by_manager: bool
+    created_at: float
+    created_by: str
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """A daemon's latest update of one component (GetUpdateStatus); ``finished_at`` 0 while it runs."""
+
+    component: str
+    version: str
+    state: str
+    message: str
+    previous_version: str
+    finished_at: int
+
+
+class RolloutState(enum.Enum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    HALTED = "halted"
+    CANCELLED = "cancelled"
+    DONE = "done"
+
+
+class RolloutNodeState(enum.Enum):
+    PENDING = "pending"
+    UPDATING = "updating"
+    DONE = "done"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RolloutNode:
+    rollout_id: int
+    node_id: str
+    position: int
+    canary: bool
+    state: RolloutNodeState
+    message: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Moving the nodes matched by ``selector`` to ``version`` of ``component``, in batches.
+
+    ``max_parallel`` is ``N`` or ``P%`` (of the nodes); ``canary`` nodes go first, alone;
+    the rollout halts when failed + rolled-back nodes pass ``pause_on_failure`` percent.
+    """
+
+    id: int
+    component: str
+    version: str
+    artifact_id: int
+    selector: dict[str, str]
+    max_parallel: str
+    canary: int
+    pause_on_failure: float
+    state: RolloutState
+    message: str
+    created_by: str
+    created_at: float
+    updated_at: float
 
 
 @dataclass(frozen=True)

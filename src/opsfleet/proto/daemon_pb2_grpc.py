@@ -84,6 +84,16 @@ class DaemonServiceStub:
                 request_serializer=daemon__pb2.AgentLogsRequest.SerializeToString,
                 response_deserializer=daemon__pb2.AgentLogsResponse.FromString,
                 _registered_method=True)
+        self.ReportConfigState = channel.unary_unary(
+                '/proto.DaemonService/ReportConfigState',
+                request_serializer=daemon__pb2.ConfigStateRequest.SerializeToString,
+                response_deserializer=daemon__pb2.ConfigStateResponse.FromString,
+                _registered_method=True)
+        self.GetUpdateStatus = channel.unary_unary(
+                '/proto.DaemonService/GetUpdateStatus',
+                request_serializer=daemon__pb2.UpdateStatusRequest.SerializeToString,
+                response_deserializer=daemon__pb2.UpdateStatusResponse.FromString,
+                _registered_method=True)
 
 
 class DaemonServiceServicer:
@@ -153,6 +163,20 @@ class DaemonServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportConfigState(self, request, context):
+        """opsfleet addition, served by the Manager: how applying a central config went.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUpdateStatus(self, request, context):
+        """opsfleet addition, served by the Daemon: the outcome of PushUpdate (which answers at once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DaemonServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +229,16 @@ def add_DaemonServiceServicer_to_server(servicer, server):
                     servicer.GetAgentLogs,
                     request_deserializer=daemon__pb2.AgentLogsRequest.FromString,
                     response_serializer=daemon__pb2.AgentLogsResponse.SerializeToString,
+            ),
+            'ReportConfigState': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportConfigState,
+                    request_deserializer=daemon__pb2.ConfigStateRequest.FromString,
+                    response_serializer=daemon__pb2.ConfigStateResponse.SerializeToString,
+            ),
+            'GetUpdateStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUpdateStatus,
+                    request_deserializer=daemon__pb2.UpdateStatusRequest.FromString,
+                    response_serializer=daemon__pb2.UpdateStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -477,6 +511,60 @@ class DaemonService:
             '/proto.DaemonService/GetAgentLogs',
             daemon__pb2.AgentLogsRequest.SerializeToString,
             daemon__pb2.AgentLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportConfigState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/proto.DaemonService/ReportConfigState',
+            daemon__pb2.ConfigStateRequest.SerializeToString,
+            daemon__pb2.ConfigStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUpdateStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/proto.DaemonService/GetUpdateStatus',
+            daemon__pb2.UpdateStatusRequest.SerializeToString,
+            daemon__pb2.UpdateStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,10 @@ class DaemonServiceStub:
     """Served by the Manager."""
     GetAgentLogs: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.AgentLogsRequest, _daemon_pb2.AgentLogsResponse]
     """opsfleet addition, served by the Daemon: tail an agent's log."""
+    ReportConfigState: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.ConfigStateRequest, _daemon_pb2.ConfigStateResponse]
+    """opsfleet addition, served by the Manager: how applying a central config went."""
+    GetUpdateStatus: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.UpdateStatusRequest, _daemon_pb2.UpdateStatusResponse]
+    """opsfleet addition, served by the Daemon: the outcome of PushUpdate (which answers at once)."""
 
 @_typing.type_check_only
 class DaemonServiceAsyncStub(DaemonServiceStub):
@@ -65,6 +69,10 @@ class DaemonServiceAsyncStub(DaemonServiceStub):
     """Served by the Manager."""
     GetAgentLogs: _aio.UnaryUnaryMultiCallable[_daemon_pb2.AgentLogsRequest, _daemon_pb2.AgentLogsResponse]  # type: ignore[assignment]
     """opsfleet addition, served by the Daemon: tail an agent's log."""
+    ReportConfigState: _aio.UnaryUnaryMultiCallable[_daemon_pb2.ConfigStateRequest, _daemon_pb2.ConfigStateResponse]  # type: ignore[assignment]
+    """opsfleet addition, served by the Manager: how applying a central config went."""
+    GetUpdateStatus: _aio.UnaryUnaryMultiCallable[_daemon_pb2.UpdateStatusRequest, _daemon_pb2.UpdateStatusResponse]  # type: ignore[assignment]
+    """opsfleet addition, served by the Daemon: the outcome of PushUpdate (which answers at once)."""
 
 class DaemonServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -140,5 +148,21 @@ class DaemonServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_daemon_pb2.AgentLogsResponse, _abc.Awaitable[_daemon_pb2.AgentLogsResponse]]:
         """opsfleet addition, served by the Daemon: tail an agent's log."""
+
+    @_abc_1.abstractmethod
+    def ReportConfigState(
+        self,
+        request: _daemon_pb2.ConfigStateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_daemon_pb2.ConfigStateResponse, _abc.Awaitable[_daemon_pb2.ConfigStateResponse]]:
+        """opsfleet addition, served by the Manager: how applying a central config went."""
+
+    @_abc_1.abstractmethod
+    def GetUpdateStatus(
+        self,
+        request: _daemon_pb2.UpdateStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_daemon_pb2.UpdateStatusResponse, _abc.Awaitable[_daemon_pb2.UpdateStatusResponse]]:
+        """opsfleet addition, served by the Daemon: the outcome of PushUpdate (which answers at once)."""
 
 def add_DaemonServiceServicer_to_server(servicer: DaemonServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rmanager.proto\x12\x07manager\"\x9f\x02\n\x13RegisterNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\n\n\x02ip\x18\x03 \x01(\t\x12\n\n\x02os\x18\x04 \x01(\t\x12\x0c\n\x04\x61rch\x18\x05 \x01(\t\x12\x38\n\x06labels\x18\x06 \x03(\x0b\x32(.manager.RegisterNodeRequest.LabelsEntry\x12\x16\n\x0e\x64\x61\x65mon_version\x18\x07 \x01(\t\x12\x15\n\ragent_version\x18\x08 \x01(\t\x12\x16\n\x0e\x64\x61\x65mon_address\x18\x64 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x65 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x14RegisterNodeResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"6\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\"5\n\x11HeartbeatResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x8d\x01\n\nMetricData\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\x12/\n\x06values\x18\x03 \x03(\x0b\x32\x1f.manager.MetricData.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"M\n\x14ReportMetricsRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12$\n\x07metrics\x18\x02 \x03(\x0b\x32\x13.manager.MetricData\"c\n\x15ReportMetricsResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x64 \x01(\x05\x12\x16\n\x0e\x64ropped_values\x18\x65 \x01(\x05\x32\xf1\x01\n\x0eManagerService\x12K\n\x0cRegisterNode\x12\x1c.manager.RegisterNodeRequest\x1a\x1d.manager.RegisterNodeResponse\x12\x42\n\tHeartbeat\x12\x19.manager.HeartbeatRequest\x1a\x1a.manager.HeartbeatResponse\x12N\n\rReportMetrics\x12\x1d.manager.ReportMetricsRequest\x1a\x1e.manager.ReportMetricsResponseB\x18Z\x16opsfleet/proto/managerb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rmanager.proto\x12\x07manager\"\x9f\x02\n\x13RegisterNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\n\n\x02ip\x18\x03 \x01(\t\x12\n\n\x02os\x18\x04 \x01(\t\x12\x0c\n\x04\x61rch\x18\x05 \x01(\t\x12\x38\n\x06labels\x18\x06 \x03(\x0b\x32(.manager.RegisterNodeRequest.LabelsEntry\x12\x16\n\x0e\x64\x61\x65mon_version\x18\x07 \x01(\t\x12\x15\n\ragent_version\x18\x08 \x01(\t\x12\x16\n\x0e\x64\x61\x65mon_address\x18\x64 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x65 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x14RegisterNodeResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"6\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\"J\n\x11HeartbeatResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0b\x63onfig_hash\x18\x64 \x01(\t\"\x8d\x01\n\nMetricData\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\x12/\n\x06values\x18\x03 \x03(\x0b\x32\x1f.manager.MetricData.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"M\n\x14ReportMetricsRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12$\n\x07metrics\x18\x02 \x03(\x0b\x32\x13.manager.MetricData\"c\n\x15ReportMetricsResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x64 \x01(\x05\x12\x16\n\x0e\x64ropped_values\x18\x65 \x01(\x05\x32\xf1\x01\n\x0eManagerService\x12K\n\x0cRegisterNode\x12\x1c.manager.RegisterNodeRequest\x1a\x1d.manager.RegisterNodeResponse\x12\x42\n\tHeartbeat\x12\x19.manager.HeartbeatRequest\x1a\x1a.manager.HeartbeatResponse\x12N\n\rReportMetrics\x12\x1d.manager.ReportMetricsRequest\x1a\x1e.manager.ReportMetricsResponseB\x18Z\x16opsfleet/proto/managerb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,15 +45,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATREQUEST']._serialized_start=374
   _globals['_HEARTBEATREQUEST']._serialized_end=428
   _globals['_HEARTBEATRESPONSE']._serialized_start=430
-  _globals['_HEARTBEATRESPONSE']._serialized_end=483
-  _globals['_METRICDATA']._serialized_start=486
-  _globals['_METRICDATA']._serialized_end=627
-  _globals['_METRICDATA_VALUESENTRY']._serialized_start=582
-  _globals['_METRICDATA_VALUESENTRY']._serialized_end=627
-  _globals['_REPORTMETRICSREQUEST']._serialized_start=629
-  _globals['_REPORTMETRICSREQUEST']._serialized_end=706
-  _globals['_REPORTMETRICSRESPONSE']._serialized_start=708
-  _globals['_REPORTMETRICSRESPONSE']._serialized_end=807
-  _globals['_MANAGERSERVICE']._serialized_start=810
-  _globals['_MANAGERSERVICE']._serialized_end=1051
+  _globals['_HEARTBEATRESPONSE']._serialized_end=504
+  _globals['_METRICDATA']._serialized_start=507
+  _globals['_METRICDATA']._serialized_end=648
+  _globals['_METRICDATA_VALUESENTRY']._serialized_start=603
+  _globals['_METRICDATA_VALUESENTRY']._serialized_end=648
+  _globals['_REPORTMETRICSREQUEST']._serialized_start=650
+  _globals['_REPORTMETRICSREQUEST']._serialized_end=727
+  _globals['_REPORTMETRICSRESPONSE']._serialized_start=729
+  _globals['_REPORTMETRICSRESPONSE']._serialized_end=828
+  _globals['_MANAGERSERVICE']._serialized_start=831
+  _globals['_MANAGERSERVICE']._serialized_end=1072
 # @@protoc_insertion_point(module_scope)

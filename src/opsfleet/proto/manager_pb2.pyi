@@ -140,17 +140,24 @@ class HeartbeatResponse(_message.Message):
 
     SUCCESS_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    CONFIG_HASH_FIELD_NUMBER: _builtins.int
     success: _builtins.bool
     message: _builtins.str
+    config_hash: _builtins.str
+    """opsfleet addition: hash of the central config the manager wants this node to run
+    (empty: the manager has no opinion). When it differs from the hash the daemon
+    applied, the daemon fetches it with DaemonService.GetConfig.
+    """
     def __init__(
         self,
         *,
         success: _builtins.bool = ...,
         message: _builtins.str = ...,
+        config_hash: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "success", b"success"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_hash", b"config_hash", "message", b"message", "success", b"success"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -29,6 +29,7 @@ class Method(enum.StrEnum):
     HEARTBEAT = "Heartbeat"
     METRICS = "ReportMetrics"
     SYNC = "SyncAgentStates"
+    GET_CONFIG = "GetConfig"
 
 
 class Caller(Protocol):
@@ -51,6 +52,14 @@ class Caller(Protocol):
 
     async def sync_agents(self, node: NodeIdentity, states: Sequence[AgentReport]) -> str: ...
 
+    def config_hash(self, node: NodeIdentity) -> str:
+        """The config hash of the node's last answered heartbeat ("" when none)."""
+        ...
+
+    async def get_config(self, node: NodeIdentity) -> tuple[str, str]:
+        """GetConfig(node, "daemon"): the status code and the hash of the document received."""
+        ...
+
 
 class _Stubs:
     def __init__(self, channel: grpc.aio.Channel) -> None:
@@ -72,6 +81,7 @@ class GrpcCaller:
         self._tls = tls
         self._channels: list[grpc.aio.Channel] = []
         self._stubs: list[_Stubs] = []
+        self._hashes: dict[str, str] = {}
 
     async def start(self) -> None:
         options: list[tuple[str, Any]] = [*rpc_opts.channel_options(), ("grpc.use_local_subchannel_pool", 1)]
@@ -122,7 +132,20 @@ class GrpcCaller:
             reply = await self._for(node).manager.Heartbeat(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             return exc.code().name
+        if reply.config_hash:
+            self._hashes[node.node_id] = reply.config_hash
         return OK if reply.success else SUCCESS_FALSE
+
+    def config_hash(self, node: NodeIdentity) -> str:
+        return self._hashes.get(node.node_id, "")
+
+    async def get_config(self, node: NodeIdentity) -> tuple[str, str]:
+        request = daemon_pb2.ConfigRequest(node_id=node.node_id, config_type="daemon")
+        try:
+            reply = await self._for(node).daemon.GetConfig(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name, ""
+        return (OK if reply.success else SUCCESS_FALSE), reply.config_hash
 
     async def report_metrics(
         self, node: NodeIdentity, timestamp: int, metrics: Mapping[str, Mapping[str, float]]

@@ -18,6 +18,7 @@ from opsfleet.simulator.stats import OK
 class FakeManager:
     def __init__(self) -> None:
         self.available = True
+        self.current_config_hash = ""
         self.registered: set[str] = set()
         self.calls: list[tuple[Method, str]] = []
         self.metrics: list[tuple[str, int, dict[str, dict[str, float]]]] = []
@@ -61,6 +62,13 @@ class FakeManager:
         if code == OK:
             self.metrics.append((node.node_id, timestamp, {t: dict(v) for t, v in metrics.items()}))
         return code
+
+    def config_hash(self, node: NodeIdentity) -> str:
+        return self.current_config_hash
+
+    async def get_config(self, node: NodeIdentity) -> tuple[str, str]:
+        code = await self._answer(Method.GET_CONFIG, node.node_id)
+        return code, self.current_config_hash if code == OK else ""
 
     async def sync_agents(self, node: NodeIdentity, states: Sequence[AgentReport]) -> str:
         code = await self._answer(Method.SYNC, node.node_id)

@@ -119,6 +119,8 @@ class SimNode:
         self._backoff = Backoff(config.backoff_base, config.backoff_cap, rand=rand.random)
         self._failing = False
         self._last_metrics_ts = 0
+        self.config_hash = ""
+        self.config_fetches = 0
         self.registered = False
         self.registrations = 0
 
@@ -159,6 +161,31 @@ class SimNode:
     async def heartbeat(self) -> None:
         code = await self._call(Method.HEARTBEAT, self._caller.heartbeat(self.identity, int(self._wall())))
         await self._react(code)
+        if code == OK:
+            await self.fetch_config_if_changed()
+
+    async def fetch_config_if_changed(self) -> None:
+        """Like the daemon: GetConfig when the heartbeat's config hash is not the one held."""
+        wanted = self._caller.config_hash(self.identity)
+        if not wanted or wanted == self.config_hash:
+            return
+        code, got = await self._get_config()
+        if code == OK:
+            self.config_hash = got or wanted
+            self.config_fetches += 1
+        await self._react(code)
+
+    async def _get_config(self) -> tuple[str, str]:
+        if self._draining.is_set():
+            raise Drained
+        started = time.perf_counter()
+        self._inflight.enter()
+        try:
+            code, got = await self._caller.get_config(self.identity)
+        finally:
+            self._inflight.leave()
+        self._recorder.record(Method.GET_CONFIG, code, time.perf_counter() - started)
+        return code, got
 
     async def report_metrics(self) -> None:
         now = self._wall()

@@ -22,7 +22,9 @@ CURVE_CALLS = "calls"
 CURVE_ERRORS = "errors"
 CURVE_REGISTRATIONS = "registrations"
 CURVE_RECOVERIES = "recoveries"
-CURVES = (CURVE_CALLS, CURVE_ERRORS, CURVE_REGISTRATIONS, CURVE_RECOVERIES)
+CURVE_CONFIG_FETCHES = "config_fetches"
+CURVES = (CURVE_CALLS, CURVE_ERRORS, CURVE_REGISTRATIONS, CURVE_RECOVERIES, CURVE_CONFIG_FETCHES)
+CONFIG_METHOD = "GetConfig"
 """Per-second counts: successful calls, failed calls, successful registrations, and nodes
 whose first successful call after a failure happened in that second (the reconnect curve)."""
 
@@ -196,6 +198,8 @@ class Recorder:
             self._bump(CURVE_CALLS)
             if registration:
                 self._bump(CURVE_REGISTRATIONS)
+            elif method == CONFIG_METHOD:
+                self._bump(CURVE_CONFIG_FETCHES)
         else:
             self.errors += 1
             self._bump(CURVE_ERRORS)

@@ -50,6 +50,12 @@ async def test_a_node_cannot_act_as_another_node(fleet: Fleet) -> None:
         daemon_pb2.ConfigRequest(node_id="node-b", config_type="daemon"), timeout=5
     )
     assert await _code(get_config) == grpc.StatusCode.PERMISSION_DENIED
+    report = a.daemon.ReportConfigState(
+        daemon_pb2.ConfigStateRequest(node_id="node-b", config_hash="0" * 64, state="failed", error="x"),
+        timeout=5,
+    )
+    assert await _code(report) == grpc.StatusCode.PERMISSION_DENIED
+    assert fleet.app.configs.node_view("node-b")["reported"] is None  # the spoofed report was not stored
     renew = a.enrollment.RenewCertificate(
         enrollment_pb2.RenewRequest(node_id="node-b", csr_pem=make_csr(new_private_key(), "node-b")),
         timeout=5,

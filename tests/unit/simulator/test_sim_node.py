@@ -220,3 +220,20 @@ def test_jittered_stays_in_band() -> None:
     assert jittered(10.0, 0.1, 0.5) == pytest.approx(10.0)
     assert jittered(10.0, 0.1, 0.999) < 11.0
     assert jittered(10.0, 0.0, 0.7) == 10.0
+
+
+async def test_fetches_config_only_when_the_heartbeat_hash_changes() -> None:
+    manager = FakeManager()
+    node, recorder = make_node(manager)
+    await node.register()
+    await node.heartbeat()
+    assert Method.GET_CONFIG not in recorder.methods  # no hash from the manager: nothing to fetch
+    manager.current_config_hash = "h1"
+    await node.heartbeat()
+    await node.heartbeat()
+    assert node.config_hash == "h1" and node.config_fetches == 1
+    manager.current_config_hash = "h2"
+    await node.heartbeat()
+    assert node.config_hash == "h2" and node.config_fetches == 2
+    assert recorder.methods[Method.GET_CONFIG].calls == 2
+    assert sum(recorder.curves["config_fetches"].values()) == 2

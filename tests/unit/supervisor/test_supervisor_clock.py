@@ -55,7 +55,7 @@ async def test_restart_backoff_is_skipped_on_the_fake_clock(
     view = sup.agent("a")
     assert view.restart_count == 3
     assert "gave up after 3 restarts within 3600s" in view.last_exit_reason
-    assert clock.monotonic() - began_fake >= sum(delays) >= 180
+    assert clock.monotonic() - began_fake >= sum(delays) >= 180 - 1e-6  # float sums of fake-clock gaps
     assert time.monotonic() - began_real < 5
 
 

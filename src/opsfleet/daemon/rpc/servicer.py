@@ -1,9 +1,11 @@
 """DaemonService as served by the daemon: decode, call the supervisor, encode, map errors.
 
-Served here: ListAgents, OperateAgent, GetAgentMetrics, GetAgentLogs. PushUpdate answers
-UNIMPLEMENTED (this daemon does not update itself or its agents). Register, Heartbeat,
-ReportMetrics, GetConfig and SyncAgentStates are the manager's side: UNIMPLEMENTED.
-OperateAgent, GetAgentLogs and PushUpdate are audit-logged (``opsfleet.daemon.rpc.audit``).
+Served here: ListAgents, OperateAgent, GetAgentMetrics, GetAgentLogs, PushUpdate (verified,
+then installed in the background: ``opsfleet.daemon.updates``) and GetUpdateStatus (its
+outcome). PushUpdate answers UNIMPLEMENTED when the daemon runs without updates. Register,
+Heartbeat, ReportMetrics, GetConfig, SyncAgentStates and ReportConfigState are the manager's
+side: UNIMPLEMENTED. OperateAgent, GetAgentLogs and PushUpdate are audit-logged
+(``opsfleet.daemon.rpc.audit``).
 Who may call at all is decided before the servicer (``opsfleet.daemon.rpc.auth``).
 """
 
@@ -16,6 +18,7 @@ from opsfleet.common.rpc_errors import Ctx, grpc_errors, unimplemented
 from opsfleet.daemon.rpc.audit import audited, record
 from opsfleet.daemon.supervisor.resources import ResourcePoint
 from opsfleet.daemon.supervisor.states import AgentView
+from opsfleet.daemon.updates.status import UpdateStatus
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc
 
 DEFAULT_OPERATION_TIMEOUT = 60.0
@@ -39,6 +42,16 @@ class AgentControl(Protocol):
     def resource_history(self, agent_id: str, duration_seconds: float) -> list[ResourcePoint]: ...
 
     def tail_logs(self, agent_id: str, lines: int, filter: str = "") -> list[str]: ...
+
+
+class Updates(Protocol):
+    """What the servicer needs from the installer (``UpdateManager`` is the real one)."""
+
+    def accept(
+        self, component: str, version: str, sha256: str, signature: str, data: bytes, url: str
+    ) -> str: ...
+
+    def statuses(self, component: str = "") -> list[UpdateStatus]: ...
 
 
 def _int32(value: int) -> int:
@@ -71,8 +84,15 @@ def data_point(point: ResourcePoint) -> daemon_pb2.ResourceDataPoint:
 
 
 class DaemonServicer(daemon_pb2_grpc.DaemonServiceServicer):
-    def __init__(self, agents: AgentControl, *, operation_timeout: float = DEFAULT_OPERATION_TIMEOUT) -> None:
+    def __init__(
+        self,
+        agents: AgentControl,
+        *,
+        updates: Updates | None = None,
+        operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
+    ) -> None:
         self._agents = agents
+        self._updates = updates
         self._operation_timeout = operation_timeout
 
     @grpc_errors
@@ -115,10 +135,42 @@ class DaemonServicer(daemon_pb2_grpc.DaemonServiceServicer):
             found = self._agents.tail_logs(request.agent_id, lines, request.filter)
         return daemon_pb2.AgentLogsResponse(agent_id=request.agent_id, lines=found)
 
+    @grpc_errors
     async def PushUpdate(self, request: daemon_pb2.UpdateRequest, context: Ctx) -> daemon_pb2.UpdateResponse:
         target = f"{request.component}@{request.version}" if request.version else request.component
-        record(context, "PushUpdate", target, "refused (unimplemented)")
-        await unimplemented(context, "updates are not supported by this daemon")
+        if self._updates is None:
+            record(context, "PushUpdate", target, "refused (unimplemented)")
+            await unimplemented(context, "updates are not supported by this daemon")
+        with audited(context, "PushUpdate", target):
+            message = self._updates.accept(
+                request.component,
+                request.version,
+                request.hash,
+                request.signature,
+                request.update_data,
+                request.download_url,
+            )
+        return daemon_pb2.UpdateResponse(success=True, message=message)
+
+    @grpc_errors
+    async def GetUpdateStatus(
+        self, request: daemon_pb2.UpdateStatusRequest, context: Ctx
+    ) -> daemon_pb2.UpdateStatusResponse:
+        found = self._updates.statuses(request.component) if self._updates is not None else []
+        return daemon_pb2.UpdateStatusResponse(
+            updates=[
+                daemon_pb2.UpdateStatus(
+                    component=item.component,
+                    version=item.version,
+                    state=item.state,
+                    message=item.message,
+                    previous_version=item.previous_version,
+                    started_at=item.started_at,
+                    finished_at=item.finished_at,
+                )
+                for item in found
+            ]
+        )
 
     async def Register(
         self, request: daemon_pb2.RegisterRequest, context: Ctx
@@ -142,3 +194,8 @@ class DaemonServicer(daemon_pb2_grpc.DaemonServiceServicer):
         self, request: daemon_pb2.SyncAgentStatesRequest, context: Ctx
     ) -> daemon_pb2.SyncAgentStatesResponse:
         await unimplemented(context, f"SyncAgentStates {_MANAGER_SIDE}")
+
+    async def ReportConfigState(
+        self, request: daemon_pb2.ConfigStateRequest, context: Ctx
+    ) -> daemon_pb2.ConfigStateResponse:
+        await unimplemented(context, f"ReportConfigState {_MANAGER_SIDE}")

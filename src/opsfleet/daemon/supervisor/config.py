@@ -1,186 +1,58 @@
-"""Agent entries of daemon.yaml (``agents:`` and ``agent_defaults:``), validated into frozen specs.
-
-The shape follows the seed's daemon.yaml. :func:`merge_agents` deep-merges ``agent_defaults``
-into every entry, validates it, and rejects duplicate ids; every failure is a
-:class:`ConfigError` naming the key (``config key 'agents[1].restart.policy': ...``).
-This module does no OS work.
-"""
+"""Agent entries of daemon.yaml: the models live in :mod:`opsfleet.common.daemon_schema`
+(shared with the Manager, which validates central policies with them)."""
 
 from __future__ import annotations
 
-import copy
-import re
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from opsfleet.common.daemon_schema import (
+    AGENT_ID_PATTERN,
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_BACKOFF_MAX,
+    DEFAULT_FAILURE_THRESHOLD,
+    DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_LOG_BACKUPS,
+    DEFAULT_LOG_MAX_BYTES,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_METRICS_INTERVAL,
+    DEFAULT_PROBE_TIMEOUT,
+    DEFAULT_RETRY_WINDOW,
+    DEFAULT_STABLE_AFTER,
+    DEFAULT_START_SECONDS,
+    DEFAULT_STOP_TIMEOUT,
+    DEFAULT_THRESHOLD_DURATION,
+    NODE_EXPORTER_LISTEN,
+    AgentSpec,
+    AgentType,
+    HealthCheckSection,
+    RestartPolicy,
+    RestartSection,
+    default_args,
+    is_valid_agent_id,
+    merge_agents,
+)
 
-from pydantic import Field, ValidationError, field_validator
-
-from opsfleet.common.config import Duration, Section
-from opsfleet.common.errors import ConfigError
-
-AgentType = Literal["filebeat", "telegraf", "node_exporter", "custom"]
-RestartPolicy = Literal["always", "on-failure", "never"]
-
-AGENT_ID_PATTERN = r"[A-Za-z0-9._:-]{1,128}"
-_AGENT_ID_RE = re.compile(AGENT_ID_PATTERN)
-
-DEFAULT_MAX_RETRIES = 5
-DEFAULT_BACKOFF_BASE = 1.0
-DEFAULT_BACKOFF_MAX = 60.0
-DEFAULT_RETRY_WINDOW = 300.0
-DEFAULT_STABLE_AFTER = 60.0
-DEFAULT_HEALTH_INTERVAL = 10.0
-DEFAULT_THRESHOLD_DURATION = 60.0
-DEFAULT_PROBE_TIMEOUT = 5.0
-DEFAULT_FAILURE_THRESHOLD = 3
-DEFAULT_START_SECONDS = 1.0
-DEFAULT_STOP_TIMEOUT = 10.0
-DEFAULT_METRICS_INTERVAL = 10.0
-DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
-DEFAULT_LOG_BACKUPS = 3
-NODE_EXPORTER_LISTEN = "127.0.0.1:9100"
-
-
-def is_valid_agent_id(agent_id: str) -> bool:
-    return _AGENT_ID_RE.fullmatch(agent_id) is not None
-
-
-class RestartSection(Section):
-    """When and how fast an exited agent is started again."""
-
-    policy: RestartPolicy = "always"
-    max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0)
-    backoff_base: Duration = Field(default=DEFAULT_BACKOFF_BASE, gt=0)
-    backoff_max: Duration = Field(default=DEFAULT_BACKOFF_MAX, gt=0)
-    retry_window: Duration = Field(default=DEFAULT_RETRY_WINDOW, gt=0)
-    stable_after: Duration = DEFAULT_STABLE_AFTER
-
-
-class HealthCheckSection(Section):
-    """Probes and limits checked while the agent runs; 0 / empty disables a check."""
-
-    interval: Duration = Field(default=DEFAULT_HEALTH_INTERVAL, gt=0)
-    heartbeat_timeout: Duration = 0.0
-    http_url: str = ""
-    tcp_port: int = Field(default=0, ge=0, le=65535)
-    cpu_threshold: float = Field(default=0.0, ge=0)
-    memory_threshold: int = Field(default=0, ge=0)
-    threshold_duration: Duration = DEFAULT_THRESHOLD_DURATION
-    probe_timeout: Duration = Field(default=DEFAULT_PROBE_TIMEOUT, gt=0)
-    # opsfleet addition: consecutive failed probes before a restart (one blip is not an outage).
-    failure_threshold: int = Field(default=DEFAULT_FAILURE_THRESHOLD, ge=1)
-
-    @field_validator("http_url")
-    @classmethod
-    def _http_scheme(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return value
-
-    @property
-    def has_probe(self) -> bool:
-        return bool(self.http_url or self.tcp_port)
-
-
-class AgentSpec(Section):
-    """One supervised agent."""
-
-    id: str
-    type: AgentType = "custom"
-    name: str = ""
-    version: str = ""
-    binary_path: str = Field(min_length=1)
-    args: list[str] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    work_dir: str = ""
-    config_file: str = ""
-    enabled: bool = True
-    restart: RestartSection = RestartSection()
-    health_check: HealthCheckSection = HealthCheckSection()
-    start_seconds: Duration = DEFAULT_START_SECONDS
-    stop_timeout: Duration = DEFAULT_STOP_TIMEOUT
-    metrics_interval: Duration = Field(default=DEFAULT_METRICS_INTERVAL, gt=0)
-    log_max_bytes: int = Field(default=DEFAULT_LOG_MAX_BYTES, ge=1)
-    log_backups: int = Field(default=DEFAULT_LOG_BACKUPS, ge=1)
-
-    @field_validator("id")
-    @classmethod
-    def _id_shape(cls, value: str) -> str:
-        if not is_valid_agent_id(value):
-            raise ValueError(f"agent id must match {AGENT_ID_PATTERN}, got {value!r}")
-        return value
-
-    def command(self) -> list[str]:
-        """argv: ``args`` when set, otherwise the defaults of the agent type."""
-        if self.args is not None:
-            return [self.binary_path, *self.args]
-        return [self.binary_path, *default_args(self.type, self.config_file)]
-
-
-def default_args(agent_type: AgentType, config_file: str) -> list[str]:
-    if agent_type == "filebeat":
-        return ["-c", config_file] if config_file else []
-    if agent_type == "telegraf":
-        return ["--config", config_file] if config_file else []
-    if agent_type == "node_exporter":
-        return [f"--web.listen-address={NODE_EXPORTER_LISTEN}"]
-    return []
-
-
-def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        current = merged.get(key)
-        if isinstance(value, Mapping) and isinstance(current, Mapping):
-            merged[key] = _deep_merge(current, value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def _describe(error: ValidationError, prefix: str) -> str:
-    parts = []
-    for item in error.errors():
-        key = ".".join([prefix, *(str(p) for p in item["loc"])])
-        msg = item["msg"]
-        if item["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        parts.append(f"config key '{key}': {msg}")
-    return "; ".join(parts)
-
-
-def merge_agents(
-    defaults: Mapping[str, Any] | None, entries: Sequence[Mapping[str, Any]] | None
-) -> list[AgentSpec]:
-    """Validated specs, in config order, with ``defaults`` deep-merged under every entry."""
-    defaults = defaults or {}
-    if not isinstance(defaults, Mapping):
-        raise ConfigError("config key 'agent_defaults': expected a mapping")
-    for key in defaults:
-        if key == "id":
-            raise ConfigError("config key 'agent_defaults.id': an agent id cannot have a default")
-        if key not in AgentSpec.model_fields:
-            raise ConfigError(f"config key 'agent_defaults.{key}': unknown key")
-    if entries is None:
-        return []
-    if not isinstance(entries, Sequence) or isinstance(entries, str | bytes):
-        raise ConfigError("config key 'agents': expected a list of agents")
-    specs: list[AgentSpec] = []
-    seen: dict[str, int] = {}
-    for index, entry in enumerate(entries):
-        prefix = f"agents[{index}]"
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"config key '{prefix}': expected a mapping")
-        try:
-            spec = AgentSpec.model_validate(_deep_merge(defaults, entry))
-        except ValidationError as exc:
-            raise ConfigError(_describe(exc, prefix)) from exc
-        if spec.id in seen:
-            raise ConfigError(
-                f"config key '{prefix}.id': duplicate agent id {spec.id!r} (also agents[{seen[spec.id]}])"
-            )
-        seen[spec.id] = index
-        specs.append(spec)
-    return specs
+__all__ = [
+    "AGENT_ID_PATTERN",
+    "DEFAULT_BACKOFF_BASE",
+    "DEFAULT_BACKOFF_MAX",
+    "DEFAULT_FAILURE_THRESHOLD",
+    "DEFAULT_HEALTH_INTERVAL",
+    "DEFAULT_LOG_BACKUPS",
+    "DEFAULT_LOG_MAX_BYTES",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_METRICS_INTERVAL",
+    "DEFAULT_PROBE_TIMEOUT",
+    "DEFAULT_RETRY_WINDOW",
+    "DEFAULT_STABLE_AFTER",
+    "DEFAULT_START_SECONDS",
+    "DEFAULT_STOP_TIMEOUT",
+    "DEFAULT_THRESHOLD_DURATION",
+    "NODE_EXPORTER_LISTEN",
+    "AgentSpec",
+    "AgentType",
+    "HealthCheckSection",
+    "RestartPolicy",
+    "RestartSection",
+    "default_args",
+    "is_valid_agent_id",
+    "merge_agents",
+]

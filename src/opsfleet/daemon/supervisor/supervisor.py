@@ -158,6 +158,22 @@ class Supervisor:
             self._agents = {spec.id: self._agents[spec.id] for spec in specs}
             self._specs = list(specs)
 
+    async def replace_agent(self, spec: AgentSpec) -> None:
+        """Stop agent ``spec.id`` and supervise it again with ``spec`` (an update or a rollback).
+
+        The new process starts unless the agent is disabled or an operator stopped it.
+        NotFound for an unknown agent, Unavailable when the supervisor is not running.
+        """
+        async with self._lock:
+            self._require_running()
+            old = self._get(spec.id)
+            log.info(
+                "agent %s: replaced (version %s -> %s)", spec.id, old.spec.version or "-", spec.version or "-"
+            )
+            await old.shutdown()
+            await self._launch(spec)
+            self._specs = [spec if item.id == spec.id else item for item in self._specs]
+
     # -- queries and operations -----------------------------------------------------------
 
     def agents(self) -> list[AgentView]:

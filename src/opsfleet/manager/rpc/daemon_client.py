@@ -33,7 +33,7 @@ from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
 from opsfleet.common.pki import TLSMaterial, node_dns_name
 from opsfleet.common.rpc_errors import error_from_status
 from opsfleet.common.tls import channel_credentials
-from opsfleet.manager.domain import LiveAgent, ResourcePoint
+from opsfleet.manager.domain import LiveAgent, ResourcePoint, UpdateOutcome
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,35 @@ class DaemonClient:
             lambda: self._stub.GetAgentLogs(request, timeout=self._settings.logs_timeout), idempotent=True
         )
         return list(reply.lines)
+
+    async def push_update(
+        self, *, component: str, version: str, download_url: str, sha256: str, signature: str
+    ) -> str:
+        """PushUpdate (answered at once: the install goes on on the daemon); the daemon's message."""
+        request = daemon_pb2.UpdateRequest(
+            node_id=self.node_id,
+            component=component,
+            version=version,
+            download_url=download_url,
+            hash=sha256,
+            signature=signature,
+        )
+        reply = await self._call(
+            lambda: self._stub.PushUpdate(request, timeout=self._settings.list_timeout), idempotent=False
+        )
+        return reply.message
+
+    async def update_status(self, component: str) -> UpdateOutcome | None:
+        request = daemon_pb2.UpdateStatusRequest(component=component)
+        reply = await self._call(
+            lambda: self._stub.GetUpdateStatus(request, timeout=self._settings.list_timeout), idempotent=True
+        )
+        for u in reply.updates:
+            if u.component == component:
+                return UpdateOutcome(
+                    u.component, u.version, u.state, u.message, u.previous_version, u.finished_at
+                )
+        return None
 
 
 @dataclass

@@ -39,11 +39,13 @@ class ManagerServicer(manager_pb2_grpc.ManagerServiceServicer):
         nodes: NodeService,
         metrics: MetricService,
         *,
+        configs: ConfigService | None = None,
         observe_rpc: RpcObserver = None,
         guard: IdentityGuard = OPEN,
     ) -> None:
         self._nodes = nodes
         self._metrics = metrics
+        self._configs = configs
         self.observe_rpc = observe_rpc
         self._guard = guard
 
@@ -75,7 +77,8 @@ class ManagerServicer(manager_pb2_grpc.ManagerServiceServicer):
     ) -> manager_pb2.HeartbeatResponse:
         await self._guard.check(context, request.node_id)
         await self._nodes.heartbeat(request.node_id)
-        return manager_pb2.HeartbeatResponse(success=True, message="ok")
+        config_hash = self._configs.hash_for(request.node_id) if self._configs is not None else ""
+        return manager_pb2.HeartbeatResponse(success=True, message="ok", config_hash=config_hash)
 
     @grpc_errors
     async def ReportMetrics(
@@ -189,7 +192,8 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
     ) -> daemon_pb2.HeartbeatResponse:
         await self._guard.check(context, request.node_id)
         await self._nodes.heartbeat(request.node_id)
-        return daemon_pb2.HeartbeatResponse(success=True, message="ok")
+        config_hash = self._configs.hash_for(request.node_id)
+        return daemon_pb2.HeartbeatResponse(success=True, message="ok", config_hash=config_hash)
 
     @grpc_errors
     async def ReportMetrics(
@@ -206,8 +210,18 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
     @grpc_errors
     async def GetConfig(self, request: daemon_pb2.ConfigRequest, context: Ctx) -> daemon_pb2.ConfigResponse:
         await self._guard.check(context, request.node_id)
-        data = await self._configs.get(request.node_id, request.config_type)
-        return daemon_pb2.ConfigResponse(success=True, message="ok", config_data=data)
+        data, config_hash = await self._configs.get(request.node_id, request.config_type)
+        return daemon_pb2.ConfigResponse(
+            success=True, message="ok", config_data=data, config_hash=config_hash
+        )
+
+    @grpc_errors
+    async def ReportConfigState(
+        self, request: daemon_pb2.ConfigStateRequest, context: Ctx
+    ) -> daemon_pb2.ConfigStateResponse:
+        await self._guard.check(context, request.node_id)
+        await self._configs.report(request.node_id, request.config_hash, request.state, request.error)
+        return daemon_pb2.ConfigStateResponse(success=True, message=f"config state {request.state} noted")
 
     @grpc_errors
     async def SyncAgentStates(
@@ -242,3 +256,6 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
 
     async def GetAgentLogs(self, request: Any, context: Ctx) -> Any:
         return await unimplemented(context, "GetAgentLogs is served by the daemon, not by this process")
+
+    async def GetUpdateStatus(self, request: Any, context: Ctx) -> Any:
+        return await unimplemented(context, "GetUpdateStatus is served by the daemon, not by this process")

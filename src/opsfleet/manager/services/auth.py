@@ -14,6 +14,7 @@ Sign-ins go through the :class:`LoginThrottle` (per username and client address)
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -93,6 +94,12 @@ class AuthService:
         self._clock = clock
         self.throttle = throttle if throttle is not None else LoginThrottle()
         self._key: bytes | None = None
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for ``purpose`` derived from the token secret (shared by replicas); after ``start()``."""
+        if self._key is None:
+            raise RuntimeError("AuthService.derived_key before start()")
+        return hmac.new(self._key, purpose.encode(), hashlib.sha256).digest()
 
     async def start(self) -> None:
         secret, source = await self._settle_secret()

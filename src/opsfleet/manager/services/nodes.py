@@ -55,10 +55,15 @@ class NodeService:
         self._started_at = clock()
         self.heartbeats_flushed = 0
         self._forget_listeners: list[Callable[[str], None]] = []
+        self._register_listeners: list[Callable[[str, dict[str, str]], None]] = []
 
     def add_forget_listener(self, listener: Callable[[str], None]) -> None:
         """``listener(node_id)`` runs when a node is deleted or registers anew (caches drop it)."""
         self._forget_listeners.append(listener)
+
+    def add_register_listener(self, listener: Callable[[str, dict[str, str]], None]) -> None:
+        """``listener(node_id, labels)`` runs after every (re-)registration."""
+        self._register_listeners.append(listener)
 
     async def start(self) -> None:
         self._started_at = self._clock()
@@ -99,6 +104,8 @@ class NodeService:
         else:
             # At DEBUG: after a manager restart a whole fleet re-registers within a minute.
             log.debug("node %s re-registered (hostname=%r ip=%r)", reg.node_id, reg.hostname, reg.ip)
+        for on_register in self._register_listeners:
+            on_register(reg.node_id, reg.labels)
         return created
 
     async def _upsert(self, regs: Sequence[NodeRegistration]) -> list[bool]:

@@ -13,11 +13,14 @@ from opsfleet.manager.domain import (
     MetricBucket,
     MetricSample,
     Node,
+    NodeConfigState,
     NodeEvent,
     NodeFilter,
     NodeIdentity,
     NodeRegistration,
     OperationRecord,
+    PolicyRevision,
+    PolicyRow,
     Role,
     UsageStats,
     User,
@@ -167,6 +170,30 @@ class FleetQueries(Protocol):
 
     async def latest_usage(self, types: Sequence[str], since: int) -> list[tuple[str, str, int, float]]:
         """(node_id, type, timestamp, usage_percent) of every node's newest sample since ``since``."""
+
+
+class PolicyStore(Protocol):
+    """Policies, their immutable revisions and the config state nodes reported."""
+
+    async def load_policies(self) -> list[PolicyRow]:
+        """Every policy (deleted ones too) with its current revision's document."""
+
+    async def list_revisions(self, name: str) -> list[PolicyRevision]:
+        """Oldest first; [] for an unknown policy."""
+
+    async def add_revision(self, name: str, document: str, hash_: str, author: str, now: float) -> int:
+        """Store a new revision, make it current (and the policy not deleted); its number."""
+
+    async def set_current(self, name: str, revision: int, now: float) -> None: ...
+
+    async def mark_deleted(self, name: str, now: float) -> bool:
+        """False when there is no such (undeleted) policy."""
+
+    async def set_paused(self, name: str, paused: bool, now: float) -> None: ...
+
+    async def save_config_state(self, state: NodeConfigState) -> None: ...
+
+    async def load_config_states(self) -> list[NodeConfigState]: ...
 
 
 class TokenRefused(Exception):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from opsfleet.manager.domain import MetricBucket, MetricSample, Node, NodeFilter, UsageStats
-from opsfleet.manager.store.schema import agents, metric_samples, node_events, nodes
+from opsfleet.manager.store.schema import agents, metric_samples, node_config_states, node_events, nodes
 from opsfleet.manager.store.shield import shielded
 from opsfleet.manager.store.sql import StoreModule, _row_to_node
 
@@ -80,7 +80,7 @@ class SqlFleetQueries(StoreModule):
     @shielded
     async def delete_node(self, node_id: str) -> bool:
         async with self._store.write_tx() as conn:
-            for table in (agents, node_events, metric_samples):
+            for table in (agents, node_events, metric_samples, node_config_states):
                 await conn.execute(table.delete().where(table.c.node_id == node_id))
             result = await conn.execute(nodes.delete().where(nodes.c.node_id == node_id))
         return bool(result.rowcount)

@@ -124,6 +124,84 @@ token_revocations = sa.Table(
     sa.Index("ix_token_revocations_expires_at", "expires_at"),
 )
 
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("current_revision", sa.Integer, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("rollout_paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+policy_revisions = sa.Table(
+    "policy_revisions",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("author", sa.String(64), nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+node_config_states = sa.Table(
+    "node_config_states",
+    metadata,
+    sa.Column("node_id", sa.String(128), primary_key=True),
+    sa.Column("config_hash", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("error", sa.String(1024), nullable=False, server_default=""),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("component", sa.String(160), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("signature", sa.Text, nullable=False),
+    sa.Column("signed_by_manager", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.UniqueConstraint("component", "version", name="uq_artifacts_component_version"),
+)
+
+rollouts = sa.Table(
+    "rollouts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("component", sa.String(160), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("artifact_id", sa.BigInteger, nullable=False),
+    sa.Column("selector", sa.Text, nullable=False),
+    sa.Column("max_parallel", sa.String(16), nullable=False),
+    sa.Column("canary", sa.Integer, nullable=False),
+    sa.Column("pause_on_failure", sa.Float, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+rollout_nodes = sa.Table(
+    "rollout_nodes",
+    metadata,
+    sa.Column("rollout_id", sa.BigInteger, primary_key=True),
+    sa.Column("node_id", sa.String(128), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("canary", sa.Boolean, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=False),
+)
+
 enrollment_tokens = sa.Table(
     "enrollment_tokens",
     metadata,

@@ -22,11 +22,14 @@ from opsfleet.common.errors import OpsfleetError
 from opsfleet.manager.web import (
     routes_admin,
     routes_agents,
+    routes_artifacts,
     routes_auth,
     routes_enrollment,
     routes_metrics,
     routes_nodes,
     routes_ops,
+    routes_policies,
+    routes_rollouts,
 )
 from opsfleet.manager.web.apidocs import mount_docs
 from opsfleet.manager.web.context import WebContext
@@ -69,9 +72,13 @@ def create_app(ctx: WebContext, *, static_dir: Path | None = None) -> FastAPI:
         routes_agents,
         routes_metrics,
         routes_admin,
+        routes_artifacts,
+        routes_rollouts,
         routes_enrollment,
     ):
         app.include_router(module.router)
+    app.include_router(routes_policies.router)
+    app.include_router(routes_policies.node_router)
     # The dashboard goes last so that it never shadows an API route.
     if static_dir is not None:
         app.mount("/", StaticFiles(directory=static_dir, html=True), name="dashboard")

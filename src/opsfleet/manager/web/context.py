@@ -9,14 +9,18 @@ from fastapi import Depends, Request
 
 from opsfleet.manager.services.agent_ops import AgentOpsService
 from opsfleet.manager.services.agents import AgentService
+from opsfleet.manager.services.artifacts import ArtifactService
 from opsfleet.manager.services.audit import AuditService
 from opsfleet.manager.services.auth import AuthService
+from opsfleet.manager.services.configs import ConfigService
 from opsfleet.manager.services.enrollment import EnrollmentService
 from opsfleet.manager.services.fleet import FleetService
 from opsfleet.manager.services.identities import IdentityRegistry
 from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
 from opsfleet.manager.services.nodes import NodeService
+from opsfleet.manager.services.policies import PolicyService
+from opsfleet.manager.services.rollouts import RolloutService
 from opsfleet.manager.services.users import UserService
 from opsfleet.manager.store.base import Store
 from opsfleet.manager.telemetry import Telemetry
@@ -35,6 +39,10 @@ class WebContext:
     auth: AuthService
     audit: AuditService
     telemetry: Telemetry
+    policies: PolicyService
+    configs: ConfigService
+    artifacts: ArtifactService
+    rollouts: RolloutService
     enrollment: EnrollmentService | None = None  # None unless grpc.tls.mode is auto
     identities: IdentityRegistry | None = None
 

@@ -49,6 +49,15 @@ const STATUS_TONE = {
   backoff: "warn",
   stopped: "idle",
   removed: "idle",
+  applied: "ok",
+  applying: "warn",
+  pending: "warn",
+  // rollouts and their nodes
+  done: "ok",
+  updating: "warn",
+  paused: "warn",
+  halted: "bad",
+  rolled_back: "bad",
 };
 
 /** The colour class of a node or agent status (the one mapping used everywhere). */

@@ -8,6 +8,8 @@ import { renderLogin } from "./views/login.js";
 import { renderNodeDetail } from "./views/node_detail.js";
 import { renderNodes } from "./views/nodes.js";
 import { renderOverview } from "./views/overview.js";
+import { renderPolicies, renderPolicy } from "./views/policies.js";
+import { renderRolloutDetail, renderRollouts } from "./views/rollouts.js";
 import { renderTokens } from "./views/tokens.js";
 
 const app = document.getElementById("app");
@@ -20,6 +22,10 @@ function route() {
   if (!session.get()) return null;
   if (first === "nodes" && second) return { name: "nodes", render: renderNodeDetail, args: [second, query] };
   if (first === "nodes") return { name: "nodes", render: renderNodes, args: [query] };
+  if (first === "policies" && second) return { name: "policies", render: renderPolicy, args: [second] };
+  if (first === "policies") return { name: "policies", render: renderPolicies, args: [] };
+  if (first === "rollouts" && second) return { name: "rollouts", render: renderRolloutDetail, args: [second] };
+  if (first === "rollouts") return { name: "rollouts", render: renderRollouts, args: [] };
   if (first === "tokens") return { name: "tokens", render: renderTokens, args: [] };
   return { name: "overview", render: renderOverview, args: [query] };
 }

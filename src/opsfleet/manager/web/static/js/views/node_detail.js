@@ -7,6 +7,7 @@ import { clearAllErrors, reportError } from "../notify.js";
 import { href, setQuery } from "../router.js";
 import { POLL_MS, Scope } from "../scope.js";
 import { renderAgentPanel } from "./agent_panel.js";
+import { renderNodeConfig } from "./node_config.js";
 import { renderAgents } from "./agents.js";
 import { renderNodeCharts } from "./node_charts.js";
 
@@ -98,6 +99,10 @@ export function renderNodeDetail(root, scope, nodeId, query) {
     state.range = range;
     writeQuery();
   });
+
+  const configRoot = h("div", { class: "section" });
+  root.append(configRoot);
+  renderNodeConfig(configRoot, scope, nodeId);
 
   const agentsRoot = h("div", { class: "section" });
   const panelRoot = h("div", { "data-testid": "agent-panel" });

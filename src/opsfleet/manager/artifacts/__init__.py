@@ -1,0 +1,1 @@
+"""Update packages stored by the Manager: settings, storage, signing, download tokens."""

@@ -1,0 +1,190 @@
+"""Fleet rollouts: start one over the nodes a label selector matches, follow it, pause, resume,
+cancel. The work itself is done by :mod:`opsfleet.manager.services.rollout_runner`, one owned
+task per running rollout.
+
+Lifecycle: ``start()`` picks up the rollouts a previous Manager left running; ``stop()``
+cancels the running tasks (their rollouts stay ``running`` in the database and continue
+at the next start; nodes being updated are watched again, not pushed twice). ``stop()`` is
+idempotent. With several Manager replicas, only one should run rollouts (documented).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+
+from opsfleet.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from opsfleet.common.lifecycle import TaskOwner
+from opsfleet.common.signing import check_target
+from opsfleet.manager.domain import Artifact, Rollout, RolloutNode, RolloutNodeState, RolloutState
+from opsfleet.manager.services.nodes import NodeService
+from opsfleet.manager.services.rollout_runner import RunnerDeps, run_rollout
+from opsfleet.manager.store.base import Store
+
+log = logging.getLogger(__name__)
+
+MAX_PARALLEL_RE = re.compile(r"([1-9][0-9]{0,5})|([1-9][0-9]?|100)%")
+_RS = RolloutState
+
+
+async def select_nodes(
+    nodes: NodeService, store: Store, selector: Mapping[str, str], component: str
+) -> list[str]:
+    """Nodes whose labels match every ``selector`` entry (and that have the agent, for
+    ``agent:<id>``), by node id."""
+    chosen = []
+    for node in sorted(await nodes.list_all(), key=lambda n: n.node_id):
+        if any(node.labels.get(k) != v for k, v in selector.items()):
+            continue
+        if component.startswith("agent:"):
+            agent_id = component.removeprefix("agent:")
+            agents = await store.list_agents(node.node_id)
+            if not any(a.agent_id == agent_id and a.status != "removed" for a in agents):
+                continue
+        chosen.append(node.node_id)
+    return chosen
+
+
+class RolloutService:
+    def __init__(
+        self,
+        deps: RunnerDeps,
+        *,
+        find_artifact: Callable[[str, str], Awaitable[Artifact]],
+        list_nodes: Callable[[Mapping[str, str], str], Awaitable[list[str]]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``list_nodes(selector, component)``: the ids of the nodes to update, in order."""
+        self._deps = deps
+        self._store = deps.store
+        self._find_artifact = find_artifact
+        self._list_nodes = list_nodes
+        self._clock = clock
+        self._tasks = TaskOwner("rollouts")
+        self._running: dict[int, asyncio.Task[None]] = {}
+
+    async def start(self) -> None:
+        for rollout in await self._store.rollouts_in_state(_RS.RUNNING):
+            log.info("rollout %d: continuing after a Manager restart", rollout.id)
+            self._spawn(rollout.id)
+
+    async def stop(self) -> None:
+        await self._tasks.stop()
+
+    async def create(
+        self,
+        *,
+        component: str,
+        version: str,
+        selector: Mapping[str, str],
+        max_parallel: str,
+        canary: int,
+        pause_on_failure: float,
+        username: str,
+    ) -> tuple[Rollout, list[RolloutNode]]:
+        check_target(component, version)
+        if not MAX_PARALLEL_RE.fullmatch(max_parallel):
+            raise InvalidArgument(f"max_parallel must be N or P% (1-100%), got {max_parallel[:20]!r}")
+        if canary < 0 or not 0 <= pause_on_failure <= 100:
+            raise InvalidArgument("canary must be >= 0 and pause_on_failure 0..100 (percent)")
+        artifact = await self._find_artifact(component, version)
+        if not artifact.signature:
+            raise FailedPrecondition(f"artifact {component} {version} is not signed")
+        node_ids = await self._list_nodes(selector, component)
+        if not node_ids:
+            raise InvalidArgument(f"no node matches the selector {dict(selector)} (with {component})")
+        now = self._clock()
+        rollout = Rollout(
+            id=0,
+            component=component,
+            version=version,
+            artifact_id=artifact.id,
+            selector=dict(selector),
+            max_parallel=max_parallel,
+            canary=canary,
+            pause_on_failure=pause_on_failure,
+            state=_RS.RUNNING,
+            message=f"{len(node_ids)} nodes",
+            created_by=username,
+            created_at=now,
+            updated_at=now,
+        )
+        nodes = [
+            RolloutNode(0, node_id, i, i < canary, RolloutNodeState.PENDING)
+            for i, node_id in enumerate(node_ids)
+        ]
+        stored = await self._store.insert_rollout(rollout, nodes)
+        log.info(
+            "rollout %d: %s %s over %d nodes started by %s",
+            stored.id,
+            component,
+            version,
+            len(nodes),
+            username,
+        )
+        self._spawn(stored.id)
+        return stored, [replace(n, rollout_id=stored.id) for n in nodes]
+
+    async def recent(self, limit: int = 100) -> list[Rollout]:
+        return await self._store.list_rollouts(limit)
+
+    async def get(self, rollout_id: int) -> tuple[Rollout, list[RolloutNode]]:
+        rollout = await self._store.get_rollout(rollout_id)
+        if rollout is None:
+            raise NotFound(f"no rollout {rollout_id}")
+        return rollout, await self._store.rollout_nodes(rollout_id)
+
+    async def pause(self, rollout_id: int) -> Rollout:
+        return await self._move(
+            rollout_id, _RS.PAUSED, [_RS.RUNNING], "paused: nodes being updated finish first"
+        )
+
+    async def cancel(self, rollout_id: int) -> Rollout:
+        return await self._move(
+            rollout_id,
+            _RS.CANCELLED,
+            [_RS.RUNNING, _RS.PAUSED, _RS.HALTED],
+            "cancelled: pending nodes stay as they are",
+        )
+
+    async def resume(self, rollout_id: int) -> Rollout:
+        moved = await self._move(rollout_id, _RS.RUNNING, [_RS.PAUSED], "resumed")
+        self._spawn(rollout_id)
+        return moved
+
+    async def _move(
+        self, rollout_id: int, state: RolloutState, allowed: list[RolloutState], message: str
+    ) -> Rollout:
+        moved = await self._store.set_rollout_state(
+            rollout_id, state, message, self._clock(), only_from=allowed
+        )
+        if moved is None:
+            current, _ = await self.get(rollout_id)
+            names = ", ".join(s.value for s in allowed)
+            raise FailedPrecondition(f"rollout {rollout_id} is {current.state.value}; this needs {names}")
+        log.info("rollout %d: %s", rollout_id, message)
+        return moved
+
+    def _spawn(self, rollout_id: int) -> None:
+        running = self._running.get(rollout_id)
+        if running is not None and not running.done():
+            return  # its loop re-reads the state after the current batch
+        self._running[rollout_id] = self._tasks.spawn(f"rollout-{rollout_id}", self._guarded(rollout_id))
+
+    async def _guarded(self, rollout_id: int) -> None:
+        """Run the rollout; a failure of the runner itself (database, bug) halts it with the reason."""
+        try:
+            await run_rollout(self._deps, rollout_id)
+        except Exception as exc:
+            log.exception("rollout %d: the runner failed", rollout_id)
+            await self._store.set_rollout_state(
+                rollout_id,
+                _RS.HALTED,
+                f"halted: internal error: {exc!r}",
+                self._clock(),
+                only_from=[_RS.RUNNING],
+            )

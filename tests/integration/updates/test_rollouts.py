@@ -1,0 +1,188 @@
+"""A rollout over real daemons: artifacts uploaded to a real Manager, downloaded by the daemons."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+
+from opsfleet.common.signing import create_key_pair
+from opsfleet.daemon.app import DaemonApp
+from opsfleet.daemon.config import load_daemon_config
+from opsfleet.manager.app import ManagerApp
+from opsfleet.proto import daemon_pb2, daemon_pb2_grpc
+from tests.helpers import assert_eventually
+from tests.integration.updates.support import agent_package, agent_spec
+
+ADMIN_PASSWORD = "rollout-keeper-3141"
+KEYS = create_key_pair()
+NODES = ("n1", "n2", "n3", "n4")
+FAILING = "n3"
+
+
+class Fleet:
+    def __init__(self, manager: ManagerApp, daemons: dict[str, DaemonApp], http: httpx.AsyncClient) -> None:
+        self.manager = manager
+        self.daemons = daemons
+        self.http = http
+        self.headers: dict[str, str] = {}
+
+    async def login(self) -> None:
+        r = await self.http.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+        self.headers = {"Authorization": f"Bearer {r.json()['data']['token']}"}
+
+    async def upload(self, version: str) -> dict[str, Any]:
+        r = await self.http.post(
+            "/api/v1/artifacts",
+            params={"component": "agent:web", "version": version},
+            content=agent_package(version),
+            headers=self.headers,
+        )
+        assert r.status_code == 200, r.text
+        data: dict[str, Any] = r.json()["data"]
+        return data
+
+    async def rollout(self, **body: Any) -> dict[str, Any]:
+        r = await self.http.post(
+            "/api/v1/rollouts", json={"component": "agent:web", **body}, headers=self.headers
+        )
+        assert r.status_code == 200, r.text
+        data: dict[str, Any] = r.json()["data"]
+        return data
+
+    async def wait_state(self, rollout_id: int, *states: str) -> dict[str, Any]:
+        async def settled() -> dict[str, Any] | None:
+            r = await self.http.get(f"/api/v1/rollouts/{rollout_id}", headers=self.headers)
+            data: dict[str, Any] = r.json()["data"]
+            return data if data["state"] in states else None
+
+        result: dict[str, Any] = await assert_eventually(settled, timeout=40, interval=0.1)
+        return result
+
+    async def running_version(self, node_id: str) -> tuple[str, str]:
+        app = self.daemons[node_id]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+            reply = await daemon_pb2_grpc.DaemonServiceStub(channel).ListAgents(
+                daemon_pb2.ListAgentsRequest()
+            )
+        info = reply.agents[0]
+        return info.version, info.status
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path, manager_config: Callable[..., Any]) -> AsyncIterator[Fleet]:
+    key_file = tmp_path / "signing.key"
+    key_file.write_bytes(KEYS.private_pem)
+    manager = ManagerApp(
+        manager_config(
+            f"sqlite:///{tmp_path / 'm.db'}",
+            **{
+                "auth.admin_password": ADMIN_PASSWORD,
+                "artifacts.signing_key_file": str(key_file),
+                "rollouts.poll_interval": 0.1,
+                "rollouts.node_timeout": 20.0,
+            },
+        )
+    )
+    await manager.start()
+    daemons: dict[str, DaemonApp] = {}
+    for node_id in NODES:
+        markers = tmp_path / f"markers-{node_id}"
+        markers.mkdir()
+        env = {"FAIL_VERSION": "2"} if node_id == FAILING else {}
+        settings = {
+            "daemon.id": node_id,
+            "daemon.work_dir": str(tmp_path / node_id),
+            "daemon.grpc_host": "127.0.0.1",
+            "daemon.grpc_port": 0,
+            "daemon.labels": {"role": "web"},
+            "manager.address": f"127.0.0.1:{manager.grpc_port}",
+            "manager.heartbeat_interval": 1.0,
+            "manager.reconnect_interval": 0.2,
+            "collectors.cpu.enabled": False,
+            "collectors.memory.enabled": False,
+            "collectors.disk.enabled": False,
+            "collectors.network.enabled": False,
+            "agents": [agent_spec("web", markers, **env)],
+            "update.trusted_keys": [KEYS.public_b64],
+            "update.grace_period": 1.0,
+        }
+        app = DaemonApp(load_daemon_config(None, {}, settings))
+        await app.start()
+        daemons[node_id] = app
+    http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{manager.http_port}", timeout=10)
+    f = Fleet(manager, daemons, http)
+    await f.login()
+
+    async def all_synced() -> bool:
+        return all([await manager.store.list_agents(node_id) for node_id in NODES])
+
+    try:
+        await assert_eventually(all_synced, timeout=15)
+        yield f
+    finally:
+        await http.aclose()
+        for app in daemons.values():
+            await app.stop()
+        await manager.stop()
+
+
+async def test_rollout_halts_at_the_threshold_and_the_failed_node_is_rolled_back(fleet: Fleet) -> None:
+    await fleet.upload("1")
+    await fleet.upload("2")
+    first = await fleet.rollout(version="1", selector={"role": "web"}, max_parallel="100%")
+    assert [n["node_id"] for n in first["nodes"]] == list(NODES)
+    done = await fleet.wait_state(first["id"], "done", "halted")
+    assert done["state"] == "done", done
+    assert done["counts"] == {"done": 4}
+    for node_id in NODES:
+        assert await fleet.running_version(node_id) == ("1", "running")
+
+    second = await fleet.rollout(version="2", selector={"role": "web"}, max_parallel="1", pause_on_failure=20)
+    halted = await fleet.wait_state(second["id"], "halted", "done")
+    states = {n["node_id"]: n["state"] for n in halted["nodes"]}
+    assert halted["state"] == "halted", halted
+    assert states == {"n1": "done", "n2": "done", "n3": "rolled_back", "n4": "pending"}
+    assert "1 of 4 nodes failed (n3)" in halted["message"]
+    failed = next(n for n in halted["nodes"] if n["node_id"] == FAILING)
+    assert "exit code 3" in failed["message"] and "rolled back" in failed["message"]
+    assert await fleet.running_version("n1") == ("2", "running")
+    assert await fleet.running_version("n2") == ("2", "running")
+    assert await fleet.running_version("n3") == ("1", "running")
+    assert await fleet.running_version("n4") == ("1", "running")
+
+    audit = await fleet.http.get("/api/v1/admin/audit", params={"page_size": 100}, headers=fleet.headers)
+    actions = [e["action"] for e in audit.json()["data"]["list"]]
+    assert actions.count("rollouts.node.done") == 6
+    assert actions.count("rollouts.node.rolled_back") == 1
+    assert {"rollouts.start", "rollouts.halted", "rollouts.done", "artifacts.upload"} <= set(actions)
+
+    resumed = await fleet.http.post(f"/api/v1/rollouts/{second['id']}/resume", headers=fleet.headers)
+    assert resumed.status_code == 409
+    cancelled = await fleet.http.post(f"/api/v1/rollouts/{second['id']}/cancel", headers=fleet.headers)
+    assert cancelled.json()["data"]["state"] == "cancelled"
+
+
+async def test_pause_stops_after_the_batch_and_resume_finishes(fleet: Fleet) -> None:
+    await fleet.upload("1")
+    rollout = await fleet.rollout(version="1", selector={"role": "web"}, max_parallel="1", canary=1)
+    assert [n["canary"] for n in rollout["nodes"]] == [True, False, False, False]
+    paused = await fleet.http.post(f"/api/v1/rollouts/{rollout['id']}/pause", headers=fleet.headers)
+    assert paused.json()["data"]["state"] == "paused"
+
+    async def first_settled() -> dict[str, Any] | None:
+        data: dict[str, Any] = (
+            await fleet.http.get(f"/api/v1/rollouts/{rollout['id']}", headers=fleet.headers)
+        ).json()["data"]
+        return data if data["nodes"][0]["state"] == "done" else None
+
+    data = await assert_eventually(first_settled, timeout=20)
+    assert [n["state"] for n in data["nodes"][1:]] == ["pending"] * 3
+    resumed = await fleet.http.post(f"/api/v1/rollouts/{rollout['id']}/resume", headers=fleet.headers)
+    assert resumed.json()["data"]["state"] == "running"
+    finished = await fleet.wait_state(rollout["id"], "done", "halted")
+    assert finished["counts"] == {"done": 4}
