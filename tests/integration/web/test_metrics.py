@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -113,11 +114,12 @@ async def test_summary(web: Web) -> None:
 
 
 async def test_cluster_overview(web: Web) -> None:
+    now = int(time.time())  # the overview reads the last 15 minutes: not the import-time NOW
     for node_id, cpu, mem in (("a", 10.0, 70.0), ("b", 90.0, 20.0), ("c", 50.0, 30.0)):
         await web.register(node_id)
-        await web.report(node_id, "cpu", NOW - 120, usage_percent=cpu - 5)
-        await web.report(node_id, "cpu", NOW - 60, usage_percent=cpu)
-        await web.report(node_id, "memory", NOW - 60, usage_percent=mem)
+        await web.report(node_id, "cpu", now - 120, usage_percent=cpu - 5)
+        await web.report(node_id, "cpu", now - 60, usage_percent=cpu)
+        await web.report(node_id, "memory", now - 60, usage_percent=mem)
     await web.register("quiet")
     data = expect(await web.get("/api/v1/metrics/cluster/overview"), 200, 0)["data"]
     assert data["nodes"] == {"total": 4, "online": 4, "offline": 0}
@@ -125,5 +127,5 @@ async def test_cluster_overview(web: Web) -> None:
     assert [n["node_id"] for n in data["top_cpu"]] == ["b", "c", "a"]
     assert [n["node_id"] for n in data["top_memory"]] == ["a", "c", "b"]
     usage = {n["node_id"]: n for n in data["node_usage"]}
-    assert usage["a"]["cpu"] == 10.0 and usage["a"]["updated_at"] == NOW - 60
+    assert usage["a"]["cpu"] == 10.0 and usage["a"]["updated_at"] == now - 60
     assert usage["quiet"]["cpu"] is None and usage["quiet"]["updated_at"] is None

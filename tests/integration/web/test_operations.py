@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from opsfleet.common.errors import ConfigError
 from opsfleet.manager.app import ManagerApp
 from opsfleet.proto import manager_pb2
 from tests.helpers import assert_eventually
-from tests.integration.web.support import NOW, Web, expect
+from tests.integration.web.support import Web, expect
 
 
 async def test_health_ready_docs_and_root(web_sqlite: Web) -> None:
@@ -42,9 +43,10 @@ async def test_ready_is_503_without_database(start_web: Callable[..., Any], tmp_
 
 
 async def test_prometheus_metrics(web: Web) -> None:
+    now = int(time.time())  # the overview reads the last 15 minutes: not the import-time NOW
     await web.register("n1")
-    await web.report("n1", "cpu", NOW - 30, usage_percent=42.5)
-    await web.report("n1", "memory", NOW - 30, usage_percent=12.0)
+    await web.report("n1", "cpu", now - 30, usage_percent=42.5)
+    await web.report("n1", "memory", now - 30, usage_percent=12.0)
     for _ in range(3):
         await web.manager.Heartbeat(manager_pb2.HeartbeatRequest(node_id="n1", timestamp=1))
     with contextlib.suppress(grpc.aio.AioRpcError):
