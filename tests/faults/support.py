@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from opsfleet.daemon.spool import Spool
+from opsfleet.proto import manager_pb2, manager_pb2_grpc
 
 FIGURES_FILE = Path(__file__).resolve().parents[2] / "test-artifacts" / "reliability" / "figures.txt"
 
@@ -73,3 +74,18 @@ def publish(line: str) -> None:
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     with FIGURES_FILE.open("a", encoding="utf-8") as out:
         out.write(f"{stamp} {line}\n")
+
+
+class ScriptedManager(manager_pb2_grpc.ManagerServiceServicer):
+    """A ManagerService that accepts every registration and heartbeat (counting registrations);
+    subclasses script ReportMetrics to inject a fault."""
+
+    def __init__(self) -> None:
+        self.registrations = 0
+
+    async def RegisterNode(self, request: Any, context: Any) -> manager_pb2.RegisterNodeResponse:
+        self.registrations += 1
+        return manager_pb2.RegisterNodeResponse(success=True, message="ok")
+
+    async def Heartbeat(self, request: Any, context: Any) -> manager_pb2.HeartbeatResponse:
+        return manager_pb2.HeartbeatResponse(success=True, message="ok")

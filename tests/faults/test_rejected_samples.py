@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 from opsfleet.proto import manager_pb2, manager_pb2_grpc
-from tests.faults.support import prefill_spool, recent_samples
+from tests.faults.support import ScriptedManager, prefill_spool, recent_samples
 from tests.helpers import assert_eventually
 
 NO_COLLECTORS = {f"collectors__{name}__enabled": False for name in ("cpu", "memory", "disk", "network")}
@@ -76,21 +76,14 @@ async def test_daemon_drops_non_finite_values_of_spooled_records(apps: Any, tmp_
     assert await manager.store.count_metrics(daemon.node_id) == 6
 
 
-class RejectsNetwork(manager_pb2_grpc.ManagerServiceServicer):
+class RejectsNetwork(ScriptedManager):
     """Rejects every batch holding a `network` sample with INVALID_ARGUMENT, naming no index
     (like a manager older than the ``metrics[<i>]`` message format)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.stored: dict[str, set[int]] = {}
         self.calls = 0
-        self.registrations = 0
-
-    async def RegisterNode(self, request: Any, context: Any) -> manager_pb2.RegisterNodeResponse:
-        self.registrations += 1
-        return manager_pb2.RegisterNodeResponse(success=True, message="ok")
-
-    async def Heartbeat(self, request: Any, context: Any) -> manager_pb2.HeartbeatResponse:
-        return manager_pb2.HeartbeatResponse(success=True, message="ok")
 
     async def ReportMetrics(self, request: Any, context: Any) -> manager_pb2.ReportMetricsResponse:
         self.calls += 1

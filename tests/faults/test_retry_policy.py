@@ -9,27 +9,20 @@ from typing import Any
 import grpc
 
 from opsfleet.proto import manager_pb2, manager_pb2_grpc
-from tests.faults.support import prefill_spool, recent_samples
+from tests.faults.support import ScriptedManager, prefill_spool, recent_samples
 from tests.helpers import assert_eventually
 
 NO_COLLECTORS = {f"collectors__{name}__enabled": False for name in ("cpu", "memory", "disk", "network")}
 
 
-class FlakyMetrics(manager_pb2_grpc.ManagerServiceServicer):
+class FlakyMetrics(ScriptedManager):
     """Heartbeats work; ReportMetrics answers UNAVAILABLE (no retry hint) for its first 3 s."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.started = time.monotonic()
-        self.registrations = 0
         self.report_calls = 0
         self.stored: set[int] = set()
-
-    async def RegisterNode(self, request: Any, context: Any) -> manager_pb2.RegisterNodeResponse:
-        self.registrations += 1
-        return manager_pb2.RegisterNodeResponse(success=True, message="ok")
-
-    async def Heartbeat(self, request: Any, context: Any) -> manager_pb2.HeartbeatResponse:
-        return manager_pb2.HeartbeatResponse(success=True, message="ok")
 
     async def ReportMetrics(self, request: Any, context: Any) -> manager_pb2.ReportMetricsResponse:
         self.report_calls += 1
