@@ -20,7 +20,7 @@ import httpx
 
 from benchmarks.dbs import ScratchDatabase
 from benchmarks.output import print_table, verdict
-from benchmarks.procs import BenchError, SimulatorProcess, start_manager
+from benchmarks.procs import BENCH_ADMIN_PASSWORD, BenchError, SimulatorProcess, start_manager
 from benchmarks.scenarios.common import (
     add_database_arg,
     add_fleet_args,
@@ -30,7 +30,6 @@ from benchmarks.scenarios.common import (
     summary,
 )
 
-ADMIN_PASSWORD = "bench-admin-123"
 HTTP_RE = re.compile(r"HTTP listening on \S+:(\d+)")
 POLICY = {
     "name": "bench-all",
@@ -71,7 +70,7 @@ def _http_port(log: Path, timeout: float = 30.0) -> int:
 
 def _apply_policy(http_port: int) -> float:
     with httpx.Client(base_url=f"http://127.0.0.1:{http_port}/api/v1", timeout=30) as api:
-        login = api.post("/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+        login = api.post("/auth/login", json={"username": "admin", "password": BENCH_ADMIN_PASSWORD})
         login.raise_for_status()
         token = login.json()["data"]["token"]
         written = time.time()
@@ -87,7 +86,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     sim_args = fleet_simulator_args(args)
     config = workdir / "manager.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(f"auth:\n  admin_password: {ADMIN_PASSWORD}\n")
+    config.write_text(f"auth:\n  admin_password: {BENCH_ADMIN_PASSWORD}\n")
     db = ScratchDatabase(workdir, args.database_url, keep=args.keep)
     db.create()
     try:
