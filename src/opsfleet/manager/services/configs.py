@@ -6,7 +6,7 @@ node is handed in its HeartbeatResponse, and the last state each node reported. 
 heartbeat costs one dict lookup and GetConfig one more; neither reads the database.
 Policy changes (:meth:`ConfigService.set_policies`) and registrations recompute the
 affected nodes. A policy with ``rollout`` hands its new revision to a few nodes at a time
-(:mod:`opsfleet.manager.services.rollout`); the others keep their previous hash meanwhile.
+(:mod:`opsfleet.manager.services.config_rollout`); the others keep their previous hash meanwhile.
 All methods run on the event loop thread.
 """
 
@@ -21,9 +21,9 @@ from typing import Any
 from opsfleet.common.central_config import content_hash, to_yaml
 from opsfleet.common.errors import InvalidArgument
 from opsfleet.manager.domain import CONFIG_STATES, NodeConfigState
+from opsfleet.manager.services.config_rollout import Rollout
 from opsfleet.manager.services.nodes import NodeService
 from opsfleet.manager.services.policy_doc import PolicyDoc, merge
-from opsfleet.manager.services.rollout import Rollout
 from opsfleet.manager.store.base import PolicyStore
 
 log = logging.getLogger(__name__)
