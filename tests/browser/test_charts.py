@@ -9,6 +9,7 @@ and to test-artifacts/browser/.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import shutil
@@ -38,20 +39,20 @@ SPAN = 3000
 GAP = (1800, 1200)  # no samples from 30 to 20 minutes ago
 RX_KIB = 39.1  # received per second, around which the samples vary
 BLUE = (0x25, 0x63, 0xEB)
+MANY = re.compile(r"^\d{2,}$")
 
-# Opaque pixels of a colour in one canvas column (device px) inside the plot area.
-COLUMN_PIXELS = """
-([testid, x, [r, g, b]]) => {
-  const el = document.querySelector(`[data-testid="chart-${testid}"]`);
-  const u = el.timeChart.plot;
-  const ctx = u.ctx;
-  const top = Math.round(u.bbox.top), height = Math.round(u.bbox.height);
-  const data = ctx.getImageData(Math.round(x), top, 1, height).data;
+# Opaque pixels of a colour in the canvas columns [x0, x1) (device px; null: the whole plot)
+# within the plot's rows.
+COLOUR_PIXELS = """
+([testid, columns, [r, g, b]]) => {
+  const u = document.querySelector(`[data-testid="chart-${testid}"]`).timeChart.plot;
+  const [x0, x1] = columns || [u.bbox.left, u.bbox.left + u.bbox.width];
+  const left = Math.round(x0), width = Math.max(1, Math.round(x1 - x0));
+  const data = u.ctx.getImageData(left, Math.round(u.bbox.top), width, Math.round(u.bbox.height)).data;
+  const near = (i) =>
+    Math.abs(data[i] - r) < 40 && Math.abs(data[i + 1] - g) < 40 && Math.abs(data[i + 2] - b) < 40;
   let count = 0;
-  for (let i = 0; i < data.length; i += 4) {
-    if (data[i + 3] < 200) continue;
-    if (Math.abs(data[i] - r) < 40 && Math.abs(data[i + 1] - g) < 40 && Math.abs(data[i + 2] - b) < 40) count++;
-  }
+  for (let i = 0; i < data.length; i += 4) if (data[i + 3] >= 200 && near(i)) count++;
   return count;
 }
 """
@@ -83,7 +84,10 @@ PLOT_DATA = """
 }
 """
 
-X_POS = "([testid, t]) => document.querySelector(`[data-testid=\"chart-${testid}\"]`).timeChart.plot.valToPos(t, 'x', true)"
+X_POS = """
+([testid, t]) =>
+  document.querySelector(`[data-testid="chart-${testid}"]`).timeChart.plot.valToPos(t, "x", true)
+"""
 
 
 class IdleDaemon(daemon_pb2_grpc.DaemonServiceServicer):
@@ -97,7 +101,10 @@ class IdleDaemon(daemon_pb2_grpc.DaemonServiceServicer):
         now = int(time.time())
         points = [
             daemon_pb2.ResourceDataPoint(
-                timestamp=now - i * 15, cpu=0.2 + 0.1 * math.sin(i), memory_rss=30_000_000, memory_vms=90_000_000
+                timestamp=now - i * 15,
+                cpu=0.2 + 0.1 * math.sin(i),
+                memory_rss=30_000_000,
+                memory_vms=90_000_000,
             )
             for i in range(min(request.duration_seconds // 15, 60))
         ]
@@ -185,7 +192,7 @@ async def open_charts(open_session: OpenSession, name: str, width: int, node: st
     await s.sign_in()
     await s.page.goto(s.demo.url + f"#/nodes/{node}?agent={AGENT}")
     for chart in ("cpu", "memory", "disk", "network"):
-        await expect(s.page.get_by_test_id(f"chart-{chart}")).to_have_attribute("data-points", re.compile(r"^\d{2,}$"))
+        await expect(s.page.get_by_test_id(f"chart-{chart}")).to_have_attribute("data-points", MANY)
     return s
 
 
@@ -195,9 +202,9 @@ async def shot(s: Session, tmp_path: Path, step: str) -> None:
 
 
 def assert_no_overlap(axis: dict[str, Any], where: str) -> None:
-    boxes = sorted((label["pos"] - label["width"] / 2, label["pos"] + label["width"] / 2) for label in axis["labels"])
+    boxes = sorted((lb["pos"] - lb["width"] / 2, lb["pos"] + lb["width"] / 2) for lb in axis["labels"])
     assert len(boxes) >= 2, f"{where}: fewer than two x labels: {axis['labels']}"
-    for (_, right), (left, _) in zip(boxes, boxes[1:], strict=False):
+    for (_, right), (left, _) in itertools.pairwise(boxes):
         assert right + 4 <= left, f"{where}: x labels overlap: {[label['text'] for label in axis['labels']]}"
     assert boxes[0][0] >= 0 and boxes[-1][1] <= axis["canvasWidth"], f"{where}: an x label leaves the canvas"
 
@@ -212,7 +219,7 @@ def assert_round_ticks(axis: dict[str, Any], unit: str) -> list[float]:
     step = numbers[1] - numbers[0]
     mantissa = step / 10 ** math.floor(math.log10(step))
     assert numbers[0] == 0 and any(math.isclose(mantissa, m) for m in (1, 2, 2.5, 5)), numbers
-    assert all(math.isclose(b - a, step) for a, b in zip(numbers, numbers[1:], strict=False)), numbers
+    assert all(math.isclose(b - a, step) for a, b in itertools.pairwise(numbers)), numbers
     return numbers
 
 
@@ -227,18 +234,23 @@ async def test_node_charts_read_well(open_session: OpenSession, tmp_path: Path, 
     assert RX_KIB + 3 <= numbers[-1] <= 2.5 * (RX_KIB + 3), numbers
     room = network["size"] - network["ticks"] - network["gap"]
     for label in network["labels"]:
-        assert label["width"] <= room, f"{label['text']!r} is {label['width']:.1f} px wide, the axis has {room}"
+        assert label["width"] <= room, f"{label['text']!r}: {label['width']:.1f} px wide, room for {room}"
 
     # CPU: a null inside the gap, and no line drawn across it.
     now = time.time()
     cpu = await page.evaluate(PLOT_DATA, "cpu")
     xs, ys = cpu["data"][0], cpu["data"][1]
     gap_start, gap_end = max(x for x in xs if x < now - GAP[0]), min(x for x in xs if x > now - GAP[1])
-    assert any(gap_start < x < gap_end and y is None for x, y in zip(xs, ys, strict=True)), "no break at the gap"
+    nulls = [x for x, y in zip(xs, ys, strict=True) if y is None]
+    assert any(gap_start < x < gap_end for x in nulls), "no break at the gap"
     inside = await page.evaluate(X_POS, ["cpu", (gap_start + gap_end) / 2])
     outside = await page.evaluate(X_POS, ["cpu", gap_start - 300])
-    assert await page.evaluate(COLUMN_PIXELS, ["cpu", outside, BLUE]) > 0, "no line before the gap"
-    assert await page.evaluate(COLUMN_PIXELS, ["cpu", inside, BLUE]) == 0, "a line is drawn across the gap"
+    assert await page.evaluate(COLOUR_PIXELS, ["cpu", [outside, outside + 1], BLUE]) > 0, (
+        "no line before the gap"
+    )
+    assert await page.evaluate(COLOUR_PIXELS, ["cpu", [inside, inside + 1], BLUE]) == 0, (
+        "a line across the gap"
+    )
 
     # Percent charts: round ticks from 0 to 100 %.
     assert assert_round_ticks(await page.evaluate(AXIS_LABELS, ["memory", 1]), "%")[-1] == 100
@@ -250,7 +262,7 @@ async def test_node_charts_read_well(open_session: OpenSession, tmp_path: Path, 
         assert_no_overlap(axis, f"{chart} 1h at {width} px")
 
     # The idle agent: % of one core on an axis scaled to it (10 %), not 0-1000 %.
-    await expect(page.get_by_test_id("chart-agent-cpu")).to_have_attribute("data-points", re.compile(r"^\d{2,}$"))
+    await expect(page.get_by_test_id("chart-agent-cpu")).to_have_attribute("data-points", MANY)
     agent = await page.evaluate(AXIS_LABELS, ["agent-cpu", 1])
     assert 1 <= agent["max"] <= 10, agent["max"]
     assert_round_ticks(agent, "%")
@@ -289,7 +301,7 @@ async def test_node_charts_read_well(open_session: OpenSession, tmp_path: Path, 
     assert await s.body_overflow() <= 0
 
 
-async def test_drag_zooms_every_chart_and_back_to_live_returns(open_session: OpenSession, tmp_path: Path) -> None:
+async def test_drag_zooms_every_chart_until_back_to_live(open_session: OpenSession, tmp_path: Path) -> None:
     s = await open_charts(open_session, "charts-zoom", 1280)
     page = s.page
     before = await page.evaluate(PLOT_DATA, "cpu")
@@ -305,11 +317,11 @@ async def test_drag_zooms_every_chart_and_back_to_live_returns(open_session: Ope
 
     live = page.get_by_test_id("chart-live")
     await expect(live).to_be_visible()
-    await expect(page.get_by_test_id("range-note")).to_contain_text("–")
+    await expect(page.get_by_test_id("range-note")).to_contain_text("\N{EN DASH}")
     spans = [await page.evaluate(PLOT_DATA, chart) for chart in ("cpu", "memory", "disk", "network")]
     width = before["max"] - before["min"]
     for span in spans:
-        assert (span["min"], span["max"]) == (spans[0]["min"], spans[0]["max"]), "the charts show different spans"
+        assert (span["min"], span["max"]) == (spans[0]["min"], spans[0]["max"]), "the spans differ"
         assert before["min"] < span["min"] < span["max"] < before["max"]
         assert span["max"] - span["min"] < width * 0.5
     await shot(s, tmp_path, "zoomed")
@@ -323,12 +335,6 @@ async def test_drag_zooms_every_chart_and_back_to_live_returns(open_session: Ope
 
 async def test_received_shows_where_sent_is_equal(open_session: OpenSession, tmp_path: Path) -> None:
     s = await open_charts(open_session, "charts-twin", 1280, node=TWIN)
-    count = await s.page.evaluate(
-        """(rgb) => { const u = document.querySelector('[data-testid="chart-network"]').timeChart.plot;
-             let n = 0; for (let x = Math.round(u.bbox.left); x < u.bbox.left + u.bbox.width; x += 3) {
-               n += (%s)(["network", x, rgb]); } return n; }"""
-        % COLUMN_PIXELS.strip(),
-        list(BLUE),
-    )
+    count = await s.page.evaluate(COLOUR_PIXELS, ["network", None, list(BLUE)])
     assert count > 50, f"the received line is hidden under the sent line ({count} blue pixels)"
     await shot(s, tmp_path, "twin")
