@@ -84,6 +84,13 @@ PLOT_DATA = """
 }
 """
 
+SPAN_OVER = """
+(seconds) => {
+  const u = document.querySelector('[data-testid="chart-cpu"]').timeChart.plot;
+  return u.scales.x.max - u.scales.x.min > seconds;
+}
+"""
+
 X_POS = """
 ([testid, t]) =>
   document.querySelector(`[data-testid="chart-${testid}"]`).timeChart.plot.valToPos(t, "x", true)
@@ -196,8 +203,8 @@ async def open_charts(open_session: OpenSession, name: str, width: int, node: st
     return s
 
 
-async def shot(s: Session, tmp_path: Path, step: str) -> None:
-    path = await s.shot(step)
+async def shot(s: Session, tmp_path: Path, step: str, *, full_page: bool = True) -> None:
+    path = await s.shot(step, full_page=full_page)
     shutil.copy(path, tmp_path / path.name)
 
 
@@ -237,10 +244,11 @@ async def test_node_charts_read_well(open_session: OpenSession, tmp_path: Path, 
         assert label["width"] <= room, f"{label['text']!r}: {label['width']:.1f} px wide, room for {room}"
 
     # CPU: a null inside the gap, and no line drawn across it.
-    now = time.time()
     cpu = await page.evaluate(PLOT_DATA, "cpu")
     xs, ys = cpu["data"][0], cpu["data"][1]
-    gap_start, gap_end = max(x for x in xs if x < now - GAP[0]), min(x for x in xs if x > now - GAP[1])
+    sampled = [x for x, y in zip(xs, ys, strict=True) if y is not None]
+    gap_start, gap_end = max(itertools.pairwise(sampled), key=lambda pair: pair[1] - pair[0])
+    assert gap_end - gap_start >= GAP[0] - GAP[1], (gap_start, gap_end)
     nulls = [x for x, y in zip(xs, ys, strict=True) if y is None]
     assert any(gap_start < x < gap_end for x in nulls), "no break at the gap"
     inside = await page.evaluate(X_POS, ["cpu", (gap_start + gap_end) / 2])
@@ -283,15 +291,20 @@ async def test_node_charts_read_well(open_session: OpenSession, tmp_path: Path, 
     await expect(rows.nth(0)).to_contain_text(re.compile(r"Received\s*\d+(\.\d)? KiB/s"))
     await expect(rows.nth(1)).to_contain_text(re.compile(r"Sent\s*\d+(\.\d)? KiB/s"))
     assert (await page.evaluate(PLOT_DATA, "cpu"))["cursor"] >= 0, "the cpu chart does not share the cursor"
-    await shot(s, tmp_path, "hover")
+    await shot(s, tmp_path, "hover", full_page=False)  # where the mouse is
+
+    # A day: clock labels (midnight names the day), still apart.
+    await page.get_by_test_id("range-selector").get_by_role("button", name="24h").click()
+    await page.wait_for_function(SPAN_OVER, arg=20 * 3600)
+    for chart in ("cpu", "network"):
+        axis = await page.evaluate(AXIS_LABELS, [chart, 0])
+        assert all(re.fullmatch(r"\d\d:\d\d|\w{3} \d{1,2}", lb["text"]) for lb in axis["labels"]), axis
+        assert_no_overlap(axis, f"{chart} 24h at {width} px")
 
     # Seven days: day labels ("Mon 12"), still apart.
     await page.get_by_test_id("range-selector").get_by_role("button", name="7d").click()
     await expect(page.get_by_test_id("range-note")).to_contain_text("Averages per")
-    await page.wait_for_function(
-        "() => { const u = document.querySelector('[data-testid=\"chart-cpu\"]').timeChart.plot;"
-        " return u.scales.x.max - u.scales.x.min > 6 * 86400; }"
-    )
+    await page.wait_for_function(SPAN_OVER, arg=6 * 86400)
     for chart in ("cpu", "network"):
         axis = await page.evaluate(AXIS_LABELS, [chart, 0])
         assert all(re.fullmatch(r"\w{3} \d{1,2}", label["text"]) for label in axis["labels"]), axis

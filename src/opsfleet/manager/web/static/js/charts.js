@@ -133,8 +133,11 @@ export class TimeChart {
       hooks: {
         init: [
           (u) => {
+            // uPlot's own listeners come first: its mouseup (which ends the selection) runs
+            // before this one forgets the drag.
             u.over.addEventListener("mousedown", () => {
               ownDrag = true;
+              document.addEventListener("mouseup", () => (ownDrag = false), { once: true });
             });
           },
         ],
