@@ -39,7 +39,7 @@ class Demo:
 
     url: str
     password: str
-    proc: Proc
+    proc: Proc | None = None
 
 
 def free_port() -> int:

@@ -27,6 +27,8 @@ export function renderAgentPanel(root, scope, nodeId, agentId) {
     name: "agent-cpu",
     series: [{ label: "CPU", color: COLORS.cpu }],
     format: (v) => percent(v, v < 10 ? 1 : 0),
+    kind: "cores",
+    syncKey: `agent-${nodeId}-${agentId}`,
   });
   const memory = new TimeChart(memCard.body, {
     name: "agent-memory",
@@ -35,6 +37,8 @@ export function renderAgentPanel(root, scope, nodeId, agentId) {
       { label: "Virtual", color: COLORS.disk },
     ],
     format: bytes,
+    kind: "bytes",
+    syncKey: `agent-${nodeId}-${agentId}`,
   });
   scope.onDispose(() => {
     cpu.destroy();
