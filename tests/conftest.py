@@ -31,6 +31,15 @@ def _postgres_base() -> str:
     return base
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Screenshots of an earlier run are removed once, by the controlling process (with
+    pytest-xdist its workers share the folder and keep each other's pictures)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    for old in (Path(__file__).resolve().parents[1] / "test-artifacts" / "browser").glob("*.png"):
+        old.unlink()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh, empty database of each backend (a scratch PostgreSQL database per test)."""
