@@ -113,13 +113,20 @@ async def test_alert_lifecycle_over_rest(
     r = await web.http.post(f"/api/v1/alerts/{alert['id']}/ack", headers=operator)
     acked = expect(r, 200, 0)["data"]
     assert acked["acknowledged"] and acked["acked_by"] == "olga"
-    r = await web.http.post(f"/api/v1/alerts/{alert['id']}/silence", json={"duration": "2h"}, headers=operator)
+    r = await web.http.post(
+        f"/api/v1/alerts/{alert['id']}/silence", json={"duration": "2h"}, headers=operator
+    )
     silenced = expect(r, 200, 0)["data"]
     assert silenced["silenced"] and silenced["silenced_by"] == "olga"
-    r = await web.http.post(f"/api/v1/alerts/{alert['id']}/silence", json={"duration": "soon"}, headers=operator)
+    r = await web.http.post(
+        f"/api/v1/alerts/{alert['id']}/silence", json={"duration": "soon"}, headers=operator
+    )
     expect(r, 400, r.json()["code"])
     audit = expect(await web.get("/api/v1/admin/audit", action="alerts.ack"), 200, 0)["data"]["list"]
-    assert sorted((e["username"], e["result"]) for e in audit) == [("olga", "success"), ("viewer-user", "failure")]
+    assert sorted((e["username"], e["result"]) for e in audit) == [
+        ("olga", "success"),
+        ("viewer-user", "failure"),
+    ]
     assert f"alert:{alert['id']}" in [e["target"] for e in audit]
     audit = expect(await web.get("/api/v1/admin/audit", action="alerts.silence"), 200, 0)["data"]["list"]
     assert [e["username"] for e in audit] == ["olga", "olga"]  # the refused duration too

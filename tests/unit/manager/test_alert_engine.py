@@ -170,7 +170,7 @@ def test_rule_settings_name_the_key() -> None:
     from opsfleet.common.errors import ConfigError
     from opsfleet.manager.config import load_manager_config
 
-    with pytest.raises(ConfigError, match="alerts.rules.cpu_high.threshold"):
+    with pytest.raises(ConfigError, match=r"alerts\.rules\.cpu_high\.threshold"):
         load_manager_config(None, {}, {"alerts.rules.cpu_high.threshold": 200})
     config = load_manager_config(None, {}, {"alerts.rules.cpu_high.for": "2m"})
     assert config.alerts.rules.cpu_high.for_ == 120.0
