@@ -76,7 +76,7 @@ async def test_full_queue_drops_and_counts_without_blocking() -> None:
         registry.get_sample_value(
             "opsfleet_alert_notifications_total", {"target": "alertmanager", "result": "dropped"}
         )
-        == 4
+        == 5
     )
 
 
