@@ -2,7 +2,8 @@
 
 Shutdown order: stop the HTTP server (in-flight requests finish within the grace period),
 stop accepting RPCs and drain in-flight ones within the grace period,
-commit queued metrics, flush heartbeats, stop loops, close the database, log "stopped".
+commit queued metrics, flush heartbeats, store alert transitions and stop notifying,
+stop loops, close the database, log "stopped".
 
 Crash policy: every owned background task (group-commit writers, heartbeat flush, liveness,
 retention, the HTTP server, the daemon channel reaper) runs in this app's crash scope. When
@@ -356,9 +357,10 @@ class ManagerApp:
             await stop_step("enrollment server", self._enroll_server.stop(self.config.grpc.shutdown_grace))
         await stop_step("daemon clients", self.daemon_clients.close())
         await stop_step("policies", self.policies.stop())
-        await stop_step("alerts", self.alerts.stop())
         await stop_step("metrics", self.metrics.stop())
         await stop_step("nodes", self.nodes.stop())
+        # After metrics and nodes: their last commits and heartbeat flush may still change alerts.
+        await stop_step("alerts", self.alerts.stop())
         await stop_step("database", self.store.close())
         log.info("stopped")
 
