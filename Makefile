@@ -25,6 +25,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
 	sh scripts/ensure_chromium.sh
+	sh scripts/ensure_alertmanager.sh
 	$(BIN)/pytest -q
 
 ## proto: regenerate src/opsfleet/proto from proto/*.proto

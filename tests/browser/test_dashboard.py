@@ -325,3 +325,17 @@ async def test_enrollment_tokens_page(open_session: OpenSession) -> None:
     await fresh.get_by_test_id("token-revoke").click()
     await expect(page.locator('[data-testid="token-row"][data-state="revoked"]')).to_have_count(1)
     await s.shot("token-revoked")
+
+
+async def test_alerts_page_and_the_overview_count(open_session: OpenSession) -> None:
+    s = await open_session("alerts")
+    await s.sign_in()
+    # The demo fleet is healthy: the tile shows the Manager's firing alerts, none.
+    await expect(s.page.get_by_test_id("stat-alerts")).to_have_text("0")
+    await s.page.get_by_test_id("nav-alerts").click()
+    await expect(s.page.get_by_test_id("alerts-table")).to_contain_text("No firing alerts.")
+    await expect(s.page.get_by_test_id("alerts-summary")).to_contain_text("0 firing")
+    await s.page.get_by_test_id("alerts-filter-state").select_option("all")
+    assert "state=all" in s.page.url
+    await expect(s.page.get_by_test_id("alerts-table")).to_contain_text("No alerts.")
+    await s.shot("alerts")

@@ -371,6 +371,16 @@ class ApiClient:
         data: JsonObject = self._call("DELETE", f"/enrollment-tokens/{_seg(token_id)}")
         return data
 
+    # -- alerts ----------------------------------------------------------------------------
+
+    def alerts(self, params: dict[str, Any]) -> JsonObject:
+        data: JsonObject = self._call("GET", "/alerts", params=params)
+        return data
+
+    def alert_action(self, alert_id: int, action: Literal["ack", "silence"], body: Any = None) -> JsonObject:
+        data: JsonObject = self._call("POST", f"/alerts/{alert_id}/{action}", body=body)
+        return data
+
 
 def _seg(value: str) -> str:
     """``value`` as one URL path segment (a node id with ``/`` must not change the route)."""

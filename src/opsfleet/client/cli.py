@@ -6,6 +6,7 @@ from typing import Any
 
 from opsfleet.client.commands import (
     agents,
+    alerts,
     artifacts,
     auth,
     metrics,
@@ -21,5 +22,5 @@ from opsfleet.client.dispatch import common_options
 def add_parsers(sub: Any) -> None:
     """Add the client commands to the ``opsfleet`` subparsers ``sub``."""
     parents = [common_options()]
-    for module in (auth, nodes, agents, metrics, policies, users, tokens, artifacts, rollouts):
+    for module in (auth, nodes, agents, metrics, policies, users, tokens, artifacts, rollouts, alerts):
         module.register(sub, parents)

@@ -2,7 +2,8 @@
 
 Shutdown order: stop the HTTP server (in-flight requests finish within the grace period),
 stop accepting RPCs and drain in-flight ones within the grace period,
-commit queued metrics, flush heartbeats, stop loops, close the database, log "stopped".
+commit queued metrics, flush heartbeats, store alert transitions and stop notifying,
+stop loops, close the database, log "stopped".
 
 Crash policy: every owned background task (group-commit writers, heartbeat flush, liveness,
 retention, the HTTP server, the daemon channel reaper) runs in this app's crash scope. When
@@ -23,6 +24,7 @@ from opsfleet.common import rpc as rpc_opts
 from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, stop_step, wait_stop_or_crash
 from opsfleet.common.pki import CertificateAuthority, TLSMaterial
 from opsfleet.common.tls import server_credentials
+from opsfleet.manager.alerts.wiring import build_alerts
 from opsfleet.manager.artifacts.settings import read_signing_key
 from opsfleet.manager.config import ManagerConfig
 from opsfleet.manager.domain import Artifact
@@ -147,6 +149,7 @@ class ManagerApp:
             token_ttl=config.artifacts.download_token_ttl,
         )
         self.fleet = FleetService(queries, self.nodes)
+        self.alerts = build_alerts(self)
         self.rollouts = RolloutService(
             RunnerDeps(
                 store=SqlRolloutStore(self.store),
@@ -156,6 +159,7 @@ class ManagerApp:
                 audit=self._audit_rollout,
                 poll_interval=config.rollouts.poll_interval,
                 node_timeout=config.rollouts.node_timeout,
+                on_node_done=self.alerts.update_outcome,
             ),
             find_artifact=self.artifacts.find,
             list_nodes=lambda selector, component: select_nodes(self.nodes, self.store, selector, component),
@@ -191,6 +195,9 @@ class ManagerApp:
         await self.nodes.start()
         await self.metrics.start()
         await self.policies.start()
+        await self.alerts.start(
+            (n.node_id, n.hostname, n.labels, n.status.value == "online") for n in await self.nodes.list_all()
+        )
         guard = OPEN
         if cfg.tls_mode == "auto":
             await self._start_fleet_ca()
@@ -325,6 +332,7 @@ class ManagerApp:
             rollouts=self.rollouts,
             enrollment=self.enrollment,
             identities=self.identities,
+            alerts=self.alerts,
         )
 
     async def _start_http(self) -> None:
@@ -351,6 +359,8 @@ class ManagerApp:
         await stop_step("policies", self.policies.stop())
         await stop_step("metrics", self.metrics.stop())
         await stop_step("nodes", self.nodes.stop())
+        # After metrics and nodes: their last commits and heartbeat flush may still change alerts.
+        await stop_step("alerts", self.alerts.stop())
         await stop_step("database", self.store.close())
         log.info("stopped")
 

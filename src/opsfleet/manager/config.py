@@ -15,6 +15,7 @@ from urllib.parse import quote
 from pydantic import Field, model_validator
 
 from opsfleet.common.config import Duration, Section, load_config
+from opsfleet.manager.alerts.settings import AlertsSection
 from opsfleet.manager.artifacts.settings import ArtifactsSection, RolloutsSection
 
 DEFAULT_GRPC_PORT = 9090
@@ -219,6 +220,7 @@ class ManagerConfig(Section):
     auth: AuthSection = AuthSection()
     artifacts: ArtifactsSection = ArtifactsSection()
     rollouts: RolloutsSection = RolloutsSection()
+    alerts: AlertsSection = AlertsSection()
 
     enrollment: EnrollmentSection = EnrollmentSection()
 

@@ -35,7 +35,12 @@ class AgentService:
         self._refresh_after = refresh_after
         self._last: dict[str, tuple[tuple[tuple[str, str, str, str, int], ...], float]] = {}
         self.writes_skipped = 0
+        self._sync_listeners: list[Callable[[str, Sequence[AgentState]], None]] = []
         nodes.add_forget_listener(self.forget)
+
+    def add_sync_listener(self, listener: Callable[[str, Sequence[AgentState]], None]) -> None:
+        """``listener(node_id, states)`` runs after every accepted snapshot (stored or not)."""
+        self._sync_listeners.append(listener)
 
     async def sync_states(self, node_id: str, states: Sequence[AgentState]) -> None:
         """Store a full snapshot of the node's agents; agents missing from it become ``removed``."""
@@ -57,6 +62,8 @@ class AgentService:
             await self._store.sync_agents(node_id, states, now)
             self._last[node_id] = (shape, now)
         self._nodes.seen(node_id)
+        for listener in self._sync_listeners:
+            listener(node_id, states)
 
     def forget(self, node_id: str) -> None:
         """Drop the cached snapshot (the node was deleted or its agents changed elsewhere)."""

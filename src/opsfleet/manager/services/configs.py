@@ -81,8 +81,13 @@ class ConfigService:
         self._docs: dict[str, Effective] = {EMPTY.hash: EMPTY}
         self._states: dict[str, NodeConfigState] = {}
         self.rollouts: dict[str, Rollout] = {}
+        self._state_listeners: list[Callable[[str, str, str], None]] = []
         nodes.add_register_listener(self.node_registered)
         nodes.add_forget_listener(self.node_forgotten)
+
+    def add_state_listener(self, listener: Callable[[str, str, str], None]) -> None:
+        """``listener(node_id, state, error)`` runs after every ReportConfigState."""
+        self._state_listeners.append(listener)
 
     async def start(self, policies: Sequence[ActivePolicy] = ()) -> None:
         """Load node labels and reported states, then compute every node's config."""
@@ -129,6 +134,8 @@ class ConfigService:
             await self._store.save_config_state(record)
         self._states[node_id] = record
         log.info("node %s config %s: %s %s", node_id, config_hash[:12], state, error)
+        for listener in self._state_listeners:
+            listener(node_id, state, error)
         if state == "applying":
             return
         for name, rollout in list(self.rollouts.items()):

@@ -60,6 +60,11 @@ class MetricService:
         self._writer: GroupCommitter[list[MetricSample], None] = GroupCommitter(
             "metrics writer", self._insert, max_batch=max_batch_rows, max_queued=max_queued_rows, units=len
         )
+        self._ingest_listeners: list[Callable[[str, Sequence[MetricSample]], None]] = []
+
+    def add_ingest_listener(self, listener: Callable[[str, Sequence[MetricSample]], None]) -> None:
+        """``listener(node_id, samples)`` runs after the samples of a report are committed."""
+        self._ingest_listeners.append(listener)
 
     @property
     def batch_observer(self) -> Callable[[int, float], None] | None:
@@ -125,6 +130,8 @@ class MetricService:
         samples, dropped = self.validate(node_id, metrics)
         if samples:
             await self._commit(samples)
+            for listener in self._ingest_listeners:
+                listener(node_id, samples)
         self._nodes.seen(node_id)
         return IngestResult(accepted=len(samples), dropped_values=dropped)
 

@@ -56,6 +56,7 @@ class NodeService:
         self.heartbeats_flushed = 0
         self._forget_listeners: list[Callable[[str], None]] = []
         self._register_listeners: list[Callable[[str, dict[str, str]], None]] = []
+        self._status_listeners: list[Callable[[str, bool], None]] = []
 
     def add_forget_listener(self, listener: Callable[[str], None]) -> None:
         """``listener(node_id)`` runs when a node is deleted or registers anew (caches drop it)."""
@@ -64,6 +65,15 @@ class NodeService:
     def add_register_listener(self, listener: Callable[[str, dict[str, str]], None]) -> None:
         """``listener(node_id, labels)`` runs after every (re-)registration."""
         self._register_listeners.append(listener)
+
+    def add_status_listener(self, listener: Callable[[str, bool], None]) -> None:
+        """``listener(node_id, online)`` runs when liveness marks a node offline or a heartbeat
+        brings it back online."""
+        self._status_listeners.append(listener)
+
+    def _status_changed(self, node_id: str, online: bool) -> None:
+        for listener in self._status_listeners:
+            listener(node_id, online)
 
     async def start(self) -> None:
         self._started_at = self._clock()
@@ -181,6 +191,7 @@ class NodeService:
                 raise
         for node_id in back:
             log.info("node %s online (heartbeat)", node_id)
+            self._status_changed(node_id, True)
         for node_id in missing:
             # Deleted (perhaps through another replica): the next call gets NOT_FOUND.
             self.forget(node_id)
@@ -196,6 +207,7 @@ class NodeService:
         gone = await self._store.mark_offline(now - self._offline_after, now)
         for node_id in gone:
             log.info("node %s offline (silent for %.0fs)", node_id, self._offline_after)
+            self._status_changed(node_id, False)
         return gone
 
     async def _flush_loop(self) -> None:

@@ -79,6 +79,8 @@ class RunnerDeps:
     poll_interval: float
     node_timeout: float
     clock: Callable[[], float] = time.time
+    on_node_done: Callable[[str, str, str, str], None] | None = None
+    """(node_id, component, state, message) when a node's update finished."""
 
 
 def batch_size(max_parallel: str, total: int) -> int:
@@ -144,6 +146,8 @@ async def _update_node(deps: RunnerDeps, rollout: Rollout, artifact: Artifact, n
     done = replace(node, state=state, message=message, finished_at=deps.clock())
     await deps.store.set_node_state(done)
     log.info("rollout %d: node %s %s (%s)", rollout.id, node.node_id, state.value, message)
+    if deps.on_node_done is not None:
+        deps.on_node_done(node.node_id, rollout.component, state.value, message)
     target = f"rollout={rollout.id} node={node.node_id}"
     await deps.audit(rollout.created_by, f"rollouts.node.{state.value}", target, message)
 

@@ -230,3 +230,28 @@ node_identities = sa.Table(
     sa.Column("revoked_at", sa.Float, nullable=True),
     sa.Index("ix_node_identities_node", "node_id"),
 )
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("fingerprint", sa.String(16), nullable=False),
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("node_id", sa.String(128), nullable=False),
+    sa.Column("subject", sa.String(160), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("hostname", sa.String(255), nullable=False),
+    sa.Column("node_labels", JSONType, nullable=False),
+    sa.Column("starts_at", sa.Float, nullable=False),
+    sa.Column("ends_at", sa.Float, nullable=False),
+    sa.Column("acked_by", sa.String(64), nullable=False),
+    sa.Column("acked_at", sa.Float, nullable=False),
+    sa.Column("silenced_by", sa.String(64), nullable=False),
+    sa.Column("silenced_until", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_alerts_state_starts", "state", "starts_at"),
+    sa.Index("ix_alerts_node", "node_id"),
+    sa.Index("ix_alerts_fingerprint", "fingerprint"),
+)

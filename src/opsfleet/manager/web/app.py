@@ -22,6 +22,7 @@ from opsfleet.common.errors import OpsfleetError
 from opsfleet.manager.web import (
     routes_admin,
     routes_agents,
+    routes_alerts,
     routes_artifacts,
     routes_auth,
     routes_enrollment,
@@ -75,6 +76,7 @@ def create_app(ctx: WebContext, *, static_dir: Path | None = None) -> FastAPI:
         routes_artifacts,
         routes_rollouts,
         routes_enrollment,
+        routes_alerts,
     ):
         app.include_router(module.router)
     app.include_router(routes_policies.router)

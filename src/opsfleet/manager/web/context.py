@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from opsfleet.manager.alerts.service import AlertService
 from opsfleet.manager.services.agent_ops import AgentOpsService
 from opsfleet.manager.services.agents import AgentService
 from opsfleet.manager.services.artifacts import ArtifactService
@@ -45,6 +46,7 @@ class WebContext:
     rollouts: RolloutService
     enrollment: EnrollmentService | None = None  # None unless grpc.tls.mode is auto
     identities: IdentityRegistry | None = None
+    alerts: AlertService | None = None
 
 
 def get_context(request: Request) -> WebContext:

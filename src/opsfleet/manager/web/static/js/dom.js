@@ -58,6 +58,9 @@ const STATUS_TONE = {
   paused: "warn",
   halted: "bad",
   rolled_back: "bad",
+  // alerts
+  firing: "bad",
+  resolved: "ok",
 };
 
 /** The colour class of a node or agent status (the one mapping used everywhere). */

@@ -4,6 +4,7 @@ import { api, session, signOut } from "./api.js";
 import { clearAllErrors, installBanner, reportError } from "./notify.js";
 import { parseHash } from "./router.js";
 import { Scope } from "./scope.js";
+import { renderAlerts } from "./views/alerts.js";
 import { renderLogin } from "./views/login.js";
 import { renderNodeDetail } from "./views/node_detail.js";
 import { renderNodes } from "./views/nodes.js";
@@ -26,6 +27,7 @@ function route() {
   if (first === "policies") return { name: "policies", render: renderPolicies, args: [] };
   if (first === "rollouts" && second) return { name: "rollouts", render: renderRolloutDetail, args: [second] };
   if (first === "rollouts") return { name: "rollouts", render: renderRollouts, args: [] };
+  if (first === "alerts") return { name: "alerts", render: renderAlerts, args: [query] };
   if (first === "tokens") return { name: "tokens", render: renderTokens, args: [] };
   return { name: "overview", render: renderOverview, args: [query] };
 }

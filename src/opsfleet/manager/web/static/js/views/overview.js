@@ -67,7 +67,7 @@ export function renderOverview(root, scope) {
     total: stat("Nodes", "stat-total"),
     online: stat("Online", "stat-online", "ok"),
     offline: stat("Offline", "stat-offline"),
-    alerts: stat("Alerts", "stat-alerts"),
+    alerts: stat("Firing alerts", "stat-alerts"),
   };
   const averages = RESOURCES.map(([key, label]) => {
     const value = h("div", { class: "stat-value", "data-testid": `avg-${key}` }, "–");
@@ -135,7 +135,11 @@ export function renderOverview(root, scope) {
   };
 
   scope.every(POLL_MS, "overview", "Loading the overview", async () => {
-    const [stats, overview] = await Promise.all([api("/nodes/statistics"), api("/metrics/cluster/overview")]);
+    const [stats, overview, firing] = await Promise.all([
+      api("/nodes/statistics"),
+      api("/metrics/cluster/overview"),
+      api("/alerts", { query: { state: "firing", page_size: 1 } }),
+    ]);
     if (scope.disposed) return;
     const counts = stats.statistics;
     tiles.total.value.textContent = String(counts.total);
@@ -148,8 +152,9 @@ export function renderOverview(root, scope) {
       replace(a.bar, v === null || v === undefined ? null : meter(v));
     }
     const alerts = alertsOf(overview.node_usage);
-    tiles.alerts.value.textContent = String(alerts.length);
-    tiles.alerts.value.className = `stat-value ${alerts.some((x) => x.level === "bad") ? "bad" : ""}`;
+    // The tile counts the Manager's firing alerts; the card lists what the newest usage shows.
+    tiles.alerts.value.textContent = String(firing.firing);
+    tiles.alerts.value.className = `stat-value ${firing.firing > 0 ? "bad" : ""}`;
     replace(
       alertList,
       alerts.length

@@ -1,0 +1,286 @@
+"""The alert service: feeds the in-memory engine from Manager events, writes transitions,
+hands them to the notifier, and serves the operators' list / acknowledge / silence.
+
+Hot paths (heartbeats, agent syncs, metric ingest) only touch dictionaries: transitions
+go to a writer task that stores them in one transaction per batch and then notifies.
+Lifecycle: ``start()`` loads the firing alerts (one read) and starts the evaluator and the
+writer; ``stop()`` (idempotent) writes what is pending and stops the notifier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from opsfleet.common.durations import parse_duration
+from opsfleet.common.errors import Conflict, InvalidArgument, NotFound
+from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
+from opsfleet.manager.alerts.engine import RULES, AgentSnapshot, AlertEngine
+from opsfleet.manager.alerts.model import Alert, AlertState
+from opsfleet.manager.alerts.notifier import Notifier, TargetStats
+from opsfleet.manager.alerts.settings import AlertsSection
+from opsfleet.manager.services.paging import Page, page_window
+
+log = logging.getLogger(__name__)
+
+MAX_SILENCE = 30 * 86400.0
+USAGE_TYPES = ("cpu", "memory", "disk")
+
+
+class AlertNotFound(NotFound):
+    """No alert with that id."""
+
+
+class AlertStore(Protocol):
+    async def save_alerts(self, batch: Sequence[Alert]) -> list[int]: ...
+
+    async def load_firing(self) -> list[Alert]: ...
+
+    async def get_alert(self, alert_id: int) -> Alert | None: ...
+
+    async def list_alerts(
+        self, offset: int, limit: int, *, state: str = "", node_id: str = "", rule: str = ""
+    ) -> tuple[list[Alert], int]: ...
+
+
+NodeInfo = tuple[str, dict[str, str]]
+"""(hostname, labels) of a node."""
+
+
+class AlertService:
+    def __init__(
+        self,
+        settings: AlertsSection,
+        store: AlertStore,
+        notifier: Notifier,
+        *,
+        lookup: Callable[[str], Awaitable[NodeInfo | None]],
+        clock: Callable[[], float],
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self.notifier = notifier
+        self._lookup = lookup
+        self._nodes: dict[str, NodeInfo] = {}
+        self._clock = clock
+        self.engine = AlertEngine(settings.rules, clock=clock, emit=self._transition)
+        self._dirty: dict[int, Alert] = {}
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks = TaskOwner("alerts")
+        self._write_lock = asyncio.Lock()
+        self.transitions = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self._settings.enabled
+
+    async def start(self, nodes: Iterable[tuple[str, str, dict[str, str], bool]] = ()) -> None:
+        """Load firing alerts; ``nodes`` are (node_id, hostname, labels, online) as stored at
+        start: offline nodes get their alert, node_offline alerts of online nodes resolve."""
+        self.engine.restore(await self._store.load_firing())
+        for node_id, hostname, labels, online in nodes:
+            self._nodes[node_id] = (hostname, dict(labels))
+            self.node_status(node_id, online=online)
+        await self.notifier.start()
+        self._tasks.spawn("writer", self._writer_loop())
+        self._tasks.spawn("evaluator", self._evaluate_loop())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        await self._tasks.stop()
+        try:
+            await self.flush()
+        finally:
+            await self.notifier.stop()
+
+    # -- events (synchronous, in-memory) ---------------------------------------------------
+
+    def node_status(self, node_id: str, *, online: bool) -> None:
+        if self.enabled:
+            self.engine.node_status(node_id, online)
+
+    def agents_synced(self, node_id: str, agents: Iterable[tuple[str, str, int]]) -> None:
+        if self.enabled:
+            self.engine.agents_synced(node_id, [AgentSnapshot(a, s, p) for a, s, p in agents])
+
+    def metrics_ingested(self, node_id: str, samples: Iterable[tuple[str, int, dict[str, float]]]) -> None:
+        """(type, timestamp, values) of accepted samples: the newest usage_percent per type counts."""
+        if not self.enabled:
+            return
+        newest: dict[str, tuple[int, float]] = {}
+        for type_, timestamp, values in samples:
+            if type_ not in USAGE_TYPES:
+                continue
+            value = values.get("usage_percent")
+            if value is None:
+                continue
+            seen = newest.get(type_)
+            if seen is None or timestamp >= seen[0]:
+                newest[type_] = (timestamp, float(value))
+        for type_, (_, value) in newest.items():
+            self.engine.usage(node_id, type_, value)
+
+    def config_state(self, node_id: str, state: str, error: str) -> None:
+        if self.enabled:
+            self.engine.config_state(node_id, state, error)
+
+    def update_outcome(self, node_id: str, component: str, state: str, message: str) -> None:
+        if self.enabled:
+            self.engine.update_outcome(node_id, component, state, message)
+
+    def node_registered(self, node_id: str, labels: dict[str, str]) -> None:
+        hostname = self._nodes.get(node_id, ("", {}))[0]
+        self._nodes[node_id] = (hostname, dict(labels))
+
+    def forget(self, node_id: str) -> None:
+        self._nodes.pop(node_id, None)
+        self.engine.forget(node_id)
+
+    def _transition(self, alert: Alert) -> None:
+        self.transitions += 1
+        if alert.firing and not alert.id:
+            info = self._nodes.get(alert.key.node_id)
+            if info is not None:
+                alert.hostname, alert.node_labels = info[0], dict(info[1])
+        log.info(
+            "alert %s %s on node %s%s: %s",
+            alert.key.rule,
+            alert.state.value,
+            alert.key.node_id,
+            f" ({alert.key.subject})" if alert.key.subject else "",
+            alert.summary,
+        )
+        self._dirty[id(alert)] = alert
+        self._wake.set()
+
+    # -- writer ---------------------------------------------------------------------------
+
+    async def flush(self) -> int:
+        """Store the pending transitions in one transaction, then notify; how many."""
+        async with self._write_lock:
+            if not self._dirty:
+                return 0
+            batch, self._dirty = list(self._dirty.values()), {}
+            await self._fill_hostnames(batch)
+            new = {id(a) for a in batch if not a.id}
+            try:
+                ids = await self._store.save_alerts(batch)
+            except Exception:
+                for alert in batch:
+                    self._dirty.setdefault(id(alert), alert)
+                raise
+            for alert, alert_id in zip(batch, ids, strict=True):
+                alert.id = alert_id
+            for alert in batch:
+                # An alert that fired and resolved before it was stored is still notified once firing.
+                if id(alert) in new and not alert.firing:
+                    self.notifier.enqueue(_as_firing(alert))
+                self.notifier.enqueue(alert)
+            return len(batch)
+
+    async def _fill_hostnames(self, batch: Sequence[Alert]) -> None:
+        """New alerts of nodes registered since start: one read per node, then cached."""
+        for alert in batch:
+            if alert.id or alert.hostname:
+                continue
+            node_id = alert.key.node_id
+            info = self._nodes.get(node_id)
+            if info is None or not info[0]:
+                try:
+                    found = await self._lookup(node_id)
+                except Exception:
+                    found = None
+                if found is None:
+                    continue
+                info = self._nodes[node_id] = found
+            alert.hostname, alert.node_labels = info[0], dict(info[1])
+
+    async def _writer_loop(self) -> None:
+        while not self._stop.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("storing alert transitions failed; will retry")
+                if await sleep_or_stop(self._stop, 1.0):
+                    return
+                self._wake.set()
+
+    async def _evaluate_loop(self) -> None:
+        while not await sleep_or_stop(self._stop, self._settings.evaluation_interval):
+            if self.enabled:
+                self.engine.tick()
+
+    # -- operators ------------------------------------------------------------------------
+
+    async def search(
+        self, page: int, page_size: int, *, state: str = "", node_id: str = "", rule: str = ""
+    ) -> Page[Alert]:
+        if state and state not in ("firing", "resolved"):
+            raise InvalidArgument(f"state must be firing or resolved, got {state[:20]!r}")
+        if rule and rule not in RULES:
+            raise InvalidArgument(f"rule must be one of {', '.join(RULES)}, got {rule[:64]!r}")
+        offset, limit = page_window(page, page_size)
+        await self.flush()
+        items, total = await self._store.list_alerts(offset, limit, state=state, node_id=node_id, rule=rule)
+        return Page([self.engine.firing_by_id(a.id) or a for a in items], page, page_size, total)
+
+    def now(self) -> float:
+        return self._clock()
+
+    def firing_count(self) -> int:
+        return len(self.engine.firing())
+
+    async def get(self, alert_id: int) -> Alert:
+        await self.flush()
+        alert = self.engine.firing_by_id(alert_id) or await self._store.get_alert(alert_id)
+        if alert is None:
+            raise AlertNotFound(f"alert {alert_id} not found")
+        return alert
+
+    async def acknowledge(self, alert_id: int, username: str) -> Alert:
+        alert = await self._firing(alert_id, "acknowledged")
+        alert.acked_by, alert.acked_at = username, self._clock()
+        return await self._save(alert)
+
+    async def silence(self, alert_id: int, duration: str | float, username: str) -> Alert:
+        seconds = _duration(duration)
+        alert = await self._firing(alert_id, "silenced")
+        now = self._clock()
+        alert.silenced_by, alert.silenced_until = username, now + seconds
+        return await self._save(alert)
+
+    async def _firing(self, alert_id: int, verb: str) -> Alert:
+        alert = await self.get(alert_id)
+        if alert.state is not AlertState.FIRING:
+            raise Conflict(f"alert {alert_id} is {alert.state.value}; only firing alerts can be {verb}")
+        return alert
+
+    async def _save(self, alert: Alert) -> Alert:
+        alert.updated_at = self._clock()
+        async with self._write_lock:
+            await self._store.save_alerts([alert])
+        return alert
+
+    def notification_stats(self) -> list[TargetStats]:
+        return self.notifier.stats
+
+
+def _as_firing(alert: Alert) -> Alert:
+    return replace(alert, state=AlertState.FIRING, ends_at=0.0)
+
+
+def _duration(value: str | float) -> float:
+    try:
+        seconds = parse_duration(value)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument(f"duration: {exc}") from exc
+    if not 0 < seconds <= MAX_SILENCE:
+        raise InvalidArgument(f"duration must be more than 0 and at most {MAX_SILENCE / 86400:g} days")
+    return seconds
