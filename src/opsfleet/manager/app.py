@@ -27,6 +27,7 @@ from opsfleet.manager.artifacts.settings import read_signing_key
 from opsfleet.manager.config import ManagerConfig
 from opsfleet.manager.domain import Artifact
 from opsfleet.manager.fleet_ca import load_fleet_ca, manager_material
+from opsfleet.manager.rpc.artifacts import ArtifactServicer
 from opsfleet.manager.rpc.daemon_client import DaemonCallSettings, DaemonClientPool
 from opsfleet.manager.rpc.enrollment import EnrollmentServicer
 from opsfleet.manager.rpc.identity_guard import OPEN, IdentityGuard
@@ -60,7 +61,7 @@ from opsfleet.manager.telemetry import Telemetry
 from opsfleet.manager.web.app import create_app
 from opsfleet.manager.web.context import WebContext
 from opsfleet.manager.web.server import HttpServer
-from opsfleet.proto import daemon_pb2_grpc, enrollment_pb2_grpc, manager_pb2_grpc
+from opsfleet.proto import artifacts_pb2_grpc, daemon_pb2_grpc, enrollment_pb2_grpc, manager_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,13 @@ class ManagerApp:
         creds = self._main_credentials()
         if self.enrollment is not None:
             enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(
-                EnrollmentServicer(self.enrollment, guard, observe_rpc=observe), server
+                EnrollmentServicer(
+                    self.enrollment, guard, observe_rpc=observe, update_keys=self.artifacts.update_keys
+                ),
+                server,
+            )
+            artifacts_pb2_grpc.add_ArtifactServiceServicer_to_server(
+                ArtifactServicer(self.artifacts, guard, observe_rpc=observe), server
             )
         self.grpc_port = rpc_opts.bind(server, cfg.grpc.host, cfg.grpc.port, creds, key="grpc.port")
         await server.start()
@@ -297,7 +304,13 @@ class ManagerApp:
         assert m is not None and self.enrollment is not None
         server = grpc.aio.server(options=self._server_options())
         enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(
-            EnrollmentServicer(self.enrollment, guard, observe_rpc=self.telemetry.observe_rpc), server
+            EnrollmentServicer(
+                self.enrollment,
+                guard,
+                observe_rpc=self.telemetry.observe_rpc,
+                update_keys=self.artifacts.update_keys,
+            ),
+            server,
         )
         creds = grpc.ssl_server_credentials([(m.key_pem, m.cert_pem + m.ca_pem)], require_client_auth=False)
         host = cfg.enrollment_host()
