@@ -161,10 +161,18 @@ async def test_rollout_halts_at_the_threshold_and_the_failed_node_is_rolled_back
     assert actions.count("rollouts.node.rolled_back") == 1
     assert {"rollouts.start", "rollouts.halted", "rollouts.done", "artifacts.upload"} <= set(actions)
 
+    # Resumed from halted: the failure so far is accepted (20% -> 1 of 4 nodes = 25%), n4 goes on.
     resumed = await fleet.http.post(f"/api/v1/rollouts/{second['id']}/resume", headers=fleet.headers)
-    assert resumed.status_code == 409
-    cancelled = await fleet.http.post(f"/api/v1/rollouts/{second['id']}/cancel", headers=fleet.headers)
-    assert cancelled.json()["data"]["state"] == "cancelled"
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["data"]["state"] == "running"
+    assert resumed.json()["data"]["pause_on_failure"] == 25
+    assert "1 failed nodes accepted, pause_on_failure 20% -> 25%" in resumed.json()["data"]["message"]
+    finished = await fleet.wait_state(second["id"], "done", "halted")
+    assert finished["state"] == "done", finished
+    assert {n["node_id"]: n["state"] for n in finished["nodes"]} == {**states, "n4": "done"}
+    assert await fleet.running_version("n4") == ("2", "running")
+    again = await fleet.http.post(f"/api/v1/rollouts/{second['id']}/resume", headers=fleet.headers)
+    assert again.status_code == 409 and "is done; this needs paused, halted" in again.text
 
 
 async def test_pause_stops_after_the_batch_and_resume_finishes(fleet: Fleet) -> None:
