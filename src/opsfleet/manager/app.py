@@ -46,6 +46,7 @@ from opsfleet.manager.services.login_throttle import LoginThrottle, ThrottlePoli
 from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
 from opsfleet.manager.services.nodes import NodeService
+from opsfleet.manager.services.pins import PinDeps, PinReconciler
 from opsfleet.manager.services.policies import PolicyService
 from opsfleet.manager.services.rollout_runner import RunnerDeps, UpdateCalls
 from opsfleet.manager.services.rollouts import RolloutService, select_nodes
@@ -161,6 +162,20 @@ class ManagerApp:
             find_artifact=self.artifacts.find,
             list_nodes=lambda selector, component: select_nodes(self.nodes, self.store, selector, component),
         )
+        self.pins = PinReconciler(
+            PinDeps(
+                pinned=self.configs.pinned_versions,
+                node=self.nodes.get,
+                agents=self.store.list_agents,
+                client_for=self._update_client,
+                find_artifact=self.artifacts.find,
+                download_url=self._download_url,
+                audit=self._audit_rollout,
+                node_timeout=config.rollouts.node_timeout,
+            ),
+            interval=config.rollouts.pin_interval,
+            max_in_flight=config.rollouts.pin_max_in_flight,
+        )
         self.metric_queries = MetricQueryService(queries, self.nodes, self.metrics)
         self.enrollment_store = SqlEnrollmentStore(self.store)
         self.identities = IdentityRegistry(self.enrollment_store, clone_window=config.enrollment.clone_window)
@@ -235,6 +250,7 @@ class ManagerApp:
             await self._start_enrollment_server(guard)
         await self._start_http()
         await self.rollouts.start()
+        await self.pins.start()
 
     async def _update_client(self, node_id: str) -> UpdateCalls:
         node = await self.nodes.get(node_id)
@@ -352,6 +368,7 @@ class ManagerApp:
         if self._stopped:
             return
         self._stopped = True
+        await self.pins.stop()
         await self.rollouts.stop()
         if self._http is not None:
             await stop_step("HTTP server", self._http.stop())
