@@ -176,6 +176,7 @@ class ManagerApp:
             interval=config.rollouts.pin_interval,
             max_in_flight=config.rollouts.pin_max_in_flight,
         )
+        self.nodes.add_register_listener(self.pins.node_registered)
         self.metric_queries = MetricQueryService(queries, self.nodes, self.metrics)
         self.enrollment_store = SqlEnrollmentStore(self.store)
         self.identities = IdentityRegistry(self.enrollment_store, clone_window=config.enrollment.clone_window)

@@ -8,6 +8,10 @@ another version gets a PushUpdate of the stored, signed artifact, like one node 
 rollout, and its outcome is followed with GetUpdateStatus. This is what brings a node that
 joins the policy later (a new node, changed labels) to the pinned version.
 
+Cost: a node seen at the pinned version (or offline, or without the agent) is not read
+again for ``recheck`` seconds or until it registers again, so a converged fleet costs no
+database reads per pass.
+
 Limits: at most ``max_in_flight`` pinned updates run at a time (a pin is not a rollout:
 move existing nodes with a rollout, the pin then keeps new nodes in line). An outcome other
 than done (rolled back, failed, no artifact) is not retried for that node and version
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PIN_INTERVAL = 10.0
 DEFAULT_MAX_IN_FLIGHT = 10
+DEFAULT_RECHECK = 300.0
+ABSENT_RECHECK = 60.0
 _FINAL = ("done", "rolled_back", "failed")
 
 Pins = dict[str, dict[str, tuple[str, str]]]
@@ -71,11 +77,15 @@ class PinReconciler:
         *,
         interval: float = DEFAULT_PIN_INTERVAL,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        recheck: float = DEFAULT_RECHECK,
     ) -> None:
         self._deps = deps
         self._interval = interval
         self._max_in_flight = max_in_flight
+        self._recheck = recheck
         self._attempts: dict[tuple[str, str], Attempt] = {}
+        # (node id, component) -> (pinned version, look again after): nothing to do there now.
+        self._quiet: dict[tuple[str, str], tuple[str, float]] = {}
         self._stop = asyncio.Event()
         self._tasks = TaskOwner("pins")
 
@@ -85,6 +95,11 @@ class PinReconciler:
     async def stop(self) -> None:
         self._stop.set()
         await self._tasks.stop()
+
+    def node_registered(self, node_id: str, labels: dict[str, str]) -> None:
+        """A node (re-)registered: look at it again at the next pass."""
+        for key in [k for k in self._quiet if k[0] == node_id]:
+            del self._quiet[key]
 
     def attempts(self) -> dict[tuple[str, str], Attempt]:
         """(node id, component) -> the last pinned update (a copy, for views and tests)."""
@@ -102,34 +117,45 @@ class PinReconciler:
     async def reconcile_once(self) -> None:
         """One pass over the pinned nodes: follow running updates, start the missing ones."""
         pinned = self._deps.pinned()
-        for key in [
-            k for k in self._attempts if pinned.get(k[0], {}).get(k[1], ("",))[0] != self._attempts[k].version
-        ]:
+        now = self._deps.clock()
+
+        def stale(key: tuple[str, str], version: str) -> bool:
+            return pinned.get(key[0], {}).get(key[1], ("",))[0] != version
+
+        for key in [k for k, a in self._attempts.items() if stale(k, a.version)]:
             del self._attempts[key]  # the pin changed or went away
+        for key in [k for k, (v, until) in self._quiet.items() if stale(k, v) or now >= until]:
+            del self._quiet[key]
         in_flight = sum(1 for a in self._attempts.values() if not a.outcome)
         for node_id in sorted(pinned):
             for component, (version, policy) in sorted(pinned[node_id].items()):
-                attempt = self._attempts.get((node_id, component))
+                key = (node_id, component)
+                attempt = self._attempts.get(key)
                 if attempt is not None:
                     if not attempt.outcome:
                         await self._follow(node_id, component, attempt)
                     continue
-                if in_flight >= self._max_in_flight:
+                if key in self._quiet or in_flight >= self._max_in_flight:
                     continue
-                if await self._start(node_id, component, version, policy):
-                    in_flight += 1
+                started, quiet_for = await self._start(node_id, component, version, policy)
+                in_flight += started
+                if quiet_for:
+                    self._quiet[key] = (version, now + quiet_for)
 
-    async def _start(self, node_id: str, component: str, version: str, policy: str) -> bool:
-        """Push the pinned version when the node runs another; True when an update started."""
+    async def _start(self, node_id: str, component: str, version: str, policy: str) -> tuple[bool, float]:
+        """Push the pinned version when the node runs another: (update started, seconds to
+        leave the node alone when there is nothing to do; 0: look again at the next pass)."""
         try:
             node = await self._deps.node(node_id)
         except NotFound:
-            return False
+            return False, 0.0
         if node.status is not NodeStatus.ONLINE or not node.daemon_address:
-            return False
-        running = await self._running_version(node, component)
-        if running is None or running == version:
-            return False
+            return False, self._recheck  # it registers again when it comes back
+        running, reported = await self._running_version(node, component)
+        if running == version:
+            return False, self._recheck
+        if running is None:  # the node lacks the agent, or has not reported its agents yet
+            return False, min(self._recheck, ABSENT_RECHECK) if reported else 0.0
         attempt = Attempt(version, policy, self._deps.clock())
         try:
             artifact = await self._deps.find_artifact(component, version)
@@ -143,11 +169,11 @@ class PinReconciler:
             )
         except FailedPrecondition as exc:
             log.info("pin %s %s on node %s: not now (%s)", component, version, node_id, exc.message)
-            return False
+            return False, 0.0
         except OpsfleetError as exc:
             self._attempts[(node_id, component)] = attempt
             await self._finish(node_id, component, attempt, "failed", exc.message)
-            return False
+            return False, 0.0
         self._attempts[(node_id, component)] = attempt
         log.info(
             "pin %s %s (policy %s): node %s runs %s, update pushed",
@@ -159,8 +185,8 @@ class PinReconciler:
         )
         if "already runs" in reply:
             await self._finish(node_id, component, attempt, "done", reply)
-            return False
-        return True
+            return False, 0.0
+        return True, 0.0
 
     async def _follow(self, node_id: str, component: str, attempt: Attempt) -> None:
         try:
@@ -182,12 +208,14 @@ class PinReconciler:
         target = f"node={node_id} component={component} version={attempt.version}"
         await self._deps.audit(f"policy:{attempt.policy}", f"pins.node.{state}", target, message)
 
-    async def _running_version(self, node: Node, component: str) -> str | None:
-        """The version the node runs (None: it has no such agent)."""
+    async def _running_version(self, node: Node, component: str) -> tuple[str | None, bool]:
+        """The version the node runs (None: it has no such agent), and whether the node has
+        reported any agents yet (a node that just registered may not have)."""
         if component == "daemon":
-            return node.daemon_version
+            return node.daemon_version, True
         agent_id = component.removeprefix("agent:")
-        for agent in await self._deps.agents(node.node_id):
+        agents = await self._deps.agents(node.node_id)
+        for agent in agents:
             if agent.agent_id == agent_id and agent.status != "removed":
-                return agent.version
-        return None
+                return agent.version, True
+        return None, bool(agents)
