@@ -144,6 +144,13 @@ async def test_enrolled_daemon_trusts_the_fleet_key_and_fetches_over_mtls(
         )
     assert daemon.supervisor is not None and daemon.supervisor.agent("web").version == "1"
 
+    # Each certificate renewal hands the keys over again (and replaces what is stored).
+    keys_file = fleet_keys.keys_path(fleet.root / "n1")
+    keys_file.unlink()
+    assert daemon.renewer is not None
+    await daemon.renewer.renew_once()
+    assert json.loads(keys_file.read_text()) == {"keys": [MANAGER_KEY.public_b64]}
+
 
 async def test_no_signing_key_hands_over_nothing_and_updates_stay_refused(
     start_fleet: Callable[..., Any], daemons: Callable[..., Any]

@@ -8,6 +8,7 @@ one error translation (:func:`grpc_errors`) applies.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import grpc
@@ -41,7 +42,8 @@ class ArtifactServicer(artifacts_pb2_grpc.ArtifactServiceServicer):
             sha256=request.sha256,
             offset=request.offset,
         )
-        async for piece in pieces:
-            await context.write(
-                artifacts_pb2.ArtifactChunk(data=piece.data, offset=piece.offset, size=piece.size)
-            )
+        async with contextlib.aclosing(pieces):  # the file is closed also when the caller goes away
+            async for piece in pieces:
+                await context.write(
+                    artifacts_pb2.ArtifactChunk(data=piece.data, offset=piece.offset, size=piece.size)
+                )

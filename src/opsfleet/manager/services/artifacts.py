@@ -31,7 +31,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -186,7 +186,7 @@ class ArtifactService:
 
     async def fetch(
         self, *, component: str, version: str, sha256: str, offset: int, chunk: int = FETCH_CHUNK
-    ) -> AsyncIterator[Piece]:
+    ) -> AsyncGenerator[Piece, None]:
         """The stored package of ``component``/``version`` from ``offset`` on, in pieces.
 
         NotFound when nothing is stored for them or the stored package's hash is not
