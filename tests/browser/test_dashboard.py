@@ -297,7 +297,7 @@ async def test_rollouts_page_shows_a_halted_rollout_and_its_failed_node(open_ses
     await expect(node.get_by_test_id("rollout-node-state")).to_have_text("failed")
     await expect(node).to_contain_text("does not run from a package")
     await expect(s.page.get_by_test_id("rollout-cancel")).to_be_enabled()
-    await expect(s.page.get_by_test_id("rollout-resume")).to_be_disabled()
+    await expect(s.page.get_by_test_id("rollout-resume")).to_be_enabled()  # a halted rollout resumes
     await s.page.get_by_test_id("rollout-cancel").click()
     await expect(s.page.get_by_test_id("rollout-state")).to_have_text("cancelled")
     await s.shot("rollout-cancelled")

@@ -120,7 +120,8 @@ class Verifier:
         """PermissionDenied unless one trusted key signed exactly this component/version/hash."""
         if not self._keys:
             raise PermissionDenied(
-                "no trusted update key is configured (update.trusted_keys): updates are refused"
+                "no trusted update key is configured (update.trusted_keys) nor handed over at "
+                "enrollment: updates are refused"
             )
         try:
             signature = base64.b64decode(signature_b64.strip(), validate=True)

@@ -29,6 +29,7 @@ from opsfleet.daemon.identity import load_node_id, local_ip_towards
 from opsfleet.daemon.link import AgentStateView, LinkSettings, ManagerLink
 from opsfleet.daemon.outbox import Outbox
 from opsfleet.daemon.renewal import CertificateRenewer, expired_message
+from opsfleet.daemon.rpc.artifact_fetch import ManagerArtifacts
 from opsfleet.daemon.rpc.server import DaemonRpcServer, server_tls
 from opsfleet.daemon.rpc.servicer import DaemonServicer
 from opsfleet.daemon.sampler import Sampler
@@ -112,7 +113,12 @@ class DaemonApp:
         effective = self.central.effective()
         if self.central.known_good is not None:
             log.info("running the last-known-good central config %s", self.central.applied_hash[:12])
-        self.updates = UpdateManager(cfg.update, work_dir=self.work_dir, base_specs=effective.specs)
+        source = None
+        if self.tls_material is not None:  # enrolled: packages come over the node's mTLS channel
+            source = ManagerArtifacts(lambda: self.link.open_channel if self.link else None, self.node_id)
+        self.updates = UpdateManager(
+            cfg.update, work_dir=self.work_dir, base_specs=effective.specs, source=source
+        )
         self.supervisor = Supervisor(
             self.updates.resolve_specs(effective.specs),
             state_dir=self.work_dir / "agents",

@@ -5,7 +5,8 @@
 2. Make a key here (it never leaves the node) and a CSR.
 3. Call EnrollmentService.Enroll over TLS trusting only that CA, with the Manager's pinned
    name (``MANAGER_DNS_NAME``) as the target, so no other certificate of the CA passes.
-4. Store ``tls/node.key`` (0600), ``tls/node.pem`` and ``tls/ca.pem`` in the work dir.
+4. Store ``tls/node.key`` (0600), ``tls/node.pem`` and ``tls/ca.pem`` in the work dir,
+   and the fleet's update keys the Manager hands over in ``tls/update-keys.json``.
 
 Nothing is written before step 4 succeeds.
 """
@@ -39,6 +40,7 @@ from opsfleet.common.pki import (
     save_node_material,
 )
 from opsfleet.daemon.identity import HostFacts, read_boot_id
+from opsfleet.daemon.updates import fleet_keys
 from opsfleet.proto import enrollment_pb2, enrollment_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class EnrollResult:
     node_id: str
     not_after: int
     labels: dict[str, str]
+    update_keys: tuple[str, ...] = ()
 
 
 def pinned_ca(address: str, pin: str, *, timeout: float = 10.0) -> bytes:
@@ -117,6 +120,10 @@ def enroll(
     identity = material.identity
     if identity is None or identity.node_id != response.node_id:
         raise InvalidArgument("the Manager returned a certificate without this node's identity")
+    update_keys = fleet_keys.check_keys(response.update_keys)
     save_node_material(work_dir, material)
+    fleet_keys.save_keys(work_dir, update_keys)
     log.info("enrolled as node %s; identity stored in %s", response.node_id, work_dir / "tls")
-    return EnrollResult(response.node_id, int(response.not_after), dict(response.labels))
+    if update_keys:
+        log.info("the Manager handed over %d update key(s): trusted for updates", len(update_keys))
+    return EnrollResult(response.node_id, int(response.not_after), dict(response.labels), tuple(update_keys))

@@ -2,7 +2,8 @@
 
 At two thirds of its certificate's lifetime the daemon makes a new key, sends a CSR with
 EnrollmentService.RenewCertificate over its current mTLS channel, stores the new identity
-(each file replaced atomically) and switches the link to it; the old certificate stays valid
+(each file replaced atomically, with the fleet's update keys the answer carries) and switches
+the link to it; the old certificate stays valid
 until it expires, so nothing in flight fails. A failed renewal is retried every
 ``retry_interval`` (or sooner near expiry). A certificate that expired while the daemon was
 offline cannot be renewed: the node must enroll again with a new token.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import grpc
 
+from opsfleet.common.errors import InvalidArgument
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
 from opsfleet.common.pki import (
     TLSMaterial,
@@ -31,6 +33,7 @@ from opsfleet.common.pki import (
     validity,
 )
 from opsfleet.daemon.link import ManagerLink
+from opsfleet.daemon.updates import fleet_keys
 from opsfleet.proto import enrollment_pb2, enrollment_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -89,7 +92,7 @@ class CertificateRenewer:
                 return
             try:
                 await self.renew_once()
-            except (grpc.aio.AioRpcError, ValueError, OSError) as exc:
+            except (grpc.aio.AioRpcError, InvalidArgument, ValueError, OSError) as exc:
                 message = expired_message(self.material, self._clock())
                 if message is not None:
                     log.error(message)
@@ -116,7 +119,9 @@ class CertificateRenewer:
         identity = material.identity
         if identity is None or identity.node_id != self._node_id:
             raise ValueError("the renewed certificate does not carry this node's identity")
+        update_keys = fleet_keys.check_keys(response.update_keys)
         await asyncio.to_thread(save_node_material, self._work_dir, material)
+        await asyncio.to_thread(fleet_keys.save_keys, self._work_dir, update_keys)
         self.material = material
         self._link.use_material(material)
         for listener in self.listeners:

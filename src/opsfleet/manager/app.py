@@ -29,6 +29,7 @@ from opsfleet.manager.artifacts.settings import read_signing_key
 from opsfleet.manager.config import ManagerConfig
 from opsfleet.manager.domain import Artifact
 from opsfleet.manager.fleet_ca import load_fleet_ca, manager_material
+from opsfleet.manager.rpc.artifacts import ArtifactServicer
 from opsfleet.manager.rpc.daemon_client import DaemonCallSettings, DaemonClientPool
 from opsfleet.manager.rpc.enrollment import EnrollmentServicer
 from opsfleet.manager.rpc.identity_guard import OPEN, IdentityGuard
@@ -47,6 +48,7 @@ from opsfleet.manager.services.login_throttle import LoginThrottle, ThrottlePoli
 from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
 from opsfleet.manager.services.nodes import NodeService
+from opsfleet.manager.services.pins import PinDeps, PinReconciler
 from opsfleet.manager.services.policies import PolicyService
 from opsfleet.manager.services.rollout_runner import RunnerDeps, UpdateCalls
 from opsfleet.manager.services.rollouts import RolloutService, select_nodes
@@ -62,7 +64,7 @@ from opsfleet.manager.telemetry import Telemetry
 from opsfleet.manager.web.app import create_app
 from opsfleet.manager.web.context import WebContext
 from opsfleet.manager.web.server import HttpServer
-from opsfleet.proto import daemon_pb2_grpc, enrollment_pb2_grpc, manager_pb2_grpc
+from opsfleet.proto import artifacts_pb2_grpc, daemon_pb2_grpc, enrollment_pb2_grpc, manager_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,21 @@ class ManagerApp:
             find_artifact=self.artifacts.find,
             list_nodes=lambda selector, component: select_nodes(self.nodes, self.store, selector, component),
         )
+        self.pins = PinReconciler(
+            PinDeps(
+                pinned=self.configs.pinned_versions,
+                node=self.nodes.get,
+                agents=self.store.list_agents,
+                client_for=self._update_client,
+                find_artifact=self.artifacts.find,
+                download_url=self._download_url,
+                audit=self._audit_rollout,
+                node_timeout=config.rollouts.node_timeout,
+            ),
+            interval=config.rollouts.pin_interval,
+            max_in_flight=config.rollouts.pin_max_in_flight,
+        )
+        self.nodes.add_register_listener(self.pins.node_registered)
         self.metric_queries = MetricQueryService(queries, self.nodes, self.metrics)
         self.enrollment_store = SqlEnrollmentStore(self.store)
         self.identities = IdentityRegistry(self.enrollment_store, clone_window=config.enrollment.clone_window)
@@ -221,7 +238,13 @@ class ManagerApp:
         creds = self._main_credentials()
         if self.enrollment is not None:
             enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(
-                EnrollmentServicer(self.enrollment, guard, observe_rpc=observe), server
+                EnrollmentServicer(
+                    self.enrollment, guard, observe_rpc=observe, update_keys=self.artifacts.update_keys
+                ),
+                server,
+            )
+            artifacts_pb2_grpc.add_ArtifactServiceServicer_to_server(
+                ArtifactServicer(self.artifacts, guard, observe_rpc=observe), server
             )
         self.grpc_port = rpc_opts.bind(server, cfg.grpc.host, cfg.grpc.port, creds, key="grpc.port")
         await server.start()
@@ -235,6 +258,7 @@ class ManagerApp:
             await self._start_enrollment_server(guard)
         await self._start_http()
         await self.rollouts.start()
+        await self.pins.start()
 
     async def _update_client(self, node_id: str) -> UpdateCalls:
         node = await self.nodes.get(node_id)
@@ -304,7 +328,13 @@ class ManagerApp:
         assert m is not None and self.enrollment is not None
         server = grpc.aio.server(options=self._server_options())
         enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(
-            EnrollmentServicer(self.enrollment, guard, observe_rpc=self.telemetry.observe_rpc), server
+            EnrollmentServicer(
+                self.enrollment,
+                guard,
+                observe_rpc=self.telemetry.observe_rpc,
+                update_keys=self.artifacts.update_keys,
+            ),
+            server,
         )
         creds = grpc.ssl_server_credentials([(m.key_pem, m.cert_pem + m.ca_pem)], require_client_auth=False)
         host = cfg.enrollment_host()
@@ -347,6 +377,7 @@ class ManagerApp:
         if self._stopped:
             return
         self._stopped = True
+        await self.pins.stop()
         await self.rollouts.stop()
         if self._http is not None:
             await stop_step("HTTP server", self._http.stop())

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10\x65nrollment.proto\x12\nenrollment\"c\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x05 \x01(\t\"\xc4\x01\n\x0e\x45nrollResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x03 \x01(\x0c\x12\x11\n\tnot_after\x18\x04 \x01(\x03\x12\x36\n\x06labels\x18\x05 \x03(\x0b\x32&.enrollment.EnrollResponse.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x0cRenewRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\"K\n\rRenewResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\x12\x11\n\tnot_after\x18\x03 \x01(\x03\x32\x9d\x01\n\x11\x45nrollmentService\x12?\n\x06\x45nroll\x12\x19.enrollment.EnrollRequest\x1a\x1a.enrollment.EnrollResponse\x12G\n\x10RenewCertificate\x12\x18.enrollment.RenewRequest\x1a\x19.enrollment.RenewResponseB\x1bZ\x19opsfleet/proto/enrollmentb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10\x65nrollment.proto\x12\nenrollment\"c\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x05 \x01(\t\"\xd9\x01\n\x0e\x45nrollResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x03 \x01(\x0c\x12\x11\n\tnot_after\x18\x04 \x01(\x03\x12\x36\n\x06labels\x18\x05 \x03(\x0b\x32&.enrollment.EnrollResponse.LabelsEntry\x12\x13\n\x0bupdate_keys\x18\x64 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x0cRenewRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\"`\n\rRenewResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\x12\x11\n\tnot_after\x18\x03 \x01(\x03\x12\x13\n\x0bupdate_keys\x18\x64 \x03(\t2\x9d\x01\n\x11\x45nrollmentService\x12?\n\x06\x45nroll\x12\x19.enrollment.EnrollRequest\x1a\x1a.enrollment.EnrollResponse\x12G\n\x10RenewCertificate\x12\x18.enrollment.RenewRequest\x1a\x19.enrollment.RenewResponseB\x1bZ\x19opsfleet/proto/enrollmentb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,13 +37,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENROLLREQUEST']._serialized_start=32
   _globals['_ENROLLREQUEST']._serialized_end=131
   _globals['_ENROLLRESPONSE']._serialized_start=134
-  _globals['_ENROLLRESPONSE']._serialized_end=330
-  _globals['_ENROLLRESPONSE_LABELSENTRY']._serialized_start=285
-  _globals['_ENROLLRESPONSE_LABELSENTRY']._serialized_end=330
-  _globals['_RENEWREQUEST']._serialized_start=332
-  _globals['_RENEWREQUEST']._serialized_end=380
-  _globals['_RENEWRESPONSE']._serialized_start=382
-  _globals['_RENEWRESPONSE']._serialized_end=457
-  _globals['_ENROLLMENTSERVICE']._serialized_start=460
-  _globals['_ENROLLMENTSERVICE']._serialized_end=617
+  _globals['_ENROLLRESPONSE']._serialized_end=351
+  _globals['_ENROLLRESPONSE_LABELSENTRY']._serialized_start=306
+  _globals['_ENROLLRESPONSE_LABELSENTRY']._serialized_end=351
+  _globals['_RENEWREQUEST']._serialized_start=353
+  _globals['_RENEWREQUEST']._serialized_end=401
+  _globals['_RENEWRESPONSE']._serialized_start=403
+  _globals['_RENEWRESPONSE']._serialized_end=499
+  _globals['_ENROLLMENTSERVICE']._serialized_start=502
+  _globals['_ENROLLMENTSERVICE']._serialized_end=659
 # @@protoc_insertion_point(module_scope)

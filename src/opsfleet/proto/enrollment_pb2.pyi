@@ -86,6 +86,7 @@ class EnrollResponse(_message.Message):
     CA_PEM_FIELD_NUMBER: _builtins.int
     NOT_AFTER_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    UPDATE_KEYS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     certificate_pem: _builtins.bytes
     """the node certificate (URI SAN spiffe://opsfleet/node/<node_id>)"""
@@ -97,6 +98,12 @@ class EnrollResponse(_message.Message):
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """labels stamped by the token"""
 
+    @_builtins.property
+    def update_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The fleet's update public keys (base64 Ed25519): the Manager's signing key when it holds
+        one. The daemon trusts them for PushUpdate besides update.trusted_keys.
+        """
+
     def __init__(
         self,
         *,
@@ -105,10 +112,11 @@ class EnrollResponse(_message.Message):
         ca_pem: _builtins.bytes = ...,
         not_after: _builtins.int = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        update_keys: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_pem", b"ca_pem", "certificate_pem", b"certificate_pem", "labels", b"labels", "node_id", b"node_id", "not_after", b"not_after"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_pem", b"ca_pem", "certificate_pem", b"certificate_pem", "labels", b"labels", "node_id", b"node_id", "not_after", b"not_after", "update_keys", b"update_keys"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -143,19 +151,25 @@ class RenewResponse(_message.Message):
     CERTIFICATE_PEM_FIELD_NUMBER: _builtins.int
     CA_PEM_FIELD_NUMBER: _builtins.int
     NOT_AFTER_FIELD_NUMBER: _builtins.int
+    UPDATE_KEYS_FIELD_NUMBER: _builtins.int
     certificate_pem: _builtins.bytes
     ca_pem: _builtins.bytes
     not_after: _builtins.int
+    @_builtins.property
+    def update_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """as in EnrollResponse; replaces what the daemon holds"""
+
     def __init__(
         self,
         *,
         certificate_pem: _builtins.bytes = ...,
         ca_pem: _builtins.bytes = ...,
         not_after: _builtins.int = ...,
+        update_keys: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_pem", b"ca_pem", "certificate_pem", b"certificate_pem", "not_after", b"not_after"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_pem", b"ca_pem", "certificate_pem", b"certificate_pem", "not_after", b"not_after", "update_keys", b"update_keys"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -73,6 +73,30 @@ class Fleet:
         return info.version, info.status
 
 
+def daemon_config(tmp_path: Path, manager: ManagerApp, node_id: str, role: str = "web") -> Any:
+    markers = tmp_path / f"markers-{node_id}"
+    markers.mkdir()
+    env = {"FAIL_VERSION": "2"} if node_id == FAILING else {}
+    settings = {
+        "daemon.id": node_id,
+        "daemon.work_dir": str(tmp_path / node_id),
+        "daemon.grpc_host": "127.0.0.1",
+        "daemon.grpc_port": 0,
+        "daemon.labels": {"role": role},
+        "manager.address": f"127.0.0.1:{manager.grpc_port}",
+        "manager.heartbeat_interval": 1.0,
+        "manager.reconnect_interval": 0.2,
+        "collectors.cpu.enabled": False,
+        "collectors.memory.enabled": False,
+        "collectors.disk.enabled": False,
+        "collectors.network.enabled": False,
+        "agents": [agent_spec("web", markers, **env)],
+        "update.trusted_keys": [KEYS.public_b64],
+        "update.grace_period": 1.0,
+    }
+    return load_daemon_config(None, {}, settings)
+
+
 @pytest.fixture
 async def fleet(tmp_path: Path, manager_config: Callable[..., Any]) -> AsyncIterator[Fleet]:
     key_file = tmp_path / "signing.key"
@@ -85,33 +109,14 @@ async def fleet(tmp_path: Path, manager_config: Callable[..., Any]) -> AsyncIter
                 "artifacts.signing_key_file": str(key_file),
                 "rollouts.poll_interval": 0.1,
                 "rollouts.node_timeout": 20.0,
+                "rollouts.pin_interval": 0.2,
             },
         )
     )
     await manager.start()
     daemons: dict[str, DaemonApp] = {}
     for node_id in NODES:
-        markers = tmp_path / f"markers-{node_id}"
-        markers.mkdir()
-        env = {"FAIL_VERSION": "2"} if node_id == FAILING else {}
-        settings = {
-            "daemon.id": node_id,
-            "daemon.work_dir": str(tmp_path / node_id),
-            "daemon.grpc_host": "127.0.0.1",
-            "daemon.grpc_port": 0,
-            "daemon.labels": {"role": "web"},
-            "manager.address": f"127.0.0.1:{manager.grpc_port}",
-            "manager.heartbeat_interval": 1.0,
-            "manager.reconnect_interval": 0.2,
-            "collectors.cpu.enabled": False,
-            "collectors.memory.enabled": False,
-            "collectors.disk.enabled": False,
-            "collectors.network.enabled": False,
-            "agents": [agent_spec("web", markers, **env)],
-            "update.trusted_keys": [KEYS.public_b64],
-            "update.grace_period": 1.0,
-        }
-        app = DaemonApp(load_daemon_config(None, {}, settings))
+        app = DaemonApp(daemon_config(tmp_path, manager, node_id))
         await app.start()
         daemons[node_id] = app
     http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{manager.http_port}", timeout=10)
@@ -161,10 +166,18 @@ async def test_rollout_halts_at_the_threshold_and_the_failed_node_is_rolled_back
     assert actions.count("rollouts.node.rolled_back") == 1
     assert {"rollouts.start", "rollouts.halted", "rollouts.done", "artifacts.upload"} <= set(actions)
 
+    # Resumed from halted: the failure so far is accepted (20% -> 1 of 4 nodes = 25%), n4 goes on.
     resumed = await fleet.http.post(f"/api/v1/rollouts/{second['id']}/resume", headers=fleet.headers)
-    assert resumed.status_code == 409
-    cancelled = await fleet.http.post(f"/api/v1/rollouts/{second['id']}/cancel", headers=fleet.headers)
-    assert cancelled.json()["data"]["state"] == "cancelled"
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["data"]["state"] == "running"
+    assert resumed.json()["data"]["pause_on_failure"] == 25
+    assert "1 failed nodes accepted, pause_on_failure 20% -> 25%" in resumed.json()["data"]["message"]
+    finished = await fleet.wait_state(second["id"], "done", "halted")
+    assert finished["state"] == "done", finished
+    assert {n["node_id"]: n["state"] for n in finished["nodes"]} == {**states, "n4": "done"}
+    assert await fleet.running_version("n4") == ("2", "running")
+    again = await fleet.http.post(f"/api/v1/rollouts/{second['id']}/resume", headers=fleet.headers)
+    assert again.status_code == 409 and "is done; this needs paused, halted" in again.text
 
 
 async def test_pause_stops_after_the_batch_and_resume_finishes(fleet: Fleet) -> None:
@@ -186,3 +199,69 @@ async def test_pause_stops_after_the_batch_and_resume_finishes(fleet: Fleet) -> 
     assert resumed.json()["data"]["state"] == "running"
     finished = await fleet.wait_state(rollout["id"], "done", "halted")
     assert finished["counts"] == {"done": 4}
+
+
+async def test_a_policy_pin_brings_selected_nodes_and_newcomers_to_the_version(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    manager = fleet.manager
+    await fleet.upload("1")
+    policy = {"name": "web-pin", "selector": {"role": "web"}, "priority": 0, "update": {"agent:web": "1"}}
+    r = await fleet.http.post("/api/v1/policies", json=policy, headers=fleet.headers)
+    assert r.status_code in (200, 201), r.text
+
+    async def versions(*node_ids: str) -> set[tuple[str, str]]:
+        return {await fleet.running_version(n) for n in node_ids}
+
+    async def all_at(version: str, *node_ids: str) -> bool:
+        return await versions(*node_ids) == {(version, "running")}
+
+    await assert_eventually(lambda: all_at("1", *NODES), timeout=30, interval=0.2)
+
+    # A node that joins the policy later gets the pinned version; one it does not select does not.
+    for node_id, role in (("n5", "web"), ("n6", "db")):
+        app = DaemonApp(daemon_config(tmp_path, manager, node_id, role))
+        await app.start()
+        fleet.daemons[node_id] = app
+    await assert_eventually(lambda: all_at("1", "n5"), timeout=30, interval=0.2)
+    await assert_eventually(
+        lambda: (
+            {n: a.outcome for (n, _), a in manager.pins.attempts().items()}
+            == dict.fromkeys((*NODES, "n5"), "done")
+        ),
+        timeout=20,
+        interval=0.2,
+    )
+    assert not any(node_id == "n6" for node_id, _ in manager.pins.attempts())
+    assert (await fleet.running_version("n6"))[0] == "0"
+
+    # A new pin: the node where it does not stay up is rolled back, and not pushed again.
+    await fleet.upload("2")
+    r = await fleet.http.post(
+        "/api/v1/policies", json={**policy, "update": {"agent:web": "2"}}, headers=fleet.headers
+    )
+    assert r.status_code in (200, 201), r.text
+    ok_nodes = ("n1", "n2", "n4", "n5")
+
+    def outcomes() -> dict[str, str]:
+        return {n: a.outcome for (n, _), a in manager.pins.attempts().items() if a.version == "2"}
+
+    expected = {**dict.fromkeys(ok_nodes, "done"), "n3": "rolled_back"}
+    await assert_eventually(lambda: outcomes() == expected, timeout=40, interval=0.2)
+    assert await versions(*ok_nodes) == {("2", "running")}
+    assert await fleet.running_version("n3") == ("1", "running")
+    audit = await fleet.http.get("/api/v1/admin/audit", params={"page_size": 100}, headers=fleet.headers)
+    entries = [(e["username"], e["action"]) for e in audit.json()["data"]["list"]]
+    assert entries.count(("policy:web-pin", "pins.node.rolled_back")) == 1
+    assert entries.count(("policy:web-pin", "pins.node.done")) == 5 + 4, entries
+    passes = 0
+
+    async def later_passes() -> bool:
+        nonlocal passes
+        await manager.pins.reconcile_once()
+        passes += 1
+        return passes >= 3
+
+    await assert_eventually(later_passes)
+    assert outcomes() == expected
+    assert await fleet.running_version("n3") == ("1", "running")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from opsfleet.manager.services.policy_doc import (
     merge,
     parse_policy,
     parse_rollout,
+    pins,
     unified_diff,
 )
 
@@ -142,3 +144,40 @@ def test_unified_diff() -> None:
     assert "--- p@1" in diff and "+++ p@2" in diff
     assert "-    - '1'" in diff and "+    - '2'" in diff
     assert unified_diff(old, old, "a", "b") == ""
+
+
+def pinned(name: str, priority: int, selector: dict[str, str], **versions: str) -> Any:
+    return parse_policy(
+        {
+            "name": name,
+            "selector": selector,
+            "priority": priority,
+            "update": {k.replace("_", ":"): v for k, v in versions.items()},
+        }
+    )
+
+
+def test_version_pins_parse_merge_by_priority_and_conflict() -> None:
+    low = pinned("low", 0, {"env": "prod"}, agent_web="1", daemon="0.9")
+    high = pinned("high", 5, {"role": "web"}, agent_web="2")
+    assert low.update == {"agent:web": "1", "daemon": "0.9"}
+    assert low.as_dict()["update"] == {"agent:web": "1", "daemon": "0.9"}
+    assert pins([low, high]) == {"agent:web": ("2", "high"), "daemon": ("0.9", "low")}
+    assert parse_policy({"name": "n", "update": {"agent:web": 3}}).update == {"agent:web": "3"}
+    check_conflicts(pinned("same", 0, {"env": "prod"}, agent_web="1"), [low])  # same version: fine
+    with pytest.raises(Conflict, match=r"config key 'update\.agent:web' is also set by policy 'low'"):
+        check_conflicts(pinned("other", 0, {"role": "web"}, agent_web="3"), [low])
+
+
+@pytest.mark.parametrize(
+    ("update", "key"),
+    [
+        ("agent:web=1", "update"),
+        ({"web": "1"}, "update.web"),
+        ({"agent:web": "1 2"}, "update.agent:web"),
+        ({"agent:web": True}, "update.agent:web"),
+    ],
+)
+def test_bad_version_pins_name_the_key(update: Any, key: str) -> None:
+    with pytest.raises(InvalidArgument, match=re.escape(f"config key '{key}'")):
+        parse_policy({"name": "n", "update": update})

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from opsfleet.common.errors import Unavailable
+from opsfleet.common.errors import FailedPrecondition, Unavailable
 from opsfleet.manager.domain import (
     Artifact,
     Rollout,
@@ -17,6 +17,8 @@ from opsfleet.manager.domain import (
     UpdateOutcome,
 )
 from opsfleet.manager.services.rollout_runner import RunnerDeps, batch_size, run_rollout
+from opsfleet.manager.services.rollouts import RolloutService
+from tests.helpers import assert_eventually
 
 ARTIFACT = Artifact(1, "agent:a", "2", "a.tgz", 10, "f" * 64, "sig", False, 0.0, "admin")
 
@@ -42,6 +44,16 @@ class FakeStore:
         only_from: Sequence[RolloutState] = (),
     ) -> Rollout | None:
         self.rollout = replace(self.rollout, state=state, message=message)
+        return self.rollout
+
+    async def resume_halted(
+        self, rollout_id: int, pause_on_failure: float, message: str, now: float
+    ) -> Rollout | None:
+        if self.rollout.state is not RolloutState.HALTED:
+            return None
+        self.rollout = replace(
+            self.rollout, state=RolloutState.RUNNING, pause_on_failure=pause_on_failure, message=message
+        )
         return self.rollout
 
     async def set_node_state(self, node: RolloutNode) -> None:
@@ -74,7 +86,7 @@ def rollout(max_parallel: str, canary: int = 0, threshold: float = 0.0) -> Rollo
     )
 
 
-async def run(r: Rollout, outcomes: dict[str, str]) -> tuple[FakeStore, list[str]]:
+def deps_for(r: Rollout, outcomes: dict[str, str]) -> tuple[RunnerDeps, FakeStore, list[str]]:
     nodes = [RolloutNode(1, n, i, i < r.canary, RolloutNodeState.PENDING) for i, n in enumerate(outcomes)]
     store = FakeStore(r, nodes)
     order: list[str] = []
@@ -93,6 +105,11 @@ async def run(r: Rollout, outcomes: dict[str, str]) -> tuple[FakeStore, list[str
     deps = RunnerDeps(
         store, client_for, artifact, lambda a: "http://m/x", record, poll_interval=0.001, node_timeout=1.0
     )  # type: ignore[arg-type]
+    return deps, store, order
+
+
+async def run(r: Rollout, outcomes: dict[str, str]) -> tuple[FakeStore, list[str]]:
+    deps, store, order = deps_for(r, outcomes)
     await run_rollout(deps, 1)
     return store, order
 
@@ -130,3 +147,27 @@ async def test_failures_under_the_threshold_go_on_and_unreachable_nodes_fail() -
     assert (
         store.nodes["a"].state is RolloutNodeState.FAILED and store.nodes["a"].message == "node unreachable"
     )
+
+
+async def test_a_halted_rollout_resumes_and_halts_again_at_the_next_failure() -> None:
+    outcomes = {"a": "done", "b": "rolled_back", "c": "failed", "d": "done", "e": "done"}
+    deps, store, order = deps_for(rollout("1"), outcomes)
+    service = RolloutService(deps, find_artifact=None, list_nodes=None)  # type: ignore[arg-type]
+    await run_rollout(deps, 1)
+    assert store.rollout.state is RolloutState.HALTED and order == ["a", "b"]
+
+    async def settled() -> bool:
+        return store.rollout.state is not RolloutState.RUNNING
+
+    resumed = await service.resume(1)
+    assert resumed.state is RolloutState.RUNNING and resumed.pause_on_failure == 20.0
+    await assert_eventually(settled)
+    assert store.rollout.state is RolloutState.HALTED and order == ["a", "b", "c"]  # 2 of 5 > 20%
+
+    resumed = await service.resume(1)
+    assert resumed.pause_on_failure == 40.0 and "2 failed nodes accepted" in resumed.message
+    await assert_eventually(settled)
+    assert store.rollout.state is RolloutState.DONE and order == ["a", "b", "c", "d", "e"]
+    with pytest.raises(FailedPrecondition, match="is done; this needs paused, halted"):
+        await service.resume(1)
+    await service.stop()

@@ -75,7 +75,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     for name, handler, what in (
         ("show", show, "show a rollout and its nodes"),
         ("pause", action, "pause a rollout after its current batch"),
-        ("resume", action, "resume a paused rollout"),
+        ("resume", action, "resume a paused or halted rollout"),
         ("cancel", action, "cancel a rollout"),
     ):
         p = add_command(

@@ -1,10 +1,15 @@
 """Install an agent update: verify first, then fetch, unpack, switch, restart, watch, roll back.
 
 ``accept()`` checks everything that can be checked from the request alone (target, hash,
-signature against ``update.trusted_keys``, inline package hash) and raises before anything on
+signature against ``update.trusted_keys`` and the fleet keys handed over at enrollment,
+inline package hash) and raises before anything on
 the node changes; it then starts the install as an owned background task and returns. The
 task's progress and outcome are in :meth:`UpdateManager.statuses` (served by GetUpdateStatus)
 and the agent's ``version`` (ListAgents / SyncAgentStates) is the version that runs.
+
+Fetching: inline data; else, on an enrolled daemon (``source`` given), FetchArtifact over the
+node's mTLS channel, falling back to ``download_url`` only when the Manager does not hold the
+package (NotFound); else the download URL.
 
 Watching: after the restart the agent must reach running and stay running, without a
 restart (a failed health check restarts it), for ``grace_period``. Otherwise the previous
@@ -31,7 +36,7 @@ from opsfleet.common.lifecycle import TaskOwner
 from opsfleet.common.signing import SHA256_RE, Verifier, check_target
 from opsfleet.daemon.supervisor.config import AgentSpec
 from opsfleet.daemon.supervisor.states import AgentStatus, AgentView
-from opsfleet.daemon.updates import package, selfupdate, specs
+from opsfleet.daemon.updates import fleet_keys, package, selfupdate, specs
 from opsfleet.daemon.updates.config import UpdateSection
 from opsfleet.daemon.updates.status import StatusBook, UpdateState, UpdateStatus
 from opsfleet.daemon.updates.versions import VersionStore
@@ -58,9 +63,11 @@ class UpdateManager:
         *,
         work_dir: Path,
         base_specs: Sequence[AgentSpec],
+        source: package.PackageSource | None = None,
     ) -> None:
+        """``source``: where an enrolled daemon fetches packages over mTLS (None: download URLs)."""
         self._settings = settings
-        self._verifier = Verifier(settings.trusted_keys)
+        self._source = source
         self._versions = VersionStore(work_dir / "versions")
         self._book = StatusBook(work_dir / "updates" / "status.json")
         self._base = {spec.id: spec for spec in base_specs}
@@ -132,7 +139,7 @@ class UpdateManager:
             raise InvalidArgument("hash must be the 64 hex digits of the package's SHA-256")
         if not signature:
             raise InvalidArgument("signature is required (base64 Ed25519 over component, version and hash)")
-        self._verifier.verify(component, version, sha256, signature)
+        self._verifier().verify(component, version, sha256, signature)
         if data:
             if len(data) > self._settings.max_package_bytes:
                 raise InvalidArgument(
@@ -141,7 +148,7 @@ class UpdateManager:
             actual = package.inline_hash(data)
             if actual != sha256:
                 raise InvalidArgument(f"package hash mismatch: sha256 is {actual}, the update names {sha256}")
-        elif not url.startswith(("http://", "https://")):
+        elif not url.startswith(("http://", "https://")) and (url or self._source is None):
             raise InvalidArgument("either update_data or an http(s) download_url is required")
         latest = self._book.get(component)
         if latest is not None and latest.active:
@@ -212,7 +219,7 @@ class UpdateManager:
             self._progress(component, "downloading" if not data else "installing")
             if data:
                 await asyncio.to_thread(package.write_inline, data, incoming)
-            else:
+            elif not await self._fetch_from_manager(component, version, sha256, incoming, bool(url)):
                 await package.download(
                     url,
                     incoming,
@@ -234,6 +241,29 @@ class UpdateManager:
             self._finish(component, "failed", "cancelled: the daemon is stopping")
             raise
         return False
+
+    async def _fetch_from_manager(
+        self, component: str, version: str, sha256: str, incoming: Path, has_url: bool
+    ) -> bool:
+        """Fetch over mTLS when enrolled; False: use the download URL instead."""
+        if self._source is None:
+            return False
+        try:
+            await package.fetch(
+                self._source,
+                incoming,
+                component=component,
+                version=version,
+                sha256=sha256,
+                max_bytes=self._settings.max_package_bytes,
+                timeout=self._settings.download_timeout,
+            )
+        except NotFound as exc:
+            if not has_url:
+                raise
+            log.info("update of %s: %s; using the download URL", component, exc.message)
+            return False
+        return True
 
     async def _switch_and_watch(
         self, switch: AgentSwitch, component: str, agent_id: str, version: str
@@ -322,6 +352,10 @@ class UpdateManager:
         return f"it was not running within {timeout:g}s"
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _verifier(self) -> Verifier:
+        """The configured keys and the fleet keys handed over at enrollment (read each time)."""
+        return Verifier([*self._settings.trusted_keys, *fleet_keys.load_keys(self._work_dir)])
 
     def _resolve_current(self, base: AgentSpec) -> AgentSpec:
         if not specs.uses_package(base):

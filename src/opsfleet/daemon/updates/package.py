@@ -1,7 +1,8 @@
-"""Fetch a package (inline bytes or a download) into a file, check it, unpack it into a directory.
+"""Fetch a package (inline bytes, the Manager over mTLS, or a download) into a file, check it,
+unpack it into a directory.
 
-Downloads stream to disk in chunks, resume a partial file with an HTTP Range request, stop
-at ``max_bytes`` and are hashed as they arrive; nothing is ever held whole in memory
+Downloads stream to disk in chunks, resume a partial file (an HTTP Range request, or the
+offset of FetchArtifact), stop at ``max_bytes``; nothing is ever held whole in memory
 except inline ``update_data`` (which the gRPC message size already bounds).
 A package is a ``.tar.gz`` archive, a ``.zip`` archive (told apart by their first bytes)
 or a single executable, installed as ``<package_dir>/<name>``.
@@ -9,20 +10,26 @@ or a single executable, installed as ``<package_dir>/<name>``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
 import stat
 import tarfile
 import zipfile
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 import httpx
 
-from opsfleet.common.errors import InvalidArgument, Unavailable
+from opsfleet.common.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from opsfleet.common.signing import CHUNK, sha256_file
 
 DOWNLOAD_ATTEMPTS = 3
+RETRY_DELAY = 0.5
 _GZIP = b"\x1f\x8b"
 _ZIP = b"PK\x03\x04"
 
@@ -64,6 +71,90 @@ async def download(
     else:
         raise Unavailable(f"download of the package failed: {last_error}")
     os.replace(part, dest)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A part of a package: ``data`` starts at ``offset`` of the ``size``-byte file."""
+
+    data: bytes
+    offset: int
+    size: int
+
+
+class PackageSource(Protocol):
+    """Where an enrolled daemon reads packages (the Manager's FetchArtifact is the real one)."""
+
+    def pieces(self, component: str, version: str, sha256: str, offset: int) -> AsyncGenerator[Piece, None]:
+        """The package from ``offset`` on (at least one piece, empty at the end of the file);
+        raises the project's errors (NotFound, Unavailable, ...)."""
+        ...
+
+
+async def fetch(
+    source: PackageSource,
+    dest: Path,
+    *,
+    component: str,
+    version: str,
+    sha256: str,
+    max_bytes: int,
+    timeout: float,
+) -> None:
+    """The package from ``source`` into ``dest``, resuming ``dest.part`` at its size.
+
+    A broken stream (Unavailable, DeadlineExceeded, or a stream that ends early) is retried
+    from the bytes already held, up to DOWNLOAD_ATTEMPTS times; other errors (NotFound,
+    PermissionDenied, ...) end it at once. ``timeout`` bounds the wait for each piece."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    last_error = ""
+    for attempt in range(DOWNLOAD_ATTEMPTS):
+        if attempt:
+            await asyncio.sleep(RETRY_DELAY * attempt)
+        have = part.stat().st_size if part.exists() else 0
+        try:
+            size = await _fetch_once(source, part, have, component, version, sha256, max_bytes, timeout)
+        except (Unavailable, DeadlineExceeded) as exc:
+            last_error = exc.message
+            continue
+        if size is not None:
+            os.replace(part, dest)
+            return
+        last_error = "the transfer ended early"
+    raise Unavailable(f"download of the package failed: {last_error}")
+
+
+async def _fetch_once(
+    source: PackageSource,
+    part: Path,
+    have: int,
+    component: str,
+    version: str,
+    sha256: str,
+    max_bytes: int,
+    timeout: float,
+) -> int | None:
+    """Append the rest of the package to ``part``; its size when complete, None when cut short."""
+    size: int | None = None
+    async with contextlib.aclosing(source.pieces(component, version, sha256, have)) as pieces:
+        with part.open("ab") as out:
+            while True:
+                try:
+                    piece = await asyncio.wait_for(anext(pieces), timeout)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    raise DeadlineExceeded(f"no data from the Manager within {timeout:g}s") from exc
+                if piece.size > max_bytes:
+                    raise InvalidArgument(f"package larger than the limit of {max_bytes} bytes")
+                if piece.offset != have or have + len(piece.data) > piece.size:
+                    out.truncate(0)  # the Manager's file is not the one we hold part of: start over
+                    raise Unavailable(f"the Manager sent bytes at {piece.offset}, expected {have}")
+                out.write(piece.data)
+                have += len(piece.data)
+                size = piece.size
+    return have if size is not None and have == size else None
 
 
 def check_hash(path: Path, expected: str) -> None:

@@ -52,3 +52,6 @@ class RolloutsSection(Section):
 
     poll_interval: Duration = Field(default=2.0, gt=0)
     node_timeout: Duration = Field(default=900.0, gt=0)
+    # Version pins of policies (``update:``): how often they are checked, how many run at once.
+    pin_interval: Duration = Field(default=10.0, gt=0)
+    pin_max_in_flight: int = Field(default=10, ge=1, le=10_000)

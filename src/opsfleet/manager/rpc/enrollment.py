@@ -1,7 +1,12 @@
-"""EnrollmentService: Enroll on the enrollment port, RenewCertificate on the main mTLS port."""
+"""EnrollmentService: Enroll on the enrollment port, RenewCertificate on the main mTLS port.
+
+Both answers carry the fleet's update public keys (``update_keys``), which the daemon trusts
+for PushUpdate besides its ``update.trusted_keys``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -19,10 +24,17 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
     SERVICE = "enrollment.EnrollmentService"
 
     def __init__(
-        self, service: EnrollmentService, guard: IdentityGuard, *, observe_rpc: RpcObserver = None
+        self,
+        service: EnrollmentService,
+        guard: IdentityGuard,
+        *,
+        observe_rpc: RpcObserver = None,
+        update_keys: Callable[[], Sequence[str]] = tuple,
     ) -> None:
+        """``update_keys``: the fleet's update public keys (base64) handed to enrolling nodes."""
         self._service = service
         self._guard = guard
+        self._update_keys = update_keys
         self.observe_rpc = observe_rpc
 
     @grpc_errors
@@ -42,6 +54,7 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
             ca_pem=result.ca_pem,
             not_after=result.not_after,
             labels=result.labels,
+            update_keys=list(self._update_keys()),
         )
 
     @grpc_errors
@@ -58,5 +71,8 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
             csr_pem=request.csr_pem,
         )
         return enrollment_pb2.RenewResponse(
-            certificate_pem=result.cert_pem, ca_pem=result.ca_pem, not_after=result.not_after
+            certificate_pem=result.cert_pem,
+            ca_pem=result.ca_pem,
+            not_after=result.not_after,
+            update_keys=list(self._update_keys()),
         )

@@ -15,17 +15,24 @@ Download tokens: ``<artifact id>.<expiry>.<hmac>`` with a key derived from the t
 so every replica accepts a token any replica issued. They name the artifact, not the node:
 the daemon is reached over its own authenticated channel, the token only lets it fetch the
 package it was told to fetch, for ``download_token_ttl`` seconds.
+
+Fetching over mTLS (:meth:`ArtifactService.fetch`): an enrolled daemon reads a package by
+component, version and hash from a byte offset over the Manager's main gRPC port; the caller's
+node certificate is checked by the gRPC adapter, so no token is needed. Any enrolled node may
+read any stored package (packages are signed, not secret).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -36,6 +43,16 @@ from opsfleet.manager.domain import Artifact
 log = logging.getLogger(__name__)
 
 MAX_FILENAME = 255
+FETCH_CHUNK = 256 * 1024  # well below the gRPC message limit
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A part of a package: ``data`` starts at ``offset`` of the ``size``-byte file."""
+
+    data: bytes
+    offset: int
+    size: int
 
 
 class ArtifactStore(Protocol):
@@ -76,6 +93,11 @@ class ArtifactService:
     def public_key(self) -> str:
         """The base64 public key of the Manager's signing key ("" without one)."""
         return public_key_of(self._signing_key) if self._signing_key else ""
+
+    def update_keys(self) -> list[str]:
+        """The fleet's update public keys handed to nodes at enrollment and renewal."""
+        key = self.public_key
+        return [key] if key else []
 
     async def upload(
         self,
@@ -161,6 +183,36 @@ class ArtifactService:
             raise NotFound(f"no artifact {artifact_id}")
         await self._drop_file_if_unused(gone.sha256)
         return gone
+
+    async def fetch(
+        self, *, component: str, version: str, sha256: str, offset: int, chunk: int = FETCH_CHUNK
+    ) -> AsyncGenerator[Piece, None]:
+        """The stored package of ``component``/``version`` from ``offset`` on, in pieces.
+
+        NotFound when nothing is stored for them or the stored package's hash is not
+        ``sha256``; InvalidArgument for an offset outside the file. At least one piece comes
+        (an empty one at the end of the file, so a caller holding everything learns the size).
+        The file is read in a thread, one piece at a time."""
+        check_target(component, version)
+        artifact = await self.find(component, version)
+        if sha256 and artifact.sha256 != sha256.strip().lower():
+            raise NotFound(f"the stored package of {component} {version} has another hash")
+        if not 0 <= offset <= artifact.size:
+            raise InvalidArgument(f"offset must be between 0 and {artifact.size}, got {offset}")
+        try:
+            stream = await asyncio.to_thread((self.directory / artifact.sha256).open, "rb")
+        except FileNotFoundError as exc:
+            raise NotFound(f"the package file of {component} {version} is missing") from exc
+        try:
+            await asyncio.to_thread(stream.seek, offset)
+            position = offset
+            if position == artifact.size:
+                yield Piece(b"", position, artifact.size)
+            while data := await asyncio.to_thread(stream.read, chunk):
+                yield Piece(data, position, artifact.size)
+                position += len(data)
+        finally:
+            stream.close()
 
     def path(self, artifact: Artifact) -> Path:
         return self.directory / artifact.sha256

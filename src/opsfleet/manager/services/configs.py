@@ -23,7 +23,7 @@ from opsfleet.common.errors import InvalidArgument
 from opsfleet.manager.domain import CONFIG_STATES, NodeConfigState
 from opsfleet.manager.services.config_rollout import Rollout
 from opsfleet.manager.services.nodes import NodeService
-from opsfleet.manager.services.policy_doc import PolicyDoc, merge
+from opsfleet.manager.services.policy_doc import PolicyDoc, merge, pins
 from opsfleet.manager.store.base import PolicyStore
 
 log = logging.getLogger(__name__)
@@ -287,6 +287,23 @@ class ConfigService:
         if state is not None and state.state == "failed" and self._handed.get(node_id) == state.config_hash:
             return "failed"
         return "pending"
+
+    def pinned_versions(self) -> dict[str, dict[str, tuple[str, str]]]:
+        """node id -> {component: (version, policy name)}, for the nodes a policy pins versions
+        for (``update`` in the policy); computed from memory, once per distinct label set."""
+        pinning = [p.doc for p in self._policies.values() if p.doc.update]
+        if not pinning:
+            return {}
+        by_labels: dict[LabelKey, dict[str, tuple[str, str]]] = {}
+        out: dict[str, dict[str, tuple[str, str]]] = {}
+        for node_id, key in self._labels.items():
+            found = by_labels.get(key)
+            if found is None:
+                labels = dict(key)
+                found = by_labels[key] = pins([doc for doc in pinning if doc.selects(labels)])
+            if found:
+                out[node_id] = found
+        return out
 
     def _effective(self, labels_key: LabelKey) -> Effective:
         cached = self._by_labels.get(labels_key)

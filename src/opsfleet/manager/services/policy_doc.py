@@ -1,6 +1,6 @@
 """Policy documents and the merge rules of central configuration (pure: no I/O).
 
-A policy is ``{name, selector, priority, config, rollout?}``; ``config`` is a central
+A policy is ``{name, selector, priority, config, rollout?, update?}``; ``config`` is a central
 document (:mod:`opsfleet.common.central_config`). A node's effective central config is the
 merge of every policy whose selector its labels include:
 
@@ -10,6 +10,11 @@ merge of every policy whose selector its labels include:
 - where two policies set the same agent id or leaf key, the higher ``priority`` wins;
   two policies of equal priority that could select the same node and set the same key to
   different values are refused when written (:func:`check_conflicts`).
+
+``update`` pins package versions, ``{component: version}`` (``agent:<id>`` or ``daemon``):
+a node's pins merge like the keys above (the higher priority wins; equal priorities that
+may overlap and pin a component differently are refused), and the Manager keeps the nodes
+the policy selects at those versions (:mod:`opsfleet.manager.services.pins`).
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ from typing import Any
 from opsfleet.common.central_config import content_hash, deep_merge, to_yaml, validate_central
 from opsfleet.common.errors import ConfigError as _ConfigError
 from opsfleet.common.errors import Conflict, InvalidArgument
+from opsfleet.common.signing import check_target
 
 POLICY_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
-POLICY_KEYS = ("name", "selector", "priority", "config", "rollout")
+POLICY_KEYS = ("name", "selector", "priority", "config", "rollout", "update")
 ROLLOUT_KEYS = ("max_parallel", "pause_on_failure")
 _PERCENT_RE = re.compile(r"(\d+(?:\.\d+)?)%")
+UPDATE_PREFIX = "update."
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,7 @@ class PolicyDoc:
     priority: int
     config: dict[str, Any]
     rollout: dict[str, Any] | None = None
+    update: dict[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -62,6 +70,8 @@ class PolicyDoc:
         }
         if self.rollout:
             out["rollout"] = dict(self.rollout)
+        if self.update:
+            out["update"] = dict(self.update)
         return out
 
     @property
@@ -117,6 +127,27 @@ def parse_rollout(raw: Mapping[str, Any]) -> Rollout:
     return spec
 
 
+def parse_update(raw: Any) -> dict[str, str]:
+    """``update``: a mapping of component (``agent:<id>`` or ``daemon``) to version."""
+    if not isinstance(raw, Mapping):
+        raise _invalid("update", "expected a mapping of component -> version, e.g. {'agent:web': '2.1'}")
+    pins: dict[str, str] = {}
+    for component, version in raw.items():
+        key = f"update.{component}"
+        if (
+            not isinstance(component, str)
+            or not isinstance(version, str | int | float)
+            or isinstance(version, bool)
+        ):
+            raise _invalid(key, "expected a component name and a version string")
+        try:
+            check_target(component, str(version))
+        except InvalidArgument as exc:
+            raise _invalid(key, exc.message) from exc
+        pins[component] = str(version)
+    return pins
+
+
 def parse_policy(raw: Any) -> PolicyDoc:
     """A validated policy; InvalidArgument naming the key otherwise."""
     if not isinstance(raw, Mapping):
@@ -145,12 +176,14 @@ def parse_policy(raw: Any) -> PolicyDoc:
         if not isinstance(rollout, Mapping):
             raise _invalid("rollout", "expected a mapping")
         parse_rollout(rollout)
+    update = parse_update(raw["update"]) if raw.get("update") is not None else None
     return PolicyDoc(
         name=name,
         selector=dict(selector),
         priority=priority,
         config=dict(config),
         rollout=dict(rollout) if rollout else None,
+        update=update or None,
     )
 
 
@@ -176,6 +209,8 @@ def _keys(doc: PolicyDoc) -> dict[str, Any]:
     for section in ("collectors", "manager"):
         for path, value in _leaves(doc.config.get(section) or {}, (section,)):
             out[".".join(path)] = value
+    for component, version in (doc.update or {}).items():
+        out[f"{UPDATE_PREFIX}{component}"] = version
     return out
 
 
@@ -195,8 +230,9 @@ def check_conflicts(new: PolicyDoc, others: Sequence[PolicyDoc]) -> None:
         theirs = _keys(other)
         for key, value in mine.items():
             if key in theirs and theirs[key] != value:
+                name = key if key.startswith(UPDATE_PREFIX) else f"config.{key}"
                 raise Conflict(
-                    f"config key 'config.{key}' is also set by policy {other.name!r} with the same "
+                    f"config key '{name}' is also set by policy {other.name!r} with the same "
                     f"priority {new.priority}; give one of them a higher priority"
                 )
 
@@ -218,6 +254,15 @@ def merge(docs: Sequence[PolicyDoc]) -> dict[str, Any]:
     for section, value in sections.items():
         if value:
             out[section] = value
+    return out
+
+
+def pins(docs: Sequence[PolicyDoc]) -> dict[str, tuple[str, str]]:
+    """The versions pinned for a node: component -> (version, policy name); priority wins."""
+    out: dict[str, tuple[str, str]] = {}
+    for doc in sorted(docs, key=lambda d: (d.priority, d.name)):  # lowest first: later ones win
+        for component, version in (doc.update or {}).items():
+            out[component] = (version, doc.name)
     return out
 
 

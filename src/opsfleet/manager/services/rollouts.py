@@ -22,7 +22,7 @@ from opsfleet.common.lifecycle import TaskOwner
 from opsfleet.common.signing import check_target
 from opsfleet.manager.domain import Artifact, Rollout, RolloutNode, RolloutNodeState, RolloutState
 from opsfleet.manager.services.nodes import NodeService
-from opsfleet.manager.services.rollout_runner import RunnerDeps, run_rollout
+from opsfleet.manager.services.rollout_runner import FAILED_STATES, RunnerDeps, run_rollout
 from opsfleet.manager.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,31 @@ class RolloutService:
         )
 
     async def resume(self, rollout_id: int) -> Rollout:
-        moved = await self._move(rollout_id, _RS.RUNNING, [_RS.PAUSED], "resumed")
+        """Paused or halted -> running; the pending nodes go on in batches.
+
+        From halted, the failures so far are accepted: ``pause_on_failure`` becomes their share
+        of all nodes (when that is higher), so the rollout halts again at its next failure
+        (e.g. 10 nodes, 0%, 1 failed: 0% -> 10%, and a second failure halts it)."""
+        current, nodes = await self.get(rollout_id)
+        if current.state not in (_RS.PAUSED, _RS.HALTED):
+            raise FailedPrecondition(
+                f"rollout {rollout_id} is {current.state.value}; this needs paused, halted"
+            )
+        if current.state is _RS.HALTED:
+            failed = sum(1 for n in nodes if n.state in FAILED_STATES)
+            # The same expression as the runner's check, so the accepted share is not over it.
+            share = failed * 100 / len(nodes) if nodes else 0.0
+            threshold = max(current.pause_on_failure, share)
+            message = (
+                f"resumed after a halt: {failed} failed nodes accepted, "
+                f"pause_on_failure {current.pause_on_failure:g}% -> {threshold:g}%"
+            )
+            moved = await self._store.resume_halted(rollout_id, threshold, message, self._clock())
+            if moved is None:
+                raise FailedPrecondition(f"rollout {rollout_id} is no longer halted")
+            log.info("rollout %d: %s", rollout_id, message)
+        else:
+            moved = await self._move(rollout_id, _RS.RUNNING, [_RS.PAUSED], "resumed")
         self._spawn(rollout_id)
         return moved
 

@@ -112,6 +112,25 @@ class SqlRolloutStore(StoreModule):
             row = (await conn.execute(stmt)).first()
         return _rollout(row) if row else None
 
+    async def resume_halted(
+        self, rollout_id: int, pause_on_failure: float, message: str, now: float
+    ) -> Rollout | None:
+        """Halted -> running with a new threshold, atomically; None unless it was halted."""
+        stmt = (
+            rollouts.update()
+            .where(rollouts.c.id == rollout_id, rollouts.c.state == RolloutState.HALTED.value)
+            .values(
+                state=RolloutState.RUNNING.value,
+                pause_on_failure=pause_on_failure,
+                message=message,
+                updated_at=now,
+            )
+            .returning(*rollouts.c)
+        )
+        async with self._store.write_tx() as conn:
+            row = (await conn.execute(stmt)).first()
+        return _rollout(row) if row else None
+
     @shielded
     async def set_node_state(self, node: RolloutNode) -> None:
         stmt = (

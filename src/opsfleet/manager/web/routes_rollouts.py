@@ -98,7 +98,7 @@ async def pause(rollout_id: int, ctx: Ctx, _user: OperatorUser) -> dict[str, Any
     return ok(rollout_json(await ctx.rollouts.pause(rollout_id)))
 
 
-@router.post("/{rollout_id}/resume", name="rollouts.resume", summary="Resume a paused rollout")
+@router.post("/{rollout_id}/resume", name="rollouts.resume", summary="Resume a paused or halted rollout")
 async def resume(rollout_id: int, ctx: Ctx, _user: OperatorUser) -> dict[str, Any]:
     return ok(rollout_json(await ctx.rollouts.resume(rollout_id)))
 

@@ -108,7 +108,7 @@ export function renderRolloutDetail(root, scope, rolloutId) {
     replace(state, badge(r.state, "rollout-state"));
     replace(bar, progress(r.counts, r.nodes.length), h("div", { class: "muted small" }, summary(r.counts)));
     buttons.pause.disabled = !canOperate || r.state !== "running";
-    buttons.resume.disabled = !canOperate || r.state !== "paused";
+    buttons.resume.disabled = !canOperate || (r.state !== "paused" && r.state !== "halted");
     buttons.cancel.disabled = !canOperate || !["running", "paused", "halted"].includes(r.state);
     replace(
       nodes.tbody,
