@@ -84,8 +84,10 @@ async def test_heartbeat_timeout_restarts_and_heartbeats_keep_an_agent_alive(
     sup = await supervisor(sample, silent)
     await eventually(lambda: sup.agent("silent").restart_count >= 1)
     assert sup.restart_reasons("silent")[0].startswith("heartbeat timeout: none for")
-    # Ticks every 0.1 s: 15 of them is well past the 0.5 s heartbeat timeout.
-    await eventually(lambda: sup.tail_logs("sample", 1, "tick 15"))
+    # Checks begin once the agent is running (start_seconds); from then on, ticks every 0.1 s
+    # up to tick 30 (>= 3 s after start) run well past the 0.5 s heartbeat timeout.
+    await eventually(lambda: sup.agent("sample").status == "running")
+    await eventually(lambda: sup.tail_logs("sample", 1, "tick 30"))
     view = sup.agent("sample")
     assert (view.status, view.restart_count) == ("running", 0)
     assert abs(view.last_heartbeat - time.time()) < 5
