@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Test processes: the tests mostly wait on real subprocesses and sockets, so three workers
+# on two cores keep both busy; each test module stays on one worker (module fixtures).
+TEST_WORKERS ?= 3
 
 .PHONY: demo test install proto lint typecheck unit clean
 
@@ -26,7 +29,7 @@ test: $(STAMP)
 	$(BIN)/mypy
 	sh scripts/ensure_chromium.sh
 	sh scripts/ensure_alertmanager.sh
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## proto: regenerate src/opsfleet/proto from proto/*.proto
 proto: $(STAMP)
