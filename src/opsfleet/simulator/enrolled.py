@@ -70,6 +70,9 @@ class EnrolledCaller(GrpcCaller):
         for channel in channels:
             await channel.close(grace=None)
 
+    def enrolled(self) -> int:
+        return len(self._node_stubs)
+
     def _for(self, node: NodeIdentity) -> _Stubs:
         return self._node_stubs[node.node_id]
 

@@ -42,6 +42,7 @@ def _row_to_identity(row: sa.Row[Any]) -> NodeIdentity:
         hostname=m["hostname"],
         boot_id=m["boot_id"],
         revoked_at=m["revoked_at"],
+        key_sha256=m["key_sha256"],
     )
 
 
@@ -51,7 +52,6 @@ def _chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
 
 def _identity_values(identity: NodeIdentity) -> dict[str, Any]:
     return {
-        "key_sha256": identity.key_sha256,
         "node_id": identity.node_id,
         "serial": identity.serial,
         "not_after": identity.not_after,
@@ -59,6 +59,7 @@ def _identity_values(identity: NodeIdentity) -> dict[str, Any]:
         "token_id": identity.token_id,
         "hostname": identity.hostname[:255],
         "boot_id": identity.boot_id[:64],
+        "key_sha256": identity.key_sha256,
     }
 
 
