@@ -33,7 +33,9 @@ class Setup:
     service: EnrollmentService
 
     async def token(self, max_uses: int = 1) -> str:
-        created = await self.service.create_token(max_uses=max_uses, expires_in=3600, labels={}, created_by="t")
+        created = await self.service.create_token(
+            max_uses=max_uses, expires_in=3600, labels={}, created_by="t"
+        )
         return created.secret
 
     async def uses(self) -> int:
