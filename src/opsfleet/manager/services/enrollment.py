@@ -211,23 +211,35 @@ class EnrollmentService:
         if outcome.refused or outcome.token is None:
             log.warning("enrollment of node %s refused: token %s", node_id, outcome.refused)
             raise PermissionDenied(_REFUSALS.get(outcome.refused, "enrollment token refused"))
-        used = outcome.token
-        identity = replace(identity, token_id=used.id)
-        self._registry.add(identity, used.labels)
-        if outcome.reissued:
-            log.info(
-                "node %s: enrollment repeated with the same key, certificate re-issued (serial %x)",
-                node_id,
-                issued.serial,
-            )
-        else:
-            log.info(
-                "node %s enrolled with token %s (certificate serial %x)", node_id, used.id, issued.serial
-            )
-        return Enrolled(node_id, issued.cert_pem, self._ca.cert_pem, issued.not_after, dict(used.labels))
+        return Enrolled(
+            node_id, issued.cert_pem, self._ca.cert_pem, issued.not_after, dict(outcome.token.labels)
+        )
 
     async def _commit(self, requests: Sequence[EnrollRequest]) -> list[EnrollOutcome]:
-        return await self._store.enroll_many(requests, self._clock())
+        """One batch; the registry learns each stored certificate here, not in ``enroll``,
+        so that one whose caller gave up (deadline) is known and logged all the same."""
+        outcomes = await self._store.enroll_many(requests, self._clock())
+        for request, outcome in zip(requests, outcomes, strict=True):
+            if outcome.refused or outcome.token is None:
+                continue
+            token = outcome.token
+            identity = replace(request.identity, token_id=token.id)
+            self._registry.add(identity, token.labels)
+            serial = int(identity.serial)
+            if outcome.reissued:
+                log.info(
+                    "node %s: enrollment repeated with the same key, certificate re-issued (serial %x)",
+                    identity.node_id,
+                    serial,
+                )
+            else:
+                log.info(
+                    "node %s enrolled with token %s (certificate serial %x)",
+                    identity.node_id,
+                    token.id,
+                    serial,
+                )
+        return outcomes
 
     async def renew(self, *, caller_node: str, caller_serial: str, node_id: str, csr_pem: bytes) -> Enrolled:
         """A new certificate for the caller, which must be ``node_id`` with a current certificate.
