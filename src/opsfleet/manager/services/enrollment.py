@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 TOKEN_PREFIX = "oft_"
 DEFAULT_MAX_BATCH = 200
 DEFAULT_MAX_QUEUED = 5_000
+TOKEN_CACHE_TTL = 2.0  # seconds
+TOKEN_CACHE_SIZE = 1_024
 MAX_TOKEN_USES = 1_000_000
 MIN_TOKEN_LIFETIME = 60.0
 
@@ -95,6 +97,7 @@ class EnrollmentService:
     ) -> None:
         self._store = store
         self._max_queued = max_queued
+        self._token_cache: dict[str, tuple[EnrollmentToken, float]] = {}  # secret hash -> (token, read at)
         self._committer: GroupCommitter[EnrollRequest, EnrollOutcome] = GroupCommitter(
             "enrollments", self._commit, max_batch=max_batch, max_queued=max_queued
         )
@@ -140,6 +143,7 @@ class EnrollmentService:
 
     async def revoke_token(self, token_id: str) -> EnrollmentToken:
         token = await self._store.revoke_token(token_id[:32], self._clock())
+        self._token_cache.clear()
         if token is None:
             raise TokenNotFound(f"enrollment token {token_id} does not exist")
         log.info("enrollment token %s revoked", token_id)
@@ -183,7 +187,7 @@ class EnrollmentService:
         secret_hash = hash_secret(token)
         # Cheap refusals before any signing; the transaction decides for good. A used-up or
         # expired token may still re-issue a certificate for a retry, so only these two:
-        found = await self._store.find_token(secret_hash)
+        found = await self._known_token(secret_hash)
         state = "unknown" if found is None else found.state(self._clock())
         if state in ("unknown", "revoked"):
             log.warning("enrollment of node %s refused: token %s", node_id, state)
@@ -214,6 +218,21 @@ class EnrollmentService:
         return Enrolled(
             node_id, issued.cert_pem, self._ca.cert_pem, issued.not_after, dict(outcome.token.labels)
         )
+
+    async def _known_token(self, secret_hash: str) -> EnrollmentToken | None:
+        """The token for the pre-check, from a cache kept ``TOKEN_CACHE_TTL`` seconds: a burst
+        of enrollments with one token reads it once. Only the pre-check uses it (the
+        transaction reads the token again), so a stale entry costs at most one signature."""
+        now = time.monotonic()
+        cached = self._token_cache.get(secret_hash)
+        if cached is not None and now - cached[1] < TOKEN_CACHE_TTL:
+            return cached[0]
+        found = await self._store.find_token(secret_hash)
+        if found is not None:
+            if len(self._token_cache) >= TOKEN_CACHE_SIZE:
+                self._token_cache.clear()
+            self._token_cache[secret_hash] = (found, now)
+        return found
 
     async def _commit(self, requests: Sequence[EnrollRequest]) -> list[EnrollOutcome]:
         """One batch; the registry learns each stored certificate here, not in ``enroll``,
