@@ -161,7 +161,7 @@ class SqlEnrollmentStore(StoreModule):
             return []
         t, ni = enrollment_tokens, node_identities
         node_ids = sorted({r.identity.node_id for r in requests})
-        hashes = list({r.secret_hash for r in requests})
+        hashes = sorted({r.secret_hash for r in requests})  # one lock order for all replicas
         async with self._store.write_tx(changes_rows=True) as conn:
             if self._engine.dialect.name == "postgresql":
                 # Enrollments of one node id through two replicas take turns (sorted: no deadlock).
