@@ -209,7 +209,7 @@ class EnrollmentService:
         outcome = await self._committer.submit(EnrollRequest(secret_hash, identity))
         if outcome.refused == "exists":
             raise Conflict(
-                f"node {node_id} already has an active identity for another key; "
+                f"node {node_id} already has an active identity for another key or token; "
                 "delete the node first to enroll it again"
             )
         if outcome.refused or outcome.token is None:
