@@ -187,10 +187,17 @@ def enrollment_for(manager: ServerProcess, enroll_port: int, nodes: int) -> tupl
     with ``enroll_port``: the token is created through its REST API as the admin."""
     import httpx
 
-    text = manager.log_path.read_text(errors="replace")
-    http, fp = HTTP_RE.search(text), FINGERPRINT_RE.search(text)
-    if http is None or fp is None:
-        raise BenchError(f"{manager.name} logged no HTTP port or CA fingerprint:\n{_tail(manager.log_path)}")
+    deadline = time.monotonic() + 30.0
+    while True:  # the HTTP server starts after the gRPC port the start waited for
+        text = manager.log_path.read_text(errors="replace")
+        http, fp = HTTP_RE.search(text), FINGERPRINT_RE.search(text)
+        if http is not None and fp is not None:
+            break
+        if time.monotonic() > deadline or manager.popen.poll() is not None:
+            raise BenchError(
+                f"{manager.name} logged no HTTP port or CA fingerprint:\n{_tail(manager.log_path)}"
+            )
+        time.sleep(0.1)
     with httpx.Client(base_url=f"http://127.0.0.1:{http.group(2)}/api/v1", timeout=30) as client:
         r = client.post("/auth/login", json={"username": "admin", "password": BENCH_ADMIN_PASSWORD})
         r.raise_for_status()

@@ -6,11 +6,15 @@ REST API. Each simulated node fetches it with GetConfig when its next HeartbeatR
 carries the new config hash. Measured: the time from the write until the last node fetched
 it (target: one heartbeat interval + 10 s), how many nodes fetched it, GetConfig latency,
 and the Manager's CPU while the revision spreads.
+
+With ``--mtls`` the Manager runs with the fleet CA: every simulated node enrolls first (in
+the stagger) and then heartbeats and fetches its configuration over its own mTLS connection.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import time
 from pathlib import Path
@@ -20,10 +24,18 @@ import httpx
 
 from benchmarks.dbs import ScratchDatabase
 from benchmarks.output import print_table, verdict
-from benchmarks.procs import BENCH_ADMIN_PASSWORD, BenchError, SimulatorProcess, start_manager
+from benchmarks.procs import (
+    BENCH_ADMIN_PASSWORD,
+    BenchError,
+    SimulatorProcess,
+    enrollment_for,
+    free_port,
+    start_manager,
+)
 from benchmarks.scenarios.common import (
     add_database_arg,
     add_fleet_args,
+    add_mtls_arg,
     add_simulator_args,
     fleet_simulator_args,
     run_rows,
@@ -55,6 +67,7 @@ def add_parser(sub: Any) -> None:
     )
     add_simulator_args(p)
     add_database_arg(p)
+    add_mtls_arg(p)
     p.set_defaults(run=run)
 
 
@@ -87,12 +100,17 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     config = workdir / "manager.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(f"auth:\n  admin_password: {BENCH_ADMIN_PASSWORD}\n")
+    enroll_port = free_port() if args.mtls else None
     db = ScratchDatabase(workdir, args.database_url, keep=args.keep)
     db.create()
     try:
-        manager = start_manager(workdir, db.url, extra=["--config", str(config)])
+        manager = start_manager(workdir, db.url, extra=["--config", str(config)], enroll_port=enroll_port)
         try:
             http_port = _http_port(manager.log_path)
+            if enroll_port is not None:
+                sim_args = dataclasses.replace(
+                    sim_args, enroll=enrollment_for(manager, enroll_port, args.nodes)
+                )
             sim = SimulatorProcess(
                 sim_args, f"127.0.0.1:{manager.port}", workdir / "sim-config.json", manager.pid
             )
@@ -133,7 +151,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "no GetConfig errors": bool(get_config) and get_config["errors"] == 0,
     }
     print_table(
-        f"config-rollout: {args.nodes} nodes, heartbeat {args.heartbeat_interval:.0f} s, "
+        f"config-rollout{' (mTLS)' if args.mtls else ''}: {args.nodes} nodes, "
+        f"heartbeat {args.heartbeat_interval:.0f} s, "
         f"policy written at {write_s:.1f} s, database {db.kind}",
         [
             *run_rows("manager", report),
@@ -146,6 +165,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return {
         "scenario": "config-rollout",
         "database": db.kind,
+        "mtls": args.mtls,
         "params": {k: getattr(args, k) for k in ("nodes", "duration", "heartbeat_interval", "stagger")},
         "manager": summary(report),
         "policy_written_at_s": round(write_s, 2),

@@ -32,6 +32,7 @@ from typing import Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from opsfleet.common.errors import ConfigError, InvalidArgument, Unauthenticated
@@ -134,6 +135,12 @@ def peer_identity(auth_context: Mapping[str, Iterable[bytes]]) -> Identity | Non
     return identity_of_pem(bytes(pems[0]))
 
 
+def public_key_sha256(key: PublicKeyTypes) -> str:
+    """Hex SHA-256 of the key's SubjectPublicKeyInfo (DER): the same key gives the same value."""
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
 def new_private_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
@@ -187,6 +194,7 @@ class IssuedCertificate:
     cert_pem: bytes
     serial: int
     not_after: int
+    key_sha256: str = ""  # of the certified public key's SubjectPublicKeyInfo (DER), hex
 
 
 class CertificateAuthority:
@@ -298,7 +306,10 @@ class CertificateAuthority:
             .sign(self._key, hashes.SHA256())
         )
         return IssuedCertificate(
-            cert.public_bytes(serialization.Encoding.PEM), serial, int(not_after.timestamp())
+            cert.public_bytes(serialization.Encoding.PEM),
+            serial,
+            int(not_after.timestamp()),
+            public_key_sha256(cert.public_key()),
         )
 
     def sign_node_csr(self, csr_pem: bytes, node_id: str, lifetime: dt.timedelta) -> IssuedCertificate:

@@ -44,6 +44,8 @@ Enroll this node: fetch the Manager's CA from HOST:PORT and accept it only if it
 fingerprint equals --ca-fingerprint, make a private key here (it never leaves the node),
 exchange a certificate request and the token for this node's certificate, and store
 tls/node.key (0600), tls/node.pem and tls/ca.pem in the work dir. Prints the node id.
+An unavailable, overloaded or slow Manager is retried for up to two minutes with the same
+key (a retry after a lost reply gets the certificate without using up another token use).
 `opsfleet daemon` then speaks mutual TLS to the Manager with that identity and renews it
 before it expires. A daemon whose certificate expired while offline enrolls again with a
 new token (see docs/security.md).

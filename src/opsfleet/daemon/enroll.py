@@ -5,6 +5,10 @@
 2. Make a key here (it never leaves the node) and a CSR.
 3. Call EnrollmentService.Enroll over TLS trusting only that CA, with the Manager's pinned
    name (``MANAGER_DNS_NAME``) as the target, so no other certificate of the CA passes.
+   UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED are retried with full-jitter
+   backoff for up to ``patience`` seconds, always with the same key and CSR: if a reply
+   was lost after the Manager committed the enrollment, the retry gets a certificate for
+   the same key again without using up another token use.
 4. Store ``tls/node.key`` (0600), ``tls/node.pem`` and ``tls/ca.pem`` in the work dir,
    and the fleet's update keys the Manager hands over in ``tls/update-keys.json``.
 
@@ -14,14 +18,18 @@ Nothing is written before step 4 succeeds.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 from opsfleet.common import rpc as rpc_opts
+from opsfleet.common.backoff import Backoff
 from opsfleet.common.config import split_host_port
 from opsfleet.common.errors import (
+    DeadlineExceeded,
     InvalidArgument,
     OpsfleetError,
     PermissionDenied,
@@ -46,6 +54,7 @@ from opsfleet.proto import enrollment_pb2, enrollment_pb2_grpc
 log = logging.getLogger(__name__)
 
 ENROLL_TIMEOUT = 15.0
+ENROLL_PATIENCE = 120.0  # seconds of retries on transient failures
 
 
 class FingerprintMismatch(PermissionDenied):
@@ -78,12 +87,42 @@ def pinned_ca(address: str, pin: str, *, timeout: float = 10.0) -> bytes:
     )
 
 
+RETRYABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
+
+
 def _explain(exc: grpc.RpcError) -> OpsfleetError:
     code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
     details = (exc.details() if isinstance(exc, grpc.Call) else "") or str(code)
     if code == grpc.StatusCode.UNAVAILABLE:
         return Unavailable(f"enrollment failed: the Manager is unavailable: {details}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceeded(f"enrollment failed: the Manager did not answer in time: {details}")
     return error_for_code(code.name, f"enrollment refused: {details}")
+
+
+def _call_with_retries(
+    stub: enrollment_pb2_grpc.EnrollmentServiceStub,
+    request: enrollment_pb2.EnrollRequest,
+    *,
+    timeout: float,
+    patience: float,
+    backoff: Backoff,
+    sleep: Callable[[float], None],
+) -> enrollment_pb2.EnrollResponse:
+    give_up = time.monotonic() + patience
+    while True:
+        try:
+            response: enrollment_pb2.EnrollResponse = stub.Enroll(request, timeout=timeout)
+            return response
+        except grpc.RpcError as exc:
+            code = exc.code() if isinstance(exc, grpc.Call) else None
+            delay = backoff.next_delay()
+            if code not in RETRYABLE or time.monotonic() + delay >= give_up:
+                raise _explain(exc) from exc
+            log.warning("enrollment attempt failed (%s); retrying in %.1fs with the same key", code, delay)
+        sleep(delay)
 
 
 def enroll(
@@ -94,8 +133,15 @@ def enroll(
     work_dir: Path,
     node_id: str,
     host: HostFacts | None = None,
+    timeout: float = ENROLL_TIMEOUT,
+    patience: float = ENROLL_PATIENCE,
+    backoff: Backoff | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> EnrollResult:
-    """Enroll this node (blocking); OpsfleetError with a clear message on any failure."""
+    """Enroll this node (blocking); OpsfleetError with a clear message on any failure.
+
+    Each attempt waits ``timeout`` seconds; transient failures are retried (same key) until
+    ``patience`` seconds have passed since the first attempt."""
     if not token.strip():
         raise InvalidArgument("--token is empty")
     ca_pem = pinned_ca(address, ca_fingerprint)
@@ -112,10 +158,14 @@ def enroll(
     options = [*rpc_opts.channel_options(), ("grpc.ssl_target_name_override", MANAGER_DNS_NAME)]
     with grpc.secure_channel(address, creds, options=options) as channel:
         stub = enrollment_pb2_grpc.EnrollmentServiceStub(channel)
-        try:
-            response = stub.Enroll(request, timeout=ENROLL_TIMEOUT)
-        except grpc.RpcError as exc:
-            raise _explain(exc) from exc
+        response = _call_with_retries(
+            stub,
+            request,
+            timeout=timeout,
+            patience=patience,
+            backoff=backoff or Backoff(0.5, 10.0),
+            sleep=sleep,
+        )
     material = TLSMaterial(ca_pem=ca_pem, cert_pem=bytes(response.certificate_pem), key_pem=key_to_pem(key))
     identity = material.identity
     if identity is None or identity.node_id != response.node_id:

@@ -303,6 +303,7 @@ class ManagerApp:
             cert_lifetime=cfg.enrollment.cert_lifetime,
             max_token_lifetime=cfg.enrollment.max_token_lifetime,
         )
+        await self.enrollment.start()
 
     def _main_credentials(self) -> grpc.ServerCredentials | None:
         cfg = self.config
@@ -386,6 +387,8 @@ class ManagerApp:
             await stop_step("gRPC server", self._server.stop(self.config.grpc.shutdown_grace))
         if self._enroll_server is not None:
             await stop_step("enrollment server", self._enroll_server.stop(self.config.grpc.shutdown_grace))
+        if self.enrollment is not None:
+            await stop_step("enrollments", self.enrollment.stop())
         await stop_step("daemon clients", self.daemon_clients.close())
         await stop_step("policies", self.policies.stop())
         await stop_step("metrics", self.metrics.stop())

@@ -369,3 +369,4 @@ class NodeIdentity:
     hostname: str = ""
     boot_id: str = ""
     revoked_at: float | None = None
+    key_sha256: str | None = None  # SHA-256 (hex) of the certified public key; None before 0008

@@ -56,6 +56,10 @@ class Caller(Protocol):
         """The config hash of the node's last answered heartbeat ("" when none)."""
         ...
 
+    def enrolled(self) -> int:
+        """Nodes that have enrolled so far (0 when the nodes do not enroll)."""
+        ...
+
     async def get_config(self, node: NodeIdentity) -> tuple[str, str]:
         """GetConfig(node, "daemon"): the status code and the hash of the document received."""
         ...
@@ -138,6 +142,9 @@ class GrpcCaller:
 
     def config_hash(self, node: NodeIdentity) -> str:
         return self._hashes.get(node.node_id, "")
+
+    def enrolled(self) -> int:
+        return 0
 
     async def get_config(self, node: NodeIdentity) -> tuple[str, str]:
         request = daemon_pb2.ConfigRequest(node_id=node.node_id, config_type="daemon")

@@ -4,8 +4,11 @@ on its own connection with its own certificate, as real enrolled daemons do (so 
 includes one TLS handshake per node).
 
 All nodes of a worker share one key pair (the CA signs only the public key; generating
-thousands of keys would measure the simulator, not the Manager). A node id that already has
-an active identity is refused (ALREADY_EXISTS): use a fresh ``--node-prefix`` or database.
+thousands of keys would measure the simulator, not the Manager). A failed Enroll (UNAVAILABLE,
+DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ...) is retried by the node's registration loop with
+full-jitter backoff and the same key, so an enrollment whose reply was lost gets its
+certificate re-issued. A node id that already has an active identity for another key (a
+previous simulator run) is refused (ALREADY_EXISTS): use a fresh ``--node-prefix`` or database.
 """
 
 from __future__ import annotations
@@ -69,6 +72,9 @@ class EnrolledCaller(GrpcCaller):
         self._node_channels, self._node_stubs, self._enroll_channel = {}, {}, None
         for channel in channels:
             await channel.close(grace=None)
+
+    def enrolled(self) -> int:
+        return len(self._node_stubs)
 
     def _for(self, node: NodeIdentity) -> _Stubs:
         return self._node_stubs[node.node_id]

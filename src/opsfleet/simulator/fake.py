@@ -66,6 +66,9 @@ class FakeManager:
     def config_hash(self, node: NodeIdentity) -> str:
         return self.current_config_hash
 
+    def enrolled(self) -> int:
+        return 0
+
     async def get_config(self, node: NodeIdentity) -> tuple[str, str]:
         code = await self._answer(Method.GET_CONFIG, node.node_id)
         return code, self.current_config_hash if code == OK else ""

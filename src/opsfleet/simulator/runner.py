@@ -58,6 +58,7 @@ class Simulation:
         self._controls: dict[int, Connection] = {}
         self._queue: Any = self._ctx.Queue()
         self._progress: dict[int, Progress] = {}
+        self._enrolled_at = (0.0, 0)  # (elapsed, enrolled) at the previous progress line
         self._finals: dict[int, WorkerReport] = {}
         self._failures: dict[int, str] = {}
         self._died_at: dict[int, float] = {}
@@ -187,6 +188,11 @@ class Simulation:
             f"[simulate] {elapsed:6.1f}s  calls/s {rate:8.1f}  calls {calls:9d}  errors {errors:6d}  "
             f"registered {registered}/{self._cfg.nodes}"
         )
+        enrolled = sum(p.enrolled_nodes for p in self._progress.values())
+        if enrolled or self._cfg.enroll is not None:
+            interval = max(elapsed - self._enrolled_at[0], 1e-9)
+            line += f"  enrolled {enrolled} ({(enrolled - self._enrolled_at[1]) / interval:.0f}/s)"
+            self._enrolled_at = (elapsed, enrolled)
         if self._manager is not None and self._manager.samples:
             last = self._manager.samples[-1]
             line += f"  manager cpu {last.cpu_percent:.0f}% rss {last.rss_bytes / _MIB:.0f} MiB"

@@ -144,6 +144,7 @@ class Progress:
     calls: int
     errors: int
     registered_nodes: int
+    enrolled_nodes: int = 0
 
 
 @dataclass
@@ -219,8 +220,8 @@ class Recorder:
             self._window_end = self._clock()
             self._calls_at_end = {m: s.calls for m, s in self.methods.items()}
 
-    def progress(self, worker_id: int, registered_nodes: int) -> Progress:
-        return Progress(worker_id, self.calls, self.errors, registered_nodes)
+    def progress(self, worker_id: int, registered_nodes: int, enrolled_nodes: int = 0) -> Progress:
+        return Progress(worker_id, self.calls, self.errors, registered_nodes, enrolled_nodes)
 
     def report(
         self, worker_id: int, nodes: int, registered_nodes: int, failing_nodes: int = 0

@@ -131,7 +131,7 @@ class Worker:
             await asyncio.wait_for(self._inflight.wait_idle(), min(DRAIN_TIMEOUT, self._cfg.timeout))
 
     def _progress(self) -> object:
-        return self.recorder.progress(self._spec.worker_id, self.registered_nodes())
+        return self.recorder.progress(self._spec.worker_id, self.registered_nodes(), self._caller.enrolled())
 
     async def _work(self) -> None:
         if self._cfg.mode is Mode.FLEET:

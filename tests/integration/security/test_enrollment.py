@@ -1,16 +1,31 @@
-"""Enrollment over real TLS sockets: tokens, the CA pin, one identity per node."""
+"""Enrollment over real TLS sockets: tokens, the CA pin, one identity per node, lost replies."""
 
 from __future__ import annotations
 
 import asyncio
 import stat
+import time
+from collections.abc import Sequence
+from typing import Any
 
 import grpc
 import pytest
+from cryptography import x509
 
 from opsfleet.common.errors import Conflict, PermissionDenied
-from opsfleet.common.pki import CertificateAuthority
-from opsfleet.daemon.enroll import FingerprintMismatch
+from opsfleet.common.pki import (
+    MANAGER_DNS_NAME,
+    CertificateAuthority,
+    TLSMaterial,
+    key_to_pem,
+    make_csr,
+    new_private_key,
+    public_key_sha256,
+)
+from opsfleet.daemon.enroll import FingerprintMismatch, enroll
+from opsfleet.daemon.identity import HostFacts
+from opsfleet.manager.store.base import EnrollOutcome, EnrollRequest
+from opsfleet.proto import enrollment_pb2, enrollment_pb2_grpc
 from tests.helpers import assert_eventually
 from tests.integration.security.support import Fleet
 
@@ -102,3 +117,90 @@ async def test_active_identity_is_not_enrolled_twice_but_deleted_node_may_re_enr
     again = await fleet.enrolled("dup")
     assert (await again.register("dup")).success
     await assert_eventually(lambda: fleet.app.store.get_node("dup"))
+
+
+class GatedStore:
+    """The Manager's enrollment store whose first batch waits for ``gate``: the Enroll call
+    that carries it outlives its client's deadline, and commits once the gate opens."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.gate = asyncio.Event()
+        self.batches = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def enroll_many(self, requests: Sequence[EnrollRequest], now: float) -> list[EnrollOutcome]:
+        self.batches += 1
+        if self.batches == 1:
+            await self.gate.wait()
+        result: list[EnrollOutcome] = await self._inner.enroll_many(requests, now)
+        return result
+
+
+async def test_enroll_reply_lost_after_commit_the_same_request_gets_a_certificate(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = fleet.app.enrollment
+    assert service is not None and fleet.app.tls_material is not None
+    gated = GatedStore(service._store)
+    monkeypatch.setattr(service, "_store", gated)
+    token = await fleet.token(max_uses=1)
+    key = new_private_key()
+    request = enrollment_pb2.EnrollRequest(token=token, csr_pem=make_csr(key, "lost"), node_id="lost")
+    creds = grpc.ssl_channel_credentials(root_certificates=fleet.app.tls_material.ca_pem)
+    options = [("grpc.ssl_target_name_override", MANAGER_DNS_NAME)]
+    async with grpc.aio.secure_channel(fleet.enroll_address, creds, options=options) as channel:
+        stub = enrollment_pb2_grpc.EnrollmentServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Enroll(request, timeout=0.3)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        gated.gate.set()  # the first enrollment commits after its reply was lost
+        await assert_eventually(lambda: fleet.app.enrollment_store.active_identities(time.time(), "lost"))
+
+        again = await stub.Enroll(request, timeout=10)
+    cert = x509.load_pem_x509_certificate(again.certificate_pem)
+    assert public_key_sha256(cert.public_key()) == public_key_sha256(key.public_key())
+    tokens = await service.list_tokens()
+    assert tokens[0].uses == 1  # the retry counted no use (max_uses=1)
+    material = TLSMaterial(
+        ca_pem=bytes(again.ca_pem), cert_pem=bytes(again.certificate_pem), key_pem=key_to_pem(key)
+    )
+    assert (await fleet.stubs(material).register("lost")).success
+
+
+async def test_daemon_enroll_retries_a_deadline_with_the_same_key(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = fleet.app.enrollment
+    assert service is not None
+    gated = GatedStore(service._store)
+    monkeypatch.setattr(service, "_store", gated)
+    loop = asyncio.get_running_loop()
+    delays: list[float] = []
+
+    def backoff_sleep(delay: float) -> None:  # runs in the enrolling thread between attempts
+        delays.append(delay)
+        loop.call_soon_threadsafe(gated.gate.set)
+
+    token = await fleet.token(max_uses=1)
+    result = await asyncio.to_thread(
+        enroll,
+        address=fleet.enroll_address,
+        token=token,
+        ca_fingerprint=fleet.fingerprint,
+        work_dir=fleet.root / "retrier",
+        node_id="retrier",
+        host=HostFacts(hostname="host-retrier"),
+        timeout=1.0,
+        sleep=backoff_sleep,
+    )
+    assert result.node_id == "retrier" and len(delays) == 1
+    identities = await fleet.app.enrollment_store.active_identities(time.time(), "retrier")
+    material = fleet.material("retrier")
+    assert material.identity is not None
+    assert {i.serial for i in identities} >= {str(material.identity.serial)}
+    assert len(identities) == 2 and len({i.key_sha256 for i in identities}) == 1  # one key for both
+    assert (await service.list_tokens())[0].uses == 1
+    assert (await fleet.stubs(material).register("retrier")).success

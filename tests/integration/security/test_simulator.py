@@ -23,6 +23,8 @@ async def test_simulated_nodes_enroll_and_use_their_identity(fleet: Fleet, tmp_p
                 "0.5s",
                 "--heartbeat-interval",
                 "1s",
+                "--progress-interval",
+                "1",
                 "--json",
                 str(report_file),
             ),
@@ -35,3 +37,4 @@ async def test_simulated_nodes_enroll_and_use_their_identity(fleet: Fleet, tmp_p
     identities = await fleet.app.enrollment_store.active_identities(0.0)
     assert len({i.node_id for i in identities}) == 20
     assert fleet.rpc_codes() == {"OK"}
+    assert "enrolled 20 (" in sim.output  # the progress lines count enrollments

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from opsfleet.manager.domain import (
     Agent,
@@ -196,16 +197,30 @@ class PolicyStore(Protocol):
     async def load_config_states(self) -> list[NodeConfigState]: ...
 
 
-class TokenRefused(Exception):
-    """An enrollment token cannot be used; ``reason`` is unknown, revoked, expired or used-up."""
+@dataclass(frozen=True)
+class EnrollRequest:
+    """One enrollment for :meth:`EnrollmentStore.enroll_many`: the presented token (hashed)
+    and the identity to record (``identity.key_sha256`` set, ``token_id`` filled in by the store)."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    secret_hash: str
+    identity: NodeIdentity
 
 
-class IdentityExists(Exception):
-    """The node already has an active (unexpired, unrevoked) identity."""
+EnrollRefusal = Literal["", "unknown", "revoked", "expired", "used-up", "exists"]
+
+
+@dataclass(frozen=True)
+class EnrollOutcome:
+    """What became of one :class:`EnrollRequest`.
+
+    ``refused`` is empty when the identity was stored; otherwise the token's state or
+    ``exists`` (the node has an active identity with another key or token). ``token`` is
+    the presented token when it is known. ``reissued``: the node already had an active
+    identity with this key and token, the certificate was recorded without counting a use."""
+
+    refused: EnrollRefusal
+    token: EnrollmentToken | None = None
+    reissued: bool = False
 
 
 class EnrollmentStore(Protocol):
@@ -221,11 +236,17 @@ class EnrollmentStore(Protocol):
     async def revoke_token(self, token_id: str, now: float) -> EnrollmentToken | None:
         """Mark revoked (idempotent); None when there is no such token."""
 
-    async def enroll(self, secret_hash: str, identity: NodeIdentity, now: float) -> EnrollmentToken:
-        """In one transaction: count one use of the token (TokenRefused when it is unknown,
-        revoked, expired or used up: two concurrent calls never exceed ``max_uses``), refuse
-        with IdentityExists when ``identity.node_id`` has an active identity (the use is not
-        counted), store ``identity`` with the token's id. The token as it was used."""
+    async def enroll_many(self, requests: Sequence[EnrollRequest], now: float) -> list[EnrollOutcome]:
+        """One outcome per request, in order, all in one transaction (all-or-nothing: an
+        exception means nothing was stored). Taken in order, each request:
+
+        - for a node with an active identity: recorded again without counting a use when
+          that identity has the same key and token (``reissued``), else refused ``exists``;
+        - else counts one use of the token (refused when it is unknown, revoked, expired or
+          used up; concurrent calls, in one batch or not, never exceed ``max_uses``).
+
+        Every recorded identity gets an ``enrolled`` node event in the same transaction. A
+        refused request writes nothing and does not affect the others."""
 
     async def add_identity(self, identity: NodeIdentity) -> None:
         """Store a renewed certificate of a node."""

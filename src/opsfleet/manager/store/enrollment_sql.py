@@ -7,8 +7,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opsfleet.manager.domain import EnrollmentToken, NodeIdentity
-from opsfleet.manager.store.base import IdentityExists, TokenRefused
+from opsfleet.common.errors import DatabaseUnavailable
+from opsfleet.manager.domain import EnrollmentToken, EventKind, NodeIdentity
+from opsfleet.manager.store.base import EnrollOutcome, EnrollRequest
 from opsfleet.manager.store.schema import enrollment_tokens, node_events, node_identities
 from opsfleet.manager.store.shield import shielded
 from opsfleet.manager.store.sql import StoreModule
@@ -41,7 +42,12 @@ def _row_to_identity(row: sa.Row[Any]) -> NodeIdentity:
         hostname=m["hostname"],
         boot_id=m["boot_id"],
         revoked_at=m["revoked_at"],
+        key_sha256=m["key_sha256"],
     )
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _identity_values(identity: NodeIdentity) -> dict[str, Any]:
@@ -53,7 +59,57 @@ def _identity_values(identity: NodeIdentity) -> dict[str, Any]:
         "token_id": identity.token_id,
         "hostname": identity.hostname[:255],
         "boot_id": identity.boot_id[:64],
+        "key_sha256": identity.key_sha256,
     }
+
+
+class _EnrollPlan:
+    """Decides a batch of enrollments in order against the tokens and active identities read
+    in the transaction; collects the rows to write. Pure: no I/O."""
+
+    def __init__(
+        self,
+        tokens: dict[str, EnrollmentToken],
+        active: dict[str, list[tuple[str | None, str]]],
+        now: float,
+    ) -> None:
+        self._tokens = tokens
+        self._active = active
+        self._now = now
+        self.extra_uses: dict[str, int] = {}
+        self.identities: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+
+    def decide(self, request: EnrollRequest) -> EnrollOutcome:
+        identity = request.identity
+        token = self._tokens.get(request.secret_hash)
+        if token is None:
+            return EnrollOutcome("unknown")
+        if token.revoked_at is not None:
+            return EnrollOutcome("revoked", token)
+        current = self._active.get(identity.node_id, [])
+        if current:
+            key = identity.key_sha256
+            if key is None or (key, token.id) not in current:
+                return EnrollOutcome("exists", token)
+            self._record(identity, token, "certificate re-issued for the same key, no use counted")
+            return EnrollOutcome("", token, reissued=True)
+        uses = token.uses + self.extra_uses.get(token.id, 0)
+        if token.expires_at <= self._now:
+            return EnrollOutcome("expired", token)
+        if uses >= token.max_uses:
+            return EnrollOutcome("used-up", token)
+        self.extra_uses[token.id] = self.extra_uses.get(token.id, 0) + 1
+        self._record(identity, token, "")
+        return EnrollOutcome("", token)
+
+    def _record(self, identity: NodeIdentity, token: EnrollmentToken, note: str) -> None:
+        self.identities.append({**_identity_values(identity), "token_id": token.id})
+        self._active.setdefault(identity.node_id, []).append((identity.key_sha256, token.id))
+        detail = f"token {token.id}" + (f": {note}" if note else "")
+        self.events.append(
+            {"node_id": identity.node_id, "kind": EventKind.ENROLLED.value, "at": self._now, "detail": detail}
+        )
 
 
 class SqlEnrollmentStore(StoreModule):
@@ -100,43 +156,49 @@ class SqlEnrollmentStore(StoreModule):
         return _row_to_token(row) if row else None
 
     @shielded
-    async def enroll(self, secret_hash: str, identity: NodeIdentity, now: float) -> EnrollmentToken:
+    async def enroll_many(self, requests: Sequence[EnrollRequest], now: float) -> list[EnrollOutcome]:
+        if not requests:
+            return []
         t, ni = enrollment_tokens, node_identities
-        consume = (
-            t.update()
-            .where(
-                t.c.secret_hash == secret_hash,
-                t.c.revoked_at.is_(None),
-                t.c.expires_at > now,
-                t.c.uses < t.c.max_uses,
-            )
-            .values(uses=t.c.uses + 1)
-            .returning(*_TOKEN_COLUMNS)
-        )
-        async with self._store.write_tx() as conn:
+        node_ids = sorted({r.identity.node_id for r in requests})
+        hashes = sorted({r.secret_hash for r in requests})  # one lock order for all replicas
+        async with self._store.write_tx(changes_rows=True) as conn:
             if self._engine.dialect.name == "postgresql":
-                # Two enrollments of one node id with different tokens take turns.
-                await conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": "enroll:" + identity.node_id}
+                # Enrollments of one node id through two replicas take turns (sorted: no deadlock).
+                for node_id in node_ids:
+                    await conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": "enroll:" + node_id}
+                    )
+            tokens: dict[str, EnrollmentToken] = {}
+            for chunk in _chunks(hashes):
+                query = (
+                    sa.select(t.c.secret_hash, *_TOKEN_COLUMNS)
+                    .where(t.c.secret_hash.in_(chunk))
+                    .with_for_update()  # PostgreSQL: concurrent batches count uses one after the other
                 )
-            row = (await conn.execute(consume)).first()
-            if row is None:
-                found = (
-                    await conn.execute(sa.select(*_TOKEN_COLUMNS).where(t.c.secret_hash == secret_hash))
-                ).first()
-                raise TokenRefused("unknown" if found is None else _row_to_token(found).state(now))
-            token = _row_to_token(row)
-            active = (
-                await conn.execute(
-                    sa.select(ni.c.serial)
-                    .where(ni.c.node_id == identity.node_id, ni.c.revoked_at.is_(None), ni.c.not_after > now)
-                    .limit(1)
+                for row in (await conn.execute(query)).all():
+                    tokens[row.secret_hash] = _row_to_token(row)
+            active: dict[str, list[tuple[str | None, str]]] = {}  # node -> [(key_sha256, token_id)]
+            for chunk in _chunks(node_ids):
+                query = sa.select(ni.c.node_id, ni.c.key_sha256, ni.c.token_id).where(
+                    ni.c.node_id.in_(chunk), ni.c.revoked_at.is_(None), ni.c.not_after > now
                 )
-            ).first()
-            if active is not None:
-                raise IdentityExists(identity.node_id)  # rolls back the counted use
-            await conn.execute(ni.insert().values({**_identity_values(identity), "token_id": token.id}))
-        return token
+                for row in (await conn.execute(query)).all():
+                    active.setdefault(row.node_id, []).append((row.key_sha256, row.token_id))
+            plan = _EnrollPlan(tokens, active, now)
+            outcomes = [plan.decide(r) for r in requests]
+            for token_id, extra in plan.extra_uses.items():
+                counted = await conn.execute(
+                    t.update()
+                    .where(t.c.id == token_id, t.c.uses + extra <= t.c.max_uses)
+                    .values(uses=t.c.uses + extra)
+                )
+                if counted.rowcount != 1:  # only if the row lock above did not hold: never over-count
+                    raise DatabaseUnavailable("enrollment token changed during the transaction; try again")
+            if plan.identities:
+                await conn.execute(ni.insert(), plan.identities)
+                await conn.execute(node_events.insert(), plan.events)
+        return outcomes
 
     @shielded
     async def add_identity(self, identity: NodeIdentity) -> None:

@@ -228,6 +228,7 @@ node_identities = sa.Table(
     sa.Column("hostname", sa.String(255), nullable=False, server_default=""),
     sa.Column("boot_id", sa.String(64), nullable=False, server_default=""),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("key_sha256", sa.String(64), nullable=True),  # of the SubjectPublicKeyInfo (DER)
     sa.Index("ix_node_identities_node", "node_id"),
 )
 

@@ -2,7 +2,7 @@
 acknowledges or silences it.
 
 Revision ID: 0009
-Revises: 0007 (artifacts and rollouts)
+Revises: 0008 (enrollment key hash)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
