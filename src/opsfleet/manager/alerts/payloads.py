@@ -43,23 +43,30 @@ def alertmanager_alert(alert: Alert, *, now: float, resend_interval: float, base
     return body
 
 
+def alert_fields(alert: Alert) -> dict[str, Any]:
+    """What every JSON form of an alert carries (the REST API and webhooks)."""
+    return {
+        "id": alert.id,
+        "fingerprint": alert.fingerprint,
+        "rule": alert.key.rule,
+        "severity": alert.severity,
+        "state": alert.state.value,
+        "summary": alert.summary,
+        "node_id": alert.key.node_id,
+        "hostname": alert.hostname,
+        "subject": alert.key.subject,
+        "labels": alert.all_labels(),
+        "starts_at": rfc3339(alert.starts_at),
+        "ends_at": rfc3339(alert.ends_at) if alert.ends_at else None,
+    }
+
+
 def webhook_body(alert: Alert, *, base_url: str) -> dict[str, Any]:
     return {
         "version": WEBHOOK_VERSION,
         "status": alert.state.value,
         "alert": {
-            "id": alert.id,
-            "fingerprint": alert.fingerprint,
-            "rule": alert.key.rule,
-            "severity": alert.severity,
-            "state": alert.state.value,
-            "summary": alert.summary,
-            "node_id": alert.key.node_id,
-            "hostname": alert.hostname,
-            "subject": alert.key.subject,
-            "labels": alert.all_labels(),
-            "starts_at": rfc3339(alert.starts_at),
-            "ends_at": rfc3339(alert.ends_at) if alert.ends_at else None,
+            **alert_fields(alert),
             "acknowledged_by": alert.acked_by or None,
             "url": alert_url(base_url, alert) or None,
         },

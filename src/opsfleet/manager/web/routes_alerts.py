@@ -9,6 +9,7 @@ from pydantic import Field
 
 from opsfleet.common.errors import Unavailable
 from opsfleet.manager.alerts.model import Alert
+from opsfleet.manager.alerts.payloads import alert_fields
 from opsfleet.manager.alerts.service import AlertService
 from opsfleet.manager.services.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from opsfleet.manager.web.audit_route import AuditedRoute
@@ -37,18 +38,7 @@ def _service(ctx: WebContext) -> AlertService:
 def alert_json(alert: Alert, now: float | None = None) -> dict[str, Any]:
     silenced = alert.silenced_until > (now if now is not None else 0) and alert.firing
     return {
-        "id": alert.id,
-        "fingerprint": alert.fingerprint,
-        "rule": alert.key.rule,
-        "severity": alert.severity,
-        "state": alert.state.value,
-        "summary": alert.summary,
-        "node_id": alert.key.node_id,
-        "hostname": alert.hostname,
-        "subject": alert.key.subject,
-        "labels": alert.all_labels(),
-        "starts_at": rfc3339(alert.starts_at),
-        "ends_at": rfc3339(alert.ends_at) if alert.ends_at else None,
+        **alert_fields(alert),
         "acknowledged": bool(alert.acked_by),
         "acked_by": alert.acked_by or None,
         "acked_at": rfc3339(alert.acked_at) if alert.acked_at else None,
