@@ -7,14 +7,18 @@ never used. Screenshots go to ``test-artifacts/browser/`` at the repository root
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from playwright.async_api import Page, expect
 
+from opsfleet.manager.app import ManagerApp
+from opsfleet.manager.config import load_manager_config
 from tests.processes import Proc
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -40,6 +44,35 @@ class Demo:
     url: str
     password: str
     proc: Proc | None = None
+
+
+@contextlib.asynccontextmanager
+async def in_process_manager(data: Path, password: str, **overrides: Any) -> AsyncIterator[ManagerApp]:
+    """A started Manager in this process: plaintext gRPC and HTTP on 127.0.0.1:0, SQLite in
+    ``data``, ``admin`` / ``password``; ``overrides`` are dotted config keys."""
+    config = load_manager_config(
+        None,
+        {},
+        {
+            "grpc.host": "127.0.0.1",
+            "grpc.port": 0,
+            "grpc.tls.mode": "off",
+            "grpc.shutdown_grace": 1.0,
+            "server.host": "127.0.0.1",
+            "server.port": 0,
+            "enrollment.port": 0,
+            "data_dir": str(data / "data"),
+            "database.url": f"sqlite:///{data / 'manager.db'}",
+            "auth.admin_password": password,
+            **overrides,
+        },
+    )
+    app = ManagerApp(config)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
 
 
 def free_port() -> int:

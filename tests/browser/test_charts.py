@@ -23,10 +23,8 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import expect
 
-from opsfleet.manager.app import ManagerApp
-from opsfleet.manager.config import load_manager_config
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc, manager_pb2, manager_pb2_grpc
-from tests.browser.support import Demo, OpenSession, Session
+from tests.browser.support import Demo, OpenSession, Session, in_process_manager
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
@@ -146,51 +144,32 @@ async def demo(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Demo]:
     daemon_pb2_grpc.add_DaemonServiceServicer_to_server(IdleDaemon(), daemon)
     daemon_port = daemon.add_insecure_port("127.0.0.1:0")
     await daemon.start()
-    data = tmp_path_factory.mktemp("charts")
-    config = load_manager_config(
-        None,
-        {},
-        {
-            "grpc.host": "127.0.0.1",
-            "grpc.port": 0,
-            "grpc.tls.mode": "off",
-            "grpc.shutdown_grace": 1.0,
-            "server.host": "127.0.0.1",
-            "server.port": 0,
-            "enrollment.port": 0,
-            "data_dir": str(data / "data"),
-            "database.url": f"sqlite:///{data / 'manager.db'}",
-            "auth.admin_password": PASSWORD,
-        },
-    )
-    app = ManagerApp(config)
-    await app.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
-            manager = manager_pb2_grpc.ManagerServiceStub(channel)
-            now = int(time.time())
-            for node, twin in ((NODE, False), (TWIN, True)):
-                registered = await manager.RegisterNode(
-                    manager_pb2.RegisterNodeRequest(
-                        node_id=node,
-                        hostname=f"host-{node}",
-                        ip="127.0.0.1",
-                        os="linux",
-                        arch="amd64",
-                        daemon_version="0.1.0",
-                        daemon_address=f"127.0.0.1:{daemon_port}",
+        async with in_process_manager(tmp_path_factory.mktemp("charts"), PASSWORD) as app:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+                manager = manager_pb2_grpc.ManagerServiceStub(channel)
+                now = int(time.time())
+                for node, twin in ((NODE, False), (TWIN, True)):
+                    registered = await manager.RegisterNode(
+                        manager_pb2.RegisterNodeRequest(
+                            node_id=node,
+                            hostname=f"host-{node}",
+                            ip="127.0.0.1",
+                            os="linux",
+                            arch="amd64",
+                            daemon_version="0.1.0",
+                            daemon_address=f"127.0.0.1:{daemon_port}",
+                        )
                     )
-                )
-                assert registered.success
-                metrics = samples(now, twin)
-                for i in range(0, len(metrics), 500):
-                    sent = await manager.ReportMetrics(
-                        manager_pb2.ReportMetricsRequest(node_id=node, metrics=metrics[i : i + 500])
-                    )
-                    assert sent.success and sent.accepted == len(metrics[i : i + 500])
-        yield Demo(url=f"http://127.0.0.1:{app.http_port}/", password=PASSWORD)
+                    assert registered.success
+                    metrics = samples(now, twin)
+                    for i in range(0, len(metrics), 500):
+                        sent = await manager.ReportMetrics(
+                            manager_pb2.ReportMetricsRequest(node_id=node, metrics=metrics[i : i + 500])
+                        )
+                        assert sent.success and sent.accepted == len(metrics[i : i + 500])
+            yield Demo(url=f"http://127.0.0.1:{app.http_port}/", password=PASSWORD)
     finally:
-        await app.stop()
         await daemon.stop(None)
 
 
