@@ -106,8 +106,10 @@ async def test_retryable_failures_back_off_exponentially_then_succeed() -> None:
     sender = FakeSender([UNAVAILABLE, UNAVAILABLE, UNAVAILABLE])
     exp = exporter(sender, delays=delays, retry_backoff=0.5, retry_backoff_max=1.5)
     await exp.start()
+    await asyncio.wait_for(exp.wait_idle(), 1)  # nothing queued yet
     exp.samples_committed("n1", [sample("n1", T0, 1.0)])
-    await assert_eventually(lambda: exp.stats.sent == 1)
+    await asyncio.wait_for(exp.wait_idle(), 5)
+    assert exp.stats.sent == 1
     await exp.stop()
     assert delays == [0.5, 1.0, 1.5]  # doubling, capped (jitter pinned to its maximum)
     assert len(sender.bodies) == 4 and len(set(sender.bodies)) == 1

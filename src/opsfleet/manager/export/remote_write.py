@@ -73,6 +73,8 @@ class RemoteWriteExporter:
         self._rand = rand
         self._queue: deque[MetricSample] = deque()
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._stop = asyncio.Event()
         self._tasks = TaskOwner("remote-write")
         self._accepting = False
@@ -98,6 +100,10 @@ class RemoteWriteExporter:
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    async def wait_idle(self) -> None:
+        """Return once everything queued so far was sent, refused or given up."""
+        await self._idle.wait()
 
     async def start(self, nodes: Iterable[tuple[str, str, dict[str, str]]] = ()) -> None:
         """Cache the labels of the known ``(node_id, hostname, labels)`` and start sending."""
@@ -143,7 +149,9 @@ class RemoteWriteExporter:
             kept = max(room, 0)
             self._queue.extend(samples[:kept])
             self._count("dropped", sum(len(s.values) for s in samples[kept:]))
-        self._wake.set()
+        if self._queue:
+            self._idle.clear()
+            self._wake.set()
 
     def node_changed(self, node_id: str, *_: object) -> None:
         """A node registered again or was forgotten: its labels are read again when needed."""
@@ -169,6 +177,7 @@ class RemoteWriteExporter:
         size = self._settings.batch_size
         while True:
             if not self._queue:
+                self._idle.set()
                 if self._stop.is_set():
                     return
                 await self._wake.wait()
