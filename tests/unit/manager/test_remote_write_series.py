@@ -9,6 +9,8 @@ import socket
 import cramjam
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from opsfleet.common.errors import ConfigError
 from opsfleet.manager.config import load_manager_config
@@ -78,6 +80,35 @@ def test_write_request_is_snappy_block_compressed_protobuf() -> None:
     assert [(label.name, label.value) for label in request.timeseries[0].labels] == list(series[0][0])
     assert [(s.timestamp, s.value) for s in request.timeseries[0].samples] == [(1000, 1.5), (2000, 2.5)]
     assert wire.decode(body) == series
+
+
+label_text = st.text(max_size=30)
+series_strategy = st.lists(
+    st.tuples(
+        st.lists(st.tuples(label_text, label_text), max_size=8).map(lambda pairs: tuple(sorted(pairs))),
+        st.lists(
+            st.tuples(
+                st.integers(min_value=-(2**63), max_value=2**63 - 1),
+                st.floats(allow_nan=False),
+            ),
+            max_size=1200,
+        ),
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(series_strategy)
+def test_hand_written_wire_format_parses_as_the_generated_messages(series: list[wire.Series]) -> None:
+    # Covers 1- to 10-byte varints (negative timestamps, series longer than 16 KiB), 0.0 values.
+    assert wire.decode(wire.encode(series)) == [(labels, list(points)) for labels, points in series]
+
+
+@pytest.mark.parametrize("value", [1, 127, 128, 16383, 16384, 2**35, 2**63 - 1, -1, -(2**63)])
+def test_varint_matches_protobuf(value: int) -> None:
+    sample = prompb.Sample(timestamp=value)
+    assert sample.SerializeToString() == b"\x10" + wire.varint(value)
 
 
 async def test_sender_headers_and_basic_auth() -> None:

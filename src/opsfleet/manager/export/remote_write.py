@@ -41,6 +41,25 @@ NodeInfo = tuple[str, dict[str, str]]
 """(hostname, labels) of a node."""
 
 MAX_CACHED_NAMES = 10_000
+MAX_SERIES_PER_NODE = 10_000
+
+
+class _NodeSeries:
+    """One node's labels and the encoded labels of each of its series (by metric name)."""
+
+    __slots__ = ("base", "encoded")
+
+    def __init__(self, base: Labels) -> None:
+        self.base = base
+        self.encoded: dict[str, bytes] = {}
+
+    def labels(self, name: str) -> bytes:
+        found = self.encoded.get(name)
+        if found is None:
+            if len(self.encoded) >= MAX_SERIES_PER_NODE:
+                self.encoded.clear()
+            found = self.encoded[name] = wire.encode_labels(with_name(name, self.base))
+        return found
 
 
 @dataclass
@@ -80,7 +99,7 @@ class RemoteWriteExporter:
         self._accepting = False
         self._stopped = False
         self._in_flight = 0
-        self._nodes: dict[str, Labels] = {}
+        self._nodes: dict[str, _NodeSeries] = {}
         self._names: dict[tuple[str, str], str] = {}
         self.stats = ExportStats()
         counter = Counter(
@@ -108,7 +127,7 @@ class RemoteWriteExporter:
     async def start(self, nodes: Iterable[tuple[str, str, dict[str, str]]] = ()) -> None:
         """Cache the labels of the known ``(node_id, hostname, labels)`` and start sending."""
         for node_id, hostname, labels in nodes:
-            self._nodes[node_id] = node_labels(node_id, hostname, labels, self._settings.labels)
+            self._nodes[node_id] = _NodeSeries(node_labels(node_id, hostname, labels, self._settings.labels))
         self._accepting = True
         self._tasks.spawn("sender", self._run())
         s = self._settings
@@ -189,41 +208,52 @@ class RemoteWriteExporter:
     async def _export(self, batch: list[MetricSample]) -> None:
         samples = sum(len(s.values) for s in batch)
         self._in_flight = samples  # counted as dropped by stop() if the task is cancelled now
-        series = await self._series(batch)
-        ok = await self._deliver(wire.encode(series), samples)
+        body = await self._encode(batch)
+        ok = await self._deliver(body, samples)
         self._in_flight = 0
         self._count("sent" if ok else "failed", samples)
 
-    async def _series(self, batch: list[MetricSample]) -> list[wire.Series]:
-        """Samples grouped by series, each in time order (one value per timestamp)."""
+    async def _encode(self, batch: list[MetricSample]) -> bytes:
+        """The request of ``batch``: grouped by series, each in time order (one value per timestamp)."""
         batch.sort(key=lambda s: s.timestamp)
-        groups: dict[tuple[str, Labels], dict[int, float]] = {}
+        groups: dict[tuple[_NodeSeries, str], dict[int, float]] = {}
+        unknown: dict[str, _NodeSeries] = {}
+        names = self._names
         for sample in batch:
-            base = self._nodes.get(sample.node_id) or await self._node(sample.node_id)
+            node = self._nodes.get(sample.node_id) or unknown.get(sample.node_id)
+            if node is None:
+                node = await self._node(sample.node_id)
+                if self._nodes.get(sample.node_id) is not node:
+                    unknown[sample.node_id] = node
             timestamp_ms = sample.timestamp * 1000
+            type_ = sample.type
             for key, value in sample.values.items():
-                name = self._name(sample.type, key)
-                groups.setdefault((name, base), {})[timestamp_ms] = value
-        return [(with_name(name, base), list(points.items())) for (name, base), points in groups.items()]
+                name = names.get((type_, key)) or self._name(type_, key)
+                points = groups.get((node, name))
+                if points is None:
+                    points = groups[(node, name)] = {}
+                points[timestamp_ms] = value
+        request = wire.RequestBuilder()
+        for (node, name), points in groups.items():
+            request.add(node.labels(name), points.items())
+        return request.finish()
 
-    async def _node(self, node_id: str) -> Labels:
+    async def _node(self, node_id: str) -> _NodeSeries:
         extra = self._settings.labels
         try:
             info = await self._lookup(node_id)
         except Exception as exc:
             log.warning("remote write: cannot read node %s (%s); exporting it without labels", node_id, exc)
-            return node_labels(node_id, "", {}, extra)
+            return _NodeSeries(node_labels(node_id, "", {}, extra))
         if info is None:
-            return node_labels(node_id, "", {}, extra)
-        labels = self._nodes[node_id] = node_labels(node_id, info[0], info[1], extra)
-        return labels
+            return _NodeSeries(node_labels(node_id, "", {}, extra))
+        node = self._nodes[node_id] = _NodeSeries(node_labels(node_id, info[0], info[1], extra))
+        return node
 
     def _name(self, type_: str, key: str) -> str:
-        name = self._names.get((type_, key))
-        if name is None:
-            if len(self._names) >= MAX_CACHED_NAMES:
-                self._names.clear()
-            name = self._names[(type_, key)] = metric_name(type_, key)
+        if len(self._names) >= MAX_CACHED_NAMES:
+            self._names.clear()
+        name = self._names[(type_, key)] = metric_name(type_, key)
         return name
 
     async def _deliver(self, body: bytes, samples: int) -> bool:
