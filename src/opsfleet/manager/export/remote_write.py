@@ -146,6 +146,7 @@ class RemoteWriteExporter:
         left = sum(len(s.values) for s in self._queue) + self._in_flight
         self._queue.clear()
         self._in_flight = 0
+        self._idle.set()
         if left:
             self._count("dropped", left)
             log.warning("remote write: %d samples not sent before shutdown", left)
