@@ -29,6 +29,7 @@ test: $(STAMP)
 	$(BIN)/mypy
 	sh scripts/ensure_chromium.sh
 	sh scripts/ensure_alertmanager.sh
+	sh scripts/ensure_prometheus.sh
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## proto: regenerate src/opsfleet/proto from proto/*.proto

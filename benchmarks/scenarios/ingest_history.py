@@ -8,15 +8,22 @@ over the last 24 hours and over the whole ``--query-days`` window; both return e
 row. Where the store offers database-side bucketing (``SqlFleetQueries.bucketed_metrics``,
 the REST API's path for long spans) the long window is timed that way too, with at most
 ``BUCKETED_POINTS`` buckets.
+
+With ``--remote-write`` every inserted batch is also handed to a Prometheus remote-write
+exporter (as the Manager's ingest listener does after each commit), which sends to a local
+receiver process (``benchmarks/remote_write_receiver.py``) or the given URL while the load
+runs on the same event loop; compare the rates with and without it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import random
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +33,9 @@ from benchmarks.dbs import ScratchDatabase
 from benchmarks.output import mib, print_table
 from benchmarks.scenarios.common import add_database_arg
 from opsfleet.manager.domain import MetricSample
+from opsfleet.manager.export.remote_write import NodeInfo, RemoteWriteExporter
+from opsfleet.manager.export.sender import HttpSender
+from opsfleet.manager.export.settings import RemoteWriteSection
 from opsfleet.manager.store.sql import SqlStore
 from opsfleet.simulator.payloads import MachineModel
 
@@ -48,11 +58,55 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--query-type", default="cpu", help="metric type queried (%(default)s)")
     p.add_argument("--query-days", type=float, default=30.0, help="the long query's window (%(default)s)")
     p.add_argument("--repeat", type=int, default=5, help="timed repetitions of each query (%(default)s)")
+    p.add_argument(
+        "--remote-write",
+        metavar="URL",
+        help="also export every sample by Prometheus remote write to URL, or 'local' for a receiver "
+        "process started by the benchmark (default: no export)",
+    )
     add_database_arg(p)
     p.set_defaults(run=run)
 
 
-async def _load(store: SqlStore, args: argparse.Namespace, end: int) -> dict[str, Any]:
+RECEIVER_SCRIPT = Path(__file__).resolve().parents[1] / "remote_write_receiver.py"
+DRAIN_TIMEOUT = 300.0
+
+
+def _start_receiver() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(RECEIVER_SCRIPT)], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise SystemExit(f"remote-write receiver did not start: {line!r}")
+    return proc, f"http://{line.removeprefix('listening on ')}/api/v1/write"
+
+
+async def _exporter(url: str) -> RemoteWriteExporter:
+    settings = RemoteWriteSection(url=url)
+
+    async def lookup(node_id: str) -> NodeInfo:
+        return f"host-{node_id}", {"env": "bench"}
+
+    exporter = RemoteWriteExporter(settings, HttpSender(settings), lookup=lookup)
+    await exporter.start()
+    return exporter
+
+
+async def _drain(exporter: RemoteWriteExporter) -> dict[str, Any]:
+    """Wait (untimed) until the exporter's queue is empty, stop it; its counts."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(exporter.wait_idle(), DRAIN_TIMEOUT)
+    await exporter.stop()
+    s = exporter.stats
+    return {"sent": s.sent, "failed": s.failed, "dropped": s.dropped, "requests": s.requests}
+
+
+async def _load(
+    store: SqlStore, args: argparse.Namespace, end: int, exporter: RemoteWriteExporter | None = None
+) -> dict[str, Any]:
     types = [t.strip() for t in args.types.split(",") if t.strip()]
     steps = int(args.days * DAY) // args.interval
     start = end - (steps - 1) * args.interval
@@ -75,6 +129,8 @@ async def _load(store: SqlStore, args: argparse.Namespace, end: int) -> dict[str
             t = time.perf_counter()
             await store.insert_metrics(batch)
             insert_s += time.perf_counter() - t
+            if exporter is not None:
+                exporter.samples_committed("", batch)
             rows += len(batch)
             batch = []
             if time.perf_counter() - last_note > PROGRESS_EVERY:
@@ -87,6 +143,8 @@ async def _load(store: SqlStore, args: argparse.Namespace, end: int) -> dict[str
         t = time.perf_counter()
         await store.insert_metrics(batch)
         insert_s += time.perf_counter() - t
+        if exporter is not None:
+            exporter.samples_committed("", batch)
         rows += len(batch)
     wall = time.perf_counter() - began
     return {
@@ -124,9 +182,19 @@ async def _time_query(
 async def _measure(db: ScratchDatabase, args: argparse.Namespace) -> dict[str, Any]:
     store = SqlStore(db.async_url)
     await store.start()
+    receiver: subprocess.Popen[str] | None = None
+    export: dict[str, Any] | None = None
     try:
+        exporter = None
+        if args.remote_write:
+            url = args.remote_write
+            if url == "local":
+                receiver, url = _start_receiver()
+            exporter = await _exporter(url)
         end = int(time.time()) // args.interval * args.interval
-        load = await _load(store, args, end)
+        load = await _load(store, args, end, exporter)
+        if exporter is not None:
+            export = await _drain(exporter)
         node = load.pop("node_ids")[0]
         day = await _time_query(store, node, args.query_type, end - DAY, end, args.repeat)
         long_start = end - int(args.query_days * DAY)
@@ -134,7 +202,11 @@ async def _measure(db: ScratchDatabase, args: argparse.Namespace) -> dict[str, A
         bucketed = await _time_bucketed(store, node, args.query_type, long_start, end, args.repeat)
     finally:
         await store.close()
+        if receiver is not None:
+            receiver.terminate()
+            receiver.wait(10)
     return {
+        "remote_write": export,
         "load": load,
         "query_24h": day,
         "query_long": long,
@@ -186,11 +258,19 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         db.drop()
     load = results["load"]
     bucketed = results["query_long_bucketed"]
+    export = results["remote_write"]
+    export_row = (
+        f"{export['sent']} sent, {export['failed']} failed, {export['dropped']} dropped "
+        f"in {export['requests']} requests"
+        if export
+        else "off"
+    )
     print_table(
         f"ingest-history: {args.nodes} nodes x {args.days:g} days of {args.interval} s samples, "
         f"types {args.types}, database {db.kind}",
         [
             ("rows loaded", load["rows"]),
+            ("remote write (series samples)", export_row),
             ("insert_metrics rate", f"{load['rows_per_s_insert']:.0f} samples/s (batches of {args.batch})"),
             (
                 "load rate incl. generation",
@@ -211,7 +291,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "scenario": "ingest-history",
         "database": db.kind,
         "params": {
-            k: getattr(args, k) for k in ("nodes", "days", "interval", "types", "batch", "query_days")
+            k: getattr(args, k)
+            for k in ("nodes", "days", "interval", "types", "batch", "query_days", "remote_write")
         },
         "database_bytes": size,
         **results,

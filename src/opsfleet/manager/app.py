@@ -3,6 +3,7 @@
 Shutdown order: stop the HTTP server (in-flight requests finish within the grace period),
 stop accepting RPCs and drain in-flight ones within the grace period,
 commit queued metrics, flush heartbeats, store alert transitions and stop notifying,
+send the samples queued for remote write,
 stop loops, close the database, log "stopped".
 
 Crash policy: every owned background task (group-commit writers, heartbeat flush, liveness,
@@ -28,6 +29,7 @@ from opsfleet.manager.alerts.wiring import build_alerts
 from opsfleet.manager.artifacts.settings import read_signing_key
 from opsfleet.manager.config import ManagerConfig
 from opsfleet.manager.domain import Artifact
+from opsfleet.manager.export.wiring import build_remote_write
 from opsfleet.manager.fleet_ca import load_fleet_ca, manager_material
 from opsfleet.manager.rpc.artifacts import ArtifactServicer
 from opsfleet.manager.rpc.daemon_client import DaemonCallSettings, DaemonClientPool
@@ -152,6 +154,7 @@ class ManagerApp:
         )
         self.fleet = FleetService(queries, self.nodes)
         self.alerts = build_alerts(self)
+        self.remote_write = build_remote_write(self)
         self.rollouts = RolloutService(
             RunnerDeps(
                 store=SqlRolloutStore(self.store),
@@ -212,9 +215,10 @@ class ManagerApp:
         await self.nodes.start()
         await self.metrics.start()
         await self.policies.start()
-        await self.alerts.start(
-            (n.node_id, n.hostname, n.labels, n.status.value == "online") for n in await self.nodes.list_all()
-        )
+        known = await self.nodes.list_all()
+        await self.alerts.start((n.node_id, n.hostname, n.labels, n.status.value == "online") for n in known)
+        if self.remote_write is not None:
+            await self.remote_write.start((n.node_id, n.hostname, n.labels) for n in known)
         guard = OPEN
         if cfg.tls_mode == "auto":
             await self._start_fleet_ca()
@@ -395,6 +399,8 @@ class ManagerApp:
         await stop_step("nodes", self.nodes.stop())
         # After metrics and nodes: their last commits and heartbeat flush may still change alerts.
         await stop_step("alerts", self.alerts.stop())
+        if self.remote_write is not None:
+            await stop_step("remote write", self.remote_write.stop())
         await stop_step("database", self.store.close())
         log.info("stopped")
 

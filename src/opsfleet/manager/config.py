@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 from opsfleet.common.config import Duration, Section, load_config
 from opsfleet.manager.alerts.settings import AlertsSection
 from opsfleet.manager.artifacts.settings import ArtifactsSection, RolloutsSection
+from opsfleet.manager.export.settings import ExportSection
 
 DEFAULT_GRPC_PORT = 9090
 DEFAULT_HTTP_PORT = 8080
@@ -221,6 +222,7 @@ class ManagerConfig(Section):
     artifacts: ArtifactsSection = ArtifactsSection()
     rollouts: RolloutsSection = RolloutsSection()
     alerts: AlertsSection = AlertsSection()
+    export: ExportSection = ExportSection()
 
     enrollment: EnrollmentSection = EnrollmentSection()
 

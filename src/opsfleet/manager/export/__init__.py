@@ -1,0 +1,1 @@
+"""Export of the Manager's stored samples to other monitoring systems (Prometheus remote write)."""
