@@ -91,6 +91,27 @@ class ScratchDatabase:
         finally:
             await conn.close()
 
+    def server_version(self) -> str:
+        """``SHOW server_version`` of the PostgreSQL server ("" for SQLite or when unreachable)."""
+        if self.kind == "sqlite":
+            return ""
+        try:
+            return asyncio.run(self._server_version())
+        except BenchError:
+            return ""
+
+    async def _server_version(self) -> str:
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(self._admin_url, timeout=10)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise BenchError(f"cannot reach PostgreSQL at {self._admin_url}: {exc}") from exc
+        try:
+            return str(await conn.fetchval("SHOW server_version"))
+        finally:
+            await conn.close()
+
     def size_bytes(self) -> int:
         if self.kind == "sqlite":
             return sum(

@@ -5,6 +5,7 @@
     python benchmarks/run.py restart         # target 3: Manager restart under load
     python benchmarks/run.py ingest-history  # target 4: ingestion rate, history queries
     python benchmarks/run.py config-rollout  # central config: a revision reaching every node
+    python benchmarks/run.py daemon-footprint  # one daemon's RSS and CPU at default settings
 
 Each scenario starts its own servers as subprocesses, on SQLite by default or on
 PostgreSQL with --database-url. Logs and simulator reports go to the work directory
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -27,9 +29,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.dbs import ScratchDatabase
 from benchmarks.output import RESULTS_DIR, default_json_path, save
 from benchmarks.procs import BenchError
-from benchmarks.scenarios import config_rollout, fleet, ingest_history, restart, saturate
+from benchmarks.scenarios import config_rollout, daemon_footprint, fleet, ingest_history, restart, saturate
 from opsfleet.common.errors import OpsfleetError
 
 AUTO = "auto"
@@ -42,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="benchmarks/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="scenario", metavar="SCENARIO", required=True)
-    for module in (saturate, fleet, restart, ingest_history, config_rollout):
+    for module in (saturate, fleet, restart, ingest_history, config_rollout, daemon_footprint):
         module.add_parser(sub)
     for p in sub.choices.values():
         p.add_argument(
@@ -66,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    results["machine"] = _machine(load_before)
+    results["machine"] = _machine(load_before, workdir, getattr(args, "database_url", None))
     if args.json:
         path = default_json_path(args.scenario) if args.json == AUTO else Path(args.json)
         print(f"\nresults written to {save(results, path)}")
@@ -80,14 +83,19 @@ def _loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def _machine(load_before: list[float]) -> dict[str, object]:
-    """Where and with what the run was made: commit, library versions, load average."""
+def _machine(load_before: list[float], workdir: Path, database_url: str | None) -> dict[str, object]:
+    """Where and with what the run was made: commit, library and database versions, load average."""
     versions: dict[str, str] = {}
     for dist in LIBRARIES:
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = "not installed"
+    versions["sqlite"] = sqlite3.sqlite_version
+    if database_url:
+        versions["postgresql_server"] = (
+            ScratchDatabase(workdir, database_url).server_version() or "unreachable"
+        )
     return {
         "cpus": os.cpu_count() or 0,
         "python": sys.version.split()[0],

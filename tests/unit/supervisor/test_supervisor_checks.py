@@ -36,10 +36,15 @@ async def test_http_probe_reports_status_errors_and_timeouts() -> None:
         return httpx.Response(503)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
-        assert await HttpProbe(client, "http://agent/ok", 1.0).check() is None
-        assert await HttpProbe(client, "http://agent/bad", 1.0).check() == "GET http://agent/bad: HTTP 503"
-        assert "no answer within 1s" in (await HttpProbe(client, "http://agent/slow", 1.0).check() or "")
-        assert "ConnectError" in (await HttpProbe(client, "http://agent/refused", 1.0).check() or "")
+        assert await HttpProbe(lambda: client, "http://agent/ok", 1.0).check() is None
+        assert (
+            await HttpProbe(lambda: client, "http://agent/bad", 1.0).check()
+            == "GET http://agent/bad: HTTP 503"
+        )
+        assert "no answer within 1s" in (
+            await HttpProbe(lambda: client, "http://agent/slow", 1.0).check() or ""
+        )
+        assert "ConnectError" in (await HttpProbe(lambda: client, "http://agent/refused", 1.0).check() or "")
 
 
 async def test_tcp_probe_connects_or_reports() -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
-from typing import Protocol
-
-import httpx
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from opsfleet.daemon.supervisor.config import HealthCheckSection
+
+if TYPE_CHECKING:
+    import httpx
 
 PROBE_HOST = "127.0.0.1"
 
@@ -25,16 +26,22 @@ class Probe(Protocol):
 
 
 class HttpProbe:
-    """GET ``url``; any 2xx/3xx answer within ``timeout`` is healthy."""
+    """GET ``url``; any 2xx/3xx answer within ``timeout`` is healthy.
 
-    def __init__(self, client: httpx.AsyncClient, url: str, timeout: float) -> None:
+    ``client`` is called at each check (see ``daemon/http_client.py``: httpx is imported
+    only once a probe runs).
+    """
+
+    def __init__(self, client: Callable[[], httpx.AsyncClient], url: str, timeout: float) -> None:
         self._client = client
         self._url = url
         self._timeout = timeout
 
     async def check(self) -> str | None:
+        import httpx
+
         try:
-            response = await self._client.get(self._url, timeout=self._timeout)
+            response = await self._client().get(self._url, timeout=self._timeout)
         except httpx.TimeoutException:
             return f"GET {self._url}: no answer within {self._timeout:g}s"
         except httpx.HTTPError as exc:
@@ -66,7 +73,7 @@ class TcpProbe:
         return None
 
 
-def build_probes(health: HealthCheckSection, client: httpx.AsyncClient) -> list[Probe]:
+def build_probes(health: HealthCheckSection, client: Callable[[], httpx.AsyncClient]) -> list[Probe]:
     probes: list[Probe] = []
     if health.http_url:
         probes.append(HttpProbe(client, health.http_url, health.probe_timeout))

@@ -22,9 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-import httpx
-
 from opsfleet.common.errors import ConfigError, InvalidArgument, NotFound, Unavailable
+from opsfleet.daemon.http_client import LazyHttpClient
 from opsfleet.daemon.supervisor.clock import Clock, SystemClock
 from opsfleet.daemon.supervisor.config import DEFAULT_STOP_TIMEOUT, AgentSpec, is_valid_agent_id
 from opsfleet.daemon.supervisor.events import OPERATIONS, Operation
@@ -80,8 +79,8 @@ class Supervisor:
         self._base_env = {k: v for k, v in inherited.items() if not k.startswith("OPSFLEET_")}
         self._listen = heartbeat_listen
         self._heartbeats = HeartbeatServer(heartbeat_listen[0], heartbeat_listen[1], self._on_heartbeat)
-        # Shared by the HTTP probes of every agent; no proxies for probes of 127.0.0.1.
-        self._http = httpx.AsyncClient(trust_env=False)
+        # Shared by the HTTP probes of every agent, made when the first one runs.
+        self._http = LazyHttpClient()
         self._agents: dict[str, AgentProcess] = {}
         self._phase: _Phase = "new"
         self._lock = asyncio.Lock()
@@ -238,7 +237,7 @@ class Supervisor:
             ),
             history=history,
             metadata=MetadataStore(self._agent_dir / f"{spec.id}.json"),
-            probes=build_probes(spec.health_check, self._http),
+            probes=build_probes(spec.health_check, self._http.get),
             heartbeat_url=self.heartbeat_url,
             clock=self._clock,
             on_change=self._changed,

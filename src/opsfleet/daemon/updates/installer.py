@@ -29,11 +29,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
 from opsfleet.common.errors import FailedPrecondition, InvalidArgument, NotFound, OpsfleetError
 from opsfleet.common.lifecycle import TaskOwner
 from opsfleet.common.signing import SHA256_RE, Verifier, check_target
+from opsfleet.daemon.http_client import LazyHttpClient
 from opsfleet.daemon.supervisor.config import AgentSpec
 from opsfleet.daemon.supervisor.states import AgentStatus, AgentView
 from opsfleet.daemon.updates import fleet_keys, package, selfupdate, specs
@@ -75,7 +74,7 @@ class UpdateManager:
         self._handover: Callable[[], None] | None = None
         self._work_dir = work_dir
         self._tasks = TaskOwner("updates")
-        self._http = httpx.AsyncClient(trust_env=False, follow_redirects=True)
+        self._http = LazyHttpClient(follow_redirects=True)
         self._stopped = False
 
     # -- setup ----------------------------------------------------------------------------
@@ -225,7 +224,7 @@ class UpdateManager:
                     incoming,
                     max_bytes=self._settings.max_package_bytes,
                     timeout=self._settings.download_timeout,
-                    client=self._http,
+                    client=self._http.get(),
                 )
             await asyncio.to_thread(package.check_hash, incoming, sha256)
             self._progress(component, "installing")

@@ -21,12 +21,13 @@ import zipfile
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Protocol
 
 from opsfleet.common.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from opsfleet.common.signing import CHUNK, sha256_file
+
+if TYPE_CHECKING:
+    import httpx
 
 DOWNLOAD_ATTEMPTS = 3
 RETRY_DELAY = 0.5
@@ -45,6 +46,8 @@ async def download(
     url: str, dest: Path, *, max_bytes: int, timeout: float, client: httpx.AsyncClient
 ) -> None:
     """``url`` into ``dest``, resuming ``dest.part`` when the server honours Range requests."""
+    import httpx
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     last_error = ""
