@@ -20,7 +20,7 @@ EXIT_CONFIG = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from opsfleet import demo
+    from opsfleet import demo, sample_agent
     from opsfleet.client import cli as client_cli
     from opsfleet.daemon import cli as daemon_cli
     from opsfleet.manager import ca_cli
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     ca_cli.add_parser(sub)
     daemon_cli.add_parser(sub)
     simulator_cli.add_parser(sub)
+    sample_agent.add_parser(sub)
     client_cli.add_parsers(sub)
     return parser
 
