@@ -145,11 +145,14 @@ class ApiClient:
         status: str | None = None,
         labels: list[str] | None = None,
         search: str = "",
+        ref: str = "",
         page: int = 1,
         page_size: int = 20,
     ) -> JsonObject:
-        """``{list, page_info}``."""
+        """``{list, page_info}``; ``ref`` keeps the nodes an operator may mean (see resolve.py)."""
         params: dict[str, Any] = {"page": page, "page_size": page_size}
+        if ref:
+            params["ref"] = ref
         if status:
             params["status"] = status
         if labels:

@@ -21,6 +21,7 @@ from opsfleet.client.output import (
     when,
 )
 from opsfleet.common.durations import format_duration
+from opsfleet.common.labels import format_labels
 
 METRIC_TYPES = ("cpu", "memory", "disk", "network")
 MAX_HISTORY_KEYS = 6
@@ -41,7 +42,7 @@ def _page_caption(data: dict[str, Any], noun: str) -> str:
 
 
 def labels(value: dict[str, str] | None) -> str:
-    return ", ".join(f"{k}:{v}" for k, v in sorted((value or {}).items())) or "-"
+    return format_labels(value) or "-"
 
 
 def nodes(out: Output, data: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ List the fleet's nodes, ordered by node id, one page at a time.
 examples:
   opsfleet nodes list
   opsfleet nodes list --status offline
-  opsfleet nodes list --label env:prod --label role:web --search web-
+  opsfleet nodes list --label env=prod --label role=web --search web-
   opsfleet nodes list --page 2 --page-size 50 --json
 """
 
@@ -48,7 +48,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--label",
         action="append",
         type=types.label,
-        metavar="KEY:VALUE",
+        metavar="KEY=VALUE",
         help="only nodes with this label (repeatable; all must match)",
     )
     p.add_argument("--search", "-q", default="", metavar="TEXT", help="text in node id, hostname or IP")

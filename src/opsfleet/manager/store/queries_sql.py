@@ -63,6 +63,13 @@ class SqlFleetQueries(StoreModule):
                     )
                 )
             )
+        if flt.ref:
+            where.append(
+                sa.or_(
+                    nodes.c.node_id.like(f"{_like_escape(flt.ref)}%", escape="\\"),
+                    nodes.c.hostname == flt.ref,
+                )
+            )
         query = sa.select(nodes).where(*where).order_by(nodes.c.node_id).offset(offset).limit(limit)
         count = sa.select(sa.func.count()).select_from(nodes).where(*where)
         async with self._engine.connect() as conn:

@@ -248,7 +248,15 @@ class SqlStore(ShieldedWork):
                 index_elements=[agents.c.node_id, agents.c.agent_id],
                 set_={
                     c: stmt.excluded[c]
-                    for c in ("type", "version", "status", "pid", "last_heartbeat", "last_sync_at")
+                    for c in (
+                        "type",
+                        "version",
+                        "status",
+                        "pid",
+                        "last_heartbeat",
+                        "last_sync_at",
+                        "restart_count",
+                    )
                 },
             )
         return self._agent_upsert_stmt
@@ -448,6 +456,7 @@ class SqlStore(ShieldedWork):
                         "pid": s.pid,
                         "last_heartbeat": s.last_heartbeat,
                         "last_sync_at": now,
+                        "restart_count": s.restart_count,
                     }
                     for s in states
                 ]
@@ -474,6 +483,7 @@ class SqlStore(ShieldedWork):
                 pid=r.pid,
                 last_heartbeat=r.last_heartbeat,
                 last_sync_at=r.last_sync_at,
+                restart_count=r.restart_count,
             )
             for r in rows
         ]
