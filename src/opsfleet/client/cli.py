@@ -8,6 +8,7 @@ from opsfleet.client.commands import (
     agents,
     artifacts,
     auth,
+    events,
     metrics,
     nodes,
     policies,
@@ -21,5 +22,5 @@ from opsfleet.client.dispatch import common_options
 def add_parsers(sub: Any) -> None:
     """Add the client commands to the ``opsfleet`` subparsers ``sub``."""
     parents = [common_options()]
-    for module in (auth, nodes, agents, metrics, policies, users, tokens, artifacts, rollouts):
+    for module in (auth, nodes, agents, events, metrics, policies, users, tokens, artifacts, rollouts):
         module.register(sub, parents)

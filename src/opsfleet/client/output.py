@@ -199,6 +199,18 @@ def size(value: Any) -> str:
     return f"{amount:.1f}PiB"
 
 
+def rate(value: Any) -> str:
+    """Bytes per second in binary units (``512 B/s``, ``1.5 KiB/s``)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    amount = float(value)
+    for unit in _BYTE_UNITS:
+        if abs(amount) < 1024 or unit == _BYTE_UNITS[-1]:
+            return f"{amount:.0f} {unit}/s" if unit == "B" else f"{amount:.1f} {unit}/s"
+        amount /= 1024
+    return f"{amount:.1f} PiB/s"
+
+
 def percent(value: Any) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return "-"

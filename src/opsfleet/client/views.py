@@ -13,6 +13,7 @@ from opsfleet.client.output import (
     metric_value,
     number,
     percent,
+    rate,
     role,
     status,
     success,
@@ -20,6 +21,7 @@ from opsfleet.client.output import (
     text,
     when,
 )
+from opsfleet.client.resolve import short_ids
 from opsfleet.common.durations import format_duration
 from opsfleet.common.labels import format_labels
 
@@ -29,7 +31,7 @@ DETAIL_KEYS = {
     "cpu": ("cores", "mhz"),
     "memory": ("used_bytes", "total_bytes", "swap_percent"),
     "disk": ("used_bytes", "total_bytes", "partition_count"),
-    "network": ("rx_bytes", "tx_bytes", "interface_count"),
+    "network": ("bytes_recv", "bytes_sent", "interface_count"),
 }
 
 
@@ -106,6 +108,18 @@ def detail_keys(metric_type: str, values: dict[str, Any]) -> list[str]:
     return keys
 
 
+def network_rates(values: dict[str, Any]) -> str:
+    """``rx 1.2 KiB/s  tx 300 B/s`` from a network sample (bytes since the previous sample over
+    ``interval_seconds``); "" when the sample cannot tell (the first after a daemon start)."""
+    interval = values.get("interval_seconds")
+    if not isinstance(interval, int | float) or interval <= 0:
+        return ""
+    rx, tx = values.get("rx_bytes"), values.get("tx_bytes")
+    if not isinstance(rx, int | float) or not isinstance(tx, int | float):
+        return ""
+    return f"rx {rate(rx / interval)}  tx {rate(tx / interval)}"
+
+
 def _details(metric_type: str, values: dict[str, Any]) -> str:
     shown = detail_keys(metric_type, values)
     return "  ".join(f"{k.removesuffix('_bytes')}={metric_value(k, values[k])}" for k in shown) or "-"
@@ -124,7 +138,10 @@ def latest_metrics(out: Output, latest: dict[str, Any], summary: dict[str, Any] 
     for metric_type in sorted(set(latest) | set(stats), key=_type_order):
         sample = latest.get(metric_type) or {}
         values = sample.get("values", {})
-        row: list[Any] = [metric_type, ago(sample.get("timestamp")), percent(values.get("usage_percent"))]
+        usage = percent(values.get("usage_percent"))
+        if metric_type == "network" and "usage_percent" not in values:
+            usage = network_rates(values) or "-"
+        row: list[Any] = [metric_type, ago(sample.get("timestamp")), usage]
         if summary is not None:
             s = stats.get(metric_type) or {}
             row += [
@@ -226,7 +243,15 @@ def agents(out: Output, data: dict[str, Any], *, live: bool) -> None:
         )
     else:
         t = table(
-            "Agents (as last synced)", "AGENT!", "STATUS", "TYPE", "VERSION", "PID", "HEARTBEAT", "SYNCED"
+            "Agents (as last synced)",
+            "AGENT!",
+            "STATUS",
+            "TYPE",
+            "VERSION",
+            "PID",
+            "RESTARTS",
+            "HEARTBEAT",
+            "SYNCED",
         )
     for a in data.get("agents", []):
         row: list[Any] = [
@@ -239,18 +264,31 @@ def agents(out: Output, data: dict[str, Any], *, live: bool) -> None:
         if live:
             row += [when(a.get("start_time")), number(a.get("restart_count")), ago(a.get("last_heartbeat"))]
         else:
-            row += [ago(a.get("last_heartbeat")), ago(a.get("last_sync_at"))]
+            row += [number(a.get("restart_count")), ago(a.get("last_heartbeat")), ago(a.get("last_sync_at"))]
         t.add_row(*row)
     if not data.get("agents"):
         t.caption = "no agents" + ("" if live else " stored; try --live")
     out.show(t)
 
 
+def agent_after(agent: dict[str, Any] | None) -> str:
+    """``now running, pid 4242`` from the agent the Manager listed right after an operation."""
+    if not agent:
+        return ""
+    pid = agent.get("pid") or 0
+    restarts = agent.get("restart_count")
+    words = f"now {agent.get('status', '?')}" + (f", pid {pid}" if pid else ", no process")
+    return words + (f", {restarts} restart(s)" if restarts else "")
+
+
 def operation(out: Output, record: dict[str, Any]) -> None:
     verb = record.get("operation", "operation")
     where = f"agent {record.get('agent_id')} on node {record.get('node_id')}"
     if record.get("success"):
-        out.message(Text.assemble((f"{verb}", "bold"), f" {where}: ", ("ok", "green")))
+        after = agent_after(record.get("agent"))
+        out.message(
+            Text.assemble((f"{verb}", "bold"), f" {where}: ", ("ok", "green"), f" ({after})" if after else "")
+        )
     else:
         outcome = Text.assemble(("failed", "bold red"), f" {record.get('error', '')}")
         out.message(Text.assemble((f"{verb}", "bold"), f" {where}: ", outcome))
@@ -270,6 +308,94 @@ def operations(out: Output, data: dict[str, Any]) -> None:
         )
     if not data.get("operations"):
         t.caption = "no operations recorded"
+    out.show(t)
+
+
+def fleet_agents(out: Output, data: dict[str, Any]) -> None:
+    caption = _page_caption(data, "agent")
+    items = data.get("list", [])
+    shorts = short_ids([a["node_id"] for a in items])
+    t = table(
+        None,
+        "AGENT!",
+        "NODE~",
+        "STATUS",
+        "TYPE",
+        "VERSION",
+        "PID",
+        "RESTARTS",
+        "LABELS~",
+        "SYNCED",
+        caption=caption,
+    )
+    for a in items:
+        t.add_row(
+            a["agent_id"],
+            f"{a.get('hostname') or '?'} ({shorts[a['node_id']]})",
+            status(a.get("status")),
+            text(a.get("type")),
+            text(a.get("version")),
+            text(a.get("pid") or None),
+            number(a.get("restart_count")),
+            labels(a.get("labels")),
+            ago(a.get("last_sync_at")),
+        )
+    out.show(t)
+
+
+def bulk_plan(out: Output, agent_id: str, op: str, names: list[str]) -> None:
+    if not names:
+        out.message(f"no node has agent {agent_id} and matches the selector: nothing to {op}")
+        return
+    out.message(f"{op} of agent {agent_id} would reach {len(names)} node(s):")
+    for name in names:
+        out.line(f"  {name}")
+
+
+def bulk_progress(out: Output, done: int, total: int, name: str, result: dict[str, Any]) -> None:
+    width = len(str(total))
+    head = f"[{done:>{width}}/{total}] {name}: "
+    if result.get("success"):
+        after = (
+            agent_after({"status": result.get("status"), "pid": result.get("pid")})
+            if result.get("status")
+            else ""
+        )
+        out.message(Text.assemble(head, ("ok", "green"), f" ({after})" if after else ""))
+    else:
+        out.message(Text.assemble(head, ("failed", "bold red"), f" {result.get('error', '')}"))
+
+
+def bulk_summary(out: Output, data: dict[str, Any]) -> None:
+    failed = int(data.get("failed", 0))
+    style = "bold red" if failed else "green"
+    out.message(
+        Text.assemble(
+            f"{data.get('operation')} of agent {data.get('agent_id')}: ",
+            (f"{data.get('succeeded')} ok, {failed} failed", style),
+        )
+    )
+
+
+def log_entry(out: Output, entry: dict[str, Any]) -> None:
+    """``2026-01-31 12:00:00.123 stderr text`` (time and stream left out when unknown)."""
+    stamp = str(entry.get("time") or "").replace("T", " ").removesuffix("Z")
+    stream = str(entry.get("stream") or "")
+    head = f"{stamp} {stream:<6} " if stamp else ""
+    out.line(head + str(entry.get("text", "")))
+
+
+def events(out: Output, data: dict[str, Any]) -> None:
+    items = data.get("list", [])
+    shorts = short_ids([e["node_id"] for e in items])
+    t = table(None, "AT (UTC)", "NODE~", "KIND", "DETAIL~", caption=_page_caption(data, "event"))
+    for e in items:
+        t.add_row(
+            when(e.get("at")),
+            f"{e.get('hostname') or '?'} ({shorts[e['node_id']]})",
+            status(e.get("kind")),
+            text(e.get("detail")),
+        )
     out.show(t)
 
 

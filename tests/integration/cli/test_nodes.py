@@ -43,7 +43,7 @@ async def test_list_table_filters_and_json(cli: Cli, manager: Web) -> None:
     bad = await cli.run("nodes", "list", "--status", "sleeping")
     assert bad.code == 2 and "invalid choice" in bad.stderr
     bad_label = await cli.run("nodes", "list", "--label", "novalue")
-    assert bad_label.code == 2 and "expected KEY:VALUE" in bad_label.stderr
+    assert bad_label.code == 2 and "expected KEY=VALUE" in bad_label.stderr
 
 
 async def test_show_details_metrics_events_and_unknown_node(cli: Cli, manager: Web) -> None:
@@ -67,7 +67,9 @@ async def test_show_details_metrics_events_and_unknown_node(cli: Cli, manager: W
 
     missing = await cli.run("nodes", "show", "abc")
     assert missing.code == 6
-    assert missing.stderr.strip() == "opsfleet nodes show: node abc is not registered (404, code 2001)"
+    assert missing.stderr.strip() == (
+        "opsfleet nodes show: no node has the id, id prefix or hostname 'abc' (see `opsfleet nodes list`)"
+    )
     assert missing.stdout == ""
 
 
