@@ -84,6 +84,10 @@ class Output:
         """``text`` verbatim (no markup, no wrapping): log lines, tokens."""
         self.console.out(text, highlight=False)
 
+    def flush(self) -> None:
+        """Push what was printed to stdout now (a pipe would hold it back)."""
+        self.console.file.flush()
+
     def note(self, text: str) -> None:
         """A remark for the human on stderr (never mixed into JSON on stdout)."""
         self.errors.print(text, markup=False)

@@ -285,6 +285,7 @@ def _bulk(op: Operation, s: Session, args: argparse.Namespace, agent_id: str) ->
             results.append(result)
             if not s.out.json_mode:
                 views.bulk_progress(s.out, done, total, names[target["node_id"]], result)
+                s.out.flush()
     order = {t["node_id"]: i for i, t in enumerate(targets)}
     results.sort(key=lambda r: order[r["node_id"]])
     failed = sum(not r["success"] for r in results)
@@ -348,6 +349,7 @@ def _follow(s: Session, args: argparse.Namespace, node_id: str, first: dict[str,
                 views.log_entry(s.out, entry)
         if lines:
             seen = lines
+        s.out.flush()
         try:
             time.sleep(FOLLOW_INTERVAL)
         except KeyboardInterrupt:
