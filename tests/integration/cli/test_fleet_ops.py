@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc
-from tests.helpers import assert_eventually
 from tests.integration.cli.conftest import CliFakeDaemon
 from tests.integration.cli.support import Cli
 from tests.integration.web.support import Web, expect
