@@ -92,6 +92,8 @@ class AgentOpsService:
         error: OpsfleetError | None = None
         success = False
         message = ""
+        if self._timeline is not None:
+            self._timeline.requested(node_id, agent_id, op.value, username)
         try:
             success, message = await client.operate(agent_id, op.value)
         except OpsfleetError as exc:

@@ -121,14 +121,19 @@ class TimelineService:
             events.append(NodeEvent(node_id, EventKind.AGENT_STATE, now, change + by))
         await self._write(events)
 
+    def requested(self, node_id: str, agent_id: str, operation: str, username: str) -> None:
+        """An operator asks for ``operation`` now: changes of the agent within
+        :data:`ATTRIBUTION_WINDOW` name them (called before the daemon is asked, whose state
+        sync may arrive before its answer)."""
+        now = self._clock()
+        for key in [k for k, r in self._requests.items() if now - r.at > ATTRIBUTION_WINDOW]:
+            del self._requests[key]
+        self._requests[(node_id, agent_id)] = _Request(username, operation, now)
+
     async def operation(
         self, node_id: str, agent_id: str, operation: str, username: str, success: bool, error: str
     ) -> None:
         """An operator's start/stop/restart and how it ended."""
-        now = self._clock()
-        self._requests[(node_id, agent_id)] = _Request(username, operation, now)
-        for key in [k for k, r in self._requests.items() if now - r.at > ATTRIBUTION_WINDOW]:
-            del self._requests[key]
         outcome = "ok" if success else f"failed: {error}"
         detail = f"{operation} of agent {agent_id} by operator {username or '-'}: {outcome}"
         await self.record(node_id, EventKind.OPERATION, detail)
