@@ -51,7 +51,7 @@ async def test_fleet_agents_page_bulk_restart(open_session: OpenSession, tmp_pat
     await s.page.get_by_test_id("bulk-selector").fill("env=nowhere")
     await s.page.get_by_test_id("bulk-preview").click()
     await expect(s.page.get_by_test_id("bulk-outcome")).to_have_text("0 nodes would be operated")
-    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [  # noqa: ASYNC240
         "fleet-agents-list.png",
         "fleet-agents-preview.png",
         "fleet-agents-restarted.png",
