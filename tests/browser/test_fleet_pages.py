@@ -67,6 +67,9 @@ async def test_node_timeline_filters_by_kind(open_session: OpenSession, tmp_path
     await expect(agent).to_have_attribute("data-status", "running")
     await expect(agent.get_by_test_id("operate-stop")).to_be_visible()
     await expect(agent.get_by_test_id("operate-start")).to_have_count(0)  # not offered while running
+    await expect(agent.get_by_test_id("agent-restarts")).to_have_text(
+        re.compile(r"^\d+$")
+    )  # the daemon's count
     await agent.get_by_test_id("operate-restart").click()
     await expect(s.page.get_by_test_id("operate-result")).to_contain_text(re.compile(r"now \w+ \(pid \d+\)"))
 
@@ -87,3 +90,12 @@ async def test_node_timeline_filters_by_kind(open_session: OpenSession, tmp_path
     await expect(s.page.locator('[data-testid="event"][data-kind="registered"]').first).to_be_visible()
     assert "events=agent-state" not in s.page.url
     await _shot(s, tmp_path, "all")
+
+    # A stopped agent (no PID) is offered Start only; Stop and Restart come back once it runs.
+    await agent.get_by_test_id("operate-stop").click()
+    await expect(agent).to_have_attribute("data-status", "stopped")
+    await expect(agent.get_by_test_id("operate-stop")).to_have_count(0)
+    await expect(agent.get_by_test_id("operate-restart")).to_have_count(0)
+    await _shot(s, tmp_path, "stopped")
+    await agent.get_by_test_id("operate-start").click()
+    await expect(agent.get_by_test_id("operate-stop")).to_be_visible()
