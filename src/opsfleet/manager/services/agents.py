@@ -56,12 +56,13 @@ class AgentService:
             sorted((st.agent_id, st.type, st.version, st.status, st.pid, st.restart_count) for st in states)
         )
         last = self._last.get(node_id)
-        if self._timeline is not None and (last is None or last[0] != shape):
-            await self._timeline.agents_synced(node_id, states)
-        if last is not None and last[0] == shape and now - last[1] < self._refresh_after:
+        changed = last is None or last[0] != shape
+        # The timeline's events are written in the snapshot's transaction.
+        events = self._timeline.changes(node_id, states) if self._timeline is not None and changed else []
+        if not changed and last is not None and now - last[1] < self._refresh_after:
             self.writes_skipped += 1
         else:
-            await self._store.sync_agents(node_id, states, now)
+            await self._store.sync_agents(node_id, states, now, events)
             self._last[node_id] = (shape, now)
         self._nodes.seen(node_id)
 

@@ -107,10 +107,15 @@ class TimelineService:
 
     async def agents_synced(self, node_id: str, states: Sequence[AgentState]) -> None:
         """Compare with the node's previous snapshot; store an event per changed agent."""
+        await self._write(self.changes(node_id, states))
+
+    def changes(self, node_id: str, states: Sequence[AgentState]) -> list[NodeEvent]:
+        """The events of a new snapshot (none for the first since start), which becomes the
+        node's previous snapshot; for the caller to store with the snapshot itself."""
         before = self._last.get(node_id)
         self._last[node_id] = {s.agent_id: s for s in states}
         if before is None:
-            return
+            return []
         now = self._clock()
         events = []
         for agent_id, change in describe_changes(before, states):
@@ -119,7 +124,7 @@ class TimelineService:
             if request is not None and now - request.at <= ATTRIBUTION_WINDOW:
                 by = f" ({request.operation} by operator {request.username or '-'})"
             events.append(NodeEvent(node_id, EventKind.AGENT_STATE, now, change + by))
-        await self._write(events)
+        return events
 
     def requested(self, node_id: str, agent_id: str, operation: str, username: str) -> None:
         """An operator asks for ``operation`` now: changes of the agent within

@@ -443,8 +443,18 @@ class SqlStore(ShieldedWork):
             return len(keys)
 
     @shielded
-    async def sync_agents(self, node_id: str, states: Sequence[AgentState], now: float) -> None:
-        async with self.write_tx(changes_rows=bool(states)) as conn:
+    async def sync_agents(
+        self, node_id: str, states: Sequence[AgentState], now: float, events: Sequence[NodeEvent] = ()
+    ) -> None:
+        async with self.write_tx(changes_rows=bool(states) or bool(events)) as conn:
+            if events:
+                await conn.execute(
+                    node_events.insert(),
+                    [
+                        {"node_id": e.node_id, "kind": e.kind.value, "at": e.at, "detail": e.detail[:255]}
+                        for e in events
+                    ],
+                )
             if states:
                 rows = [
                     {
