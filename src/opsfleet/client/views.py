@@ -21,7 +21,6 @@ from opsfleet.client.output import (
     text,
     when,
 )
-from opsfleet.client.resolve import short_ids
 from opsfleet.common.durations import format_duration
 from opsfleet.common.labels import format_labels
 
@@ -35,7 +34,7 @@ DETAIL_KEYS = {
 }
 
 
-def _page_caption(data: dict[str, Any], noun: str) -> str:
+def page_caption(data: dict[str, Any], noun: str) -> str:
     info = data.get("page_info", {})
     total = int(info.get("total", 0))
     if not data.get("list"):
@@ -48,7 +47,7 @@ def labels(value: dict[str, str] | None) -> str:
 
 
 def nodes(out: Output, data: dict[str, Any]) -> None:
-    caption = _page_caption(data, "node")
+    caption = page_caption(data, "node")
     t = table(None, "NODE!", "STATUS", "HOSTNAME~", "IP", "LABELS~", "VERSION", "LAST SEEN", caption=caption)
     for n in data.get("list", []):
         t.add_row(
@@ -311,92 +310,12 @@ def operations(out: Output, data: dict[str, Any]) -> None:
     out.show(t)
 
 
-def fleet_agents(out: Output, data: dict[str, Any]) -> None:
-    caption = _page_caption(data, "agent")
-    items = data.get("list", [])
-    shorts = short_ids([a["node_id"] for a in items])
-    t = table(
-        None,
-        "AGENT!",
-        "NODE~",
-        "STATUS",
-        "TYPE",
-        "VERSION",
-        "PID",
-        "RESTARTS",
-        "LABELS~",
-        "SYNCED",
-        caption=caption,
-    )
-    for a in items:
-        t.add_row(
-            a["agent_id"],
-            f"{a.get('hostname') or '?'} ({shorts[a['node_id']]})",
-            status(a.get("status")),
-            text(a.get("type")),
-            text(a.get("version")),
-            text(a.get("pid") or None),
-            number(a.get("restart_count")),
-            labels(a.get("labels")),
-            ago(a.get("last_sync_at")),
-        )
-    out.show(t)
-
-
-def bulk_plan(out: Output, agent_id: str, op: str, names: list[str]) -> None:
-    if not names:
-        out.message(f"no node has agent {agent_id} and matches the selector: nothing to {op}")
-        return
-    out.message(f"{op} of agent {agent_id} would reach {len(names)} node(s):")
-    for name in names:
-        out.line(f"  {name}")
-
-
-def bulk_progress(out: Output, done: int, total: int, name: str, result: dict[str, Any]) -> None:
-    width = len(str(total))
-    head = f"[{done:>{width}}/{total}] {name}: "
-    if result.get("success"):
-        after = (
-            agent_after({"status": result.get("status"), "pid": result.get("pid")})
-            if result.get("status")
-            else ""
-        )
-        out.message(Text.assemble(head, ("ok", "green"), f" ({after})" if after else ""))
-    else:
-        out.message(Text.assemble(head, ("failed", "bold red"), f" {result.get('error', '')}"))
-
-
-def bulk_summary(out: Output, data: dict[str, Any]) -> None:
-    failed = int(data.get("failed", 0))
-    style = "bold red" if failed else "green"
-    out.message(
-        Text.assemble(
-            f"{data.get('operation')} of agent {data.get('agent_id')}: ",
-            (f"{data.get('succeeded')} ok, {failed} failed", style),
-        )
-    )
-
-
 def log_entry(out: Output, entry: dict[str, Any]) -> None:
     """``2026-01-31 12:00:00.123 stderr text`` (time and stream left out when unknown)."""
     stamp = str(entry.get("time") or "").replace("T", " ").removesuffix("Z")
     stream = str(entry.get("stream") or "")
     head = f"{stamp} {stream:<6} " if stamp else ""
     out.line(head + str(entry.get("text", "")))
-
-
-def events(out: Output, data: dict[str, Any]) -> None:
-    items = data.get("list", [])
-    shorts = short_ids([e["node_id"] for e in items])
-    t = table(None, "AT (UTC)", "NODE~", "KIND", "DETAIL~", caption=_page_caption(data, "event"))
-    for e in items:
-        t.add_row(
-            when(e.get("at")),
-            f"{e.get('hostname') or '?'} ({shorts[e['node_id']]})",
-            status(e.get("kind")),
-            text(e.get("detail")),
-        )
-    out.show(t)
 
 
 def agent_metrics(out: Output, data: dict[str, Any]) -> None:
@@ -424,7 +343,7 @@ def agent_metrics(out: Output, data: dict[str, Any]) -> None:
 
 
 def users(out: Output, data: dict[str, Any]) -> None:
-    caption = _page_caption(data, "user")
+    caption = page_caption(data, "user")
     t = table(None, "ID", "USERNAME!", "ROLE", "STATE", "LAST LOGIN (UTC)", "CREATED (UTC)", caption=caption)
     for u in data.get("list", []):
         t.add_row(

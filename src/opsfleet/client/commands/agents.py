@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from functools import partial
 from typing import Any
 
-from opsfleet.client import views
+from opsfleet.client import fleet_views, views
 from opsfleet.client.api import Operation
 from opsfleet.client.commands import args as types
 from opsfleet.client.dispatch import EXIT_ERROR, EXIT_OK, add_command, group
@@ -211,7 +212,7 @@ def list_agents(s: Session, args: argparse.Namespace) -> int:
             page=args.page,
             page_size=args.page_size,
         )
-        s.out.emit(data, lambda: views.fleet_agents(s.out, data))
+        s.out.emit(data, lambda: fleet_views.fleet_agents(s.out, data))
         return EXIT_OK
     if not args.node_id:
         raise UsageError("give a NODE, or --all for the agents of every node")
@@ -254,7 +255,7 @@ def _bulk(op: Operation, s: Session, args: argparse.Namespace, agent_id: str) ->
     if args.dry_run or not targets:
         s.out.emit(
             {"agent_id": agent_id, "operation": op, "nodes": targets},
-            lambda: views.bulk_plan(s.out, agent_id, op, [names[t["node_id"]] for t in targets]),
+            lambda: fleet_views.bulk_plan(s.out, agent_id, op, [names[t["node_id"]] for t in targets]),
         )
         return EXIT_OK
     total = len(targets)
@@ -284,14 +285,14 @@ def _bulk(op: Operation, s: Session, args: argparse.Namespace, agent_id: str) ->
             }
             results.append(result)
             if not s.out.json_mode:
-                views.bulk_progress(s.out, done, total, names[target["node_id"]], result)
+                fleet_views.bulk_progress(s.out, done, total, names[target["node_id"]], result)
                 s.out.flush()
     order = {t["node_id"]: i for i, t in enumerate(targets)}
     results.sort(key=lambda r: order[r["node_id"]])
     failed = sum(not r["success"] for r in results)
     summary = {"agent_id": agent_id, "operation": op, "results": results, "succeeded": total - failed}
     summary["failed"] = failed
-    s.out.emit(summary, lambda: views.bulk_summary(s.out, summary))
+    s.out.emit(summary, lambda: fleet_views.bulk_summary(s.out, summary))
     return EXIT_ERROR if failed else EXIT_OK
 
 
@@ -333,8 +334,6 @@ def new_lines(seen: list[str], fresh: list[str]) -> list[str]:
 
 def _follow(s: Session, args: argparse.Namespace, node_id: str, first: dict[str, Any]) -> int:
     """Print new lines every second until interrupted (one JSON entry per line with --json)."""
-    import json
-
     api = s.api()
     seen: list[str] = []
     data = first

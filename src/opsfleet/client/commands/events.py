@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from opsfleet.client import views
+from opsfleet.client import fleet_views
 from opsfleet.client.commands import args as types
 from opsfleet.client.dispatch import EXIT_OK, add_command
 from opsfleet.client.resolve import resolve_node
@@ -54,5 +54,5 @@ def list_events(s: Session, args: argparse.Namespace) -> int:
     node_id = resolve_node(api, args.node) if args.node else ""
     since = str(int(time.time()) - args.since) if args.since else ""
     data = api.events(node_id=node_id, kinds=args.kind, since=since, page=args.page, page_size=args.page_size)
-    s.out.emit(data, lambda: views.events(s.out, data))
+    s.out.emit(data, lambda: fleet_views.events(s.out, data))
     return EXIT_OK
