@@ -85,8 +85,6 @@ async def test_readme_step4_runs_a_healthy_sample_agent(tmp_path: Path) -> None:
         "OPSFLEET_GRPC__PORT": str(grpc_port),
         "OPSFLEET_ENROLLMENT__PORT": str(enroll_port),
         "OPSFLEET_DAEMON__GRPC_PORT": str(daemon_port),
-        "OPSFLEET_MANAGER__HEARTBEAT_INTERVAL": "1s",
-        "OPSFLEET_DAEMON__STATE_SYNC_INTERVAL": "1s",
     }
 
     def as_here(command: str) -> str:
