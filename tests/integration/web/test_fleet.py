@@ -83,3 +83,19 @@ async def test_events_filter_by_node_kind_and_since(web: Web) -> None:
     assert len(await events()) == 3
     assert await events(since="2999-01-01T00:00:00Z") == []
     assert (await web.get("/api/v1/events", since="yesterday")).status_code == 400
+
+
+async def test_node_ref_matches_exact_id_then_case_sensitive_prefix_or_hostname(web: Web) -> None:
+    await web.register("abc-1", hostname="one")
+    await web.register("abc-12", hostname="two")
+    await web.register("ABD", hostname="abc")
+
+    async def refs(ref: str) -> list[str]:
+        data = expect(await web.get("/api/v1/nodes", ref=ref), 200, 0)["data"]
+        return [n["node_id"] for n in data["list"]]
+
+    assert await refs("abc-1") == ["abc-1"]  # the exact id wins over abc-12
+    assert await refs("abc") == ["ABD", "abc-1", "abc-12"]  # two prefixes and one hostname
+    assert await refs("AB") == ["ABD"]
+    assert await refs("a%") == []
+    assert await refs("two") == ["abc-12"]

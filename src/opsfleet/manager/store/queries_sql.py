@@ -66,7 +66,8 @@ class SqlFleetQueries(StoreModule):
         if flt.ref:
             where.append(
                 sa.or_(
-                    nodes.c.node_id.like(f"{_like_escape(flt.ref)}%", escape="\\"),
+                    # substr, not LIKE: a prefix of a case-sensitive id on SQLite and PostgreSQL alike
+                    sa.func.substr(nodes.c.node_id, 1, len(flt.ref)) == flt.ref,
                     nodes.c.hostname == flt.ref,
                 )
             )
