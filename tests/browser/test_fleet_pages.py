@@ -99,3 +99,12 @@ async def test_node_timeline_filters_by_kind(open_session: OpenSession, tmp_path
     await _shot(s, tmp_path, "stopped")
     await agent.get_by_test_id("operate-start").click()
     await expect(agent.get_by_test_id("operate-stop")).to_be_visible()
+
+    # The fleet-wide timeline page filters by kind too.
+    await s.page.get_by_test_id("nav-events").click()
+    await s.page.get_by_test_id("fleet-events-kind").select_option("operation")
+    rows = s.page.get_by_test_id("fleet-event")
+    await expect(rows.first).to_contain_text("start of agent sample by operator admin: ok")
+    kinds = await rows.evaluate_all("els => els.map(e => e.dataset.kind)")
+    assert set(kinds) == {"operation"} and len(kinds) >= 3  # restart, stop, start
+    await _shot(s, tmp_path, "fleet-events")
