@@ -39,6 +39,27 @@ class Proc:
         )
         return cls(proc)
 
+    @classmethod
+    async def shell(cls, command: str, *, env: dict[str, str], cwd: Path, stdin: bytes | None = None) -> Proc:
+        """``command`` run by ``sh -c`` as an operator would type it (its own session)."""
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("OPSFLEET_")}
+        full_env.update(env)
+        proc = await asyncio.create_subprocess_exec(
+            "sh",
+            "-c",
+            f"exec {command}",  # signals reach the command, not just the shell
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd,
+        )
+        if stdin is not None:
+            assert proc.stdin is not None
+            proc.stdin.write(stdin)
+            proc.stdin.close()
+        return cls(proc)
+
     async def _read(self) -> None:
         assert self.proc.stdout is not None
         async for raw in self.proc.stdout:

@@ -59,6 +59,7 @@ COMPONENTS = (
     Component("opsfleet.manager.ca_cli", "add_parser", ("ca",), "manager"),
     Component("opsfleet.daemon.cli", "add_parser", ("daemon",), ""),
     Component("opsfleet.simulator.cli", "add_parser", ("simulate",), ""),
+    Component("opsfleet.sample_agent", "add_parser", ("sample-agent",), ""),
     Component(
         "opsfleet.client.cli",
         "add_parsers",
@@ -67,6 +68,7 @@ COMPONENTS = (
             "logout",
             "nodes",
             "agents",
+            "events",
             "metrics",
             "policies",
             "users",

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 HELP = """\
 Run a complete opsfleet on this machine: a Manager (SQLite database, gRPC, REST API and
 dashboard, fleet CA) and a Daemon enrolled and registered with it over mutual TLS that
-supervises the sample agent (python -m opsfleet.sample_agent). When the node is online the
+supervises the sample agent (opsfleet sample-agent). When the node is online the
 dashboard URL, the admin credentials and the CA fingerprint are printed. Ctrl-C stops
 the agent, the daemon and the manager cleanly.
 """
@@ -147,8 +147,8 @@ def build_configs(args: argparse.Namespace, password: str) -> tuple[Any, Any]:
                     "type": "custom",
                     "name": "opsfleet sample agent",
                     "version": "1.0",
-                    "binary_path": sys.executable,
-                    "args": ["-m", "opsfleet.sample_agent", "--port", str(agent_port)],
+                    "binary_path": "opsfleet",
+                    "args": ["sample-agent", "--port", str(agent_port)],
                     "metrics_interval": args.interval,
                     "health_check": {
                         "interval": "5s",
@@ -197,7 +197,27 @@ async def enroll_local_daemon(manager: ManagerApp, work_dir: Path, node_id: str)
     return f"enrolled with token {token.token.id}"
 
 
+def cli_command() -> str:
+    """How to run this opsfleet from a shell as written: the ``opsfleet`` executable that is
+    running (relative to the working directory when below it, e.g. ``.venv/bin/opsfleet``),
+    else ``<python> -m opsfleet``."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is None or script.name != "opsfleet" or not script.exists():
+        python = Path(sys.executable)
+        return f"{_shown(python)} -m opsfleet"
+    return _shown(script.absolute())
+
+
+def _shown(path: Path) -> str:
+    try:
+        relative = path.absolute().relative_to(Path.cwd())
+    except ValueError:
+        return str(path)
+    return str(relative) if "/" in str(relative) else f"./{relative}"
+
+
 def banner(manager: ManagerApp, node_id: str, password: str, http_host: str) -> str:
+    cli = cli_command()
     host = "127.0.0.1" if http_host in ("0.0.0.0", "") else http_host
     url = f"http://{host}:{manager.http_port}/"
     fingerprint = manager.ca.fingerprint if manager.ca is not None else "(no fleet CA)"
@@ -209,9 +229,9 @@ def banner(manager: ManagerApp, node_id: str, password: str, http_host: str) -> 
             f"  Log in as admin / {password}",
             f"  Node {node_id} is online over mutual TLS, supervising the 'sample' agent.",
             f"  Fleet CA fingerprint: {fingerprint}",
-            "  Enroll another node: opsfleet daemon enroll --token <opsfleet tokens create> \\",
+            f"  CLI: {cli} login --server {url.rstrip('/')} --username admin",
+            f"  Enroll another node: {cli} daemon enroll --token <token of `{cli} tokens create`> \\",
             f"      --manager <this-host>:{manager.enrollment_port} --ca-fingerprint {fingerprint}",
-            f"  CLI: opsfleet login --server {url.rstrip('/')} --username admin",
             "  Press Ctrl-C to stop.",
             "=" * 72,
             "",

@@ -1,4 +1,5 @@
-"""The sample agent shipped with opsfleet: ``python -m opsfleet.sample_agent [--port N]``.
+"""The sample agent shipped with opsfleet: ``opsfleet sample-agent [--port N]`` (also
+``python -m opsfleet.sample_agent [--port N]``).
 
 It shows what a supervised agent can do: serve ``GET /health`` (200 "ok") on 127.0.0.1
 for the daemon's HTTP probe, send a heartbeat JSON with its own CPU and memory to
@@ -20,6 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import psutil
 
@@ -44,10 +46,27 @@ class _HealthHandler(BaseHTTPRequestHandler):
         pass  # probes every few seconds would drown the useful lines
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m opsfleet.sample_agent", description=__doc__.split("\n")[0]
+DESCRIPTION = "The sample agent shipped with opsfleet (serves GET /health, heartbeats, logs a line a second)."
+
+
+def add_parser(sub: Any) -> None:
+    """``opsfleet sample-agent``: the agent the shipped configs/daemon.yaml supervises."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "sample-agent",
+        help="run the sample agent (what configs/daemon.yaml supervises)",
+        description=DESCRIPTION,
     )
+    add_arguments(p)
+    p.set_defaults(handler=run)
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m opsfleet.sample_agent", description=DESCRIPTION)
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port", type=int, default=0, help="port of GET /health on 127.0.0.1 (0: any free port)"
     )
@@ -60,7 +79,6 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=DEFAULT_HEARTBEAT_INTERVAL,
         help="seconds between heartbeats",
     )
-    return parser.parse_args(argv)
 
 
 def send_heartbeat(url: str, agent_id: str, proc: psutil.Process) -> None:
@@ -84,7 +102,10 @@ def send_heartbeat(url: str, agent_id: str, proc: psutil.Process) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
+    return run(_parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

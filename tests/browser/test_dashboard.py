@@ -77,15 +77,15 @@ async def test_login_shows_the_demo_node_online(open_session: OpenSession) -> No
     await page.get_by_label("Search").fill("no-such-host")
     await expect(page.get_by_test_id("node-row")).to_have_count(0)
     await page.get_by_label("Search").fill("")
-    await page.get_by_label("Labels").fill("env:demo, role:sample")
+    await page.get_by_label("Labels").fill("env=demo, role=sample")
     await page.get_by_label("Labels").press("Enter")
     await expect(page.get_by_test_id("node-row")).to_have_count(1)
-    assert "label=env%3Ademo%2Crole%3Asample" in page.url
+    assert "label=env%3Ddemo%2Crole%3Dsample" in page.url
 
     # A filter the API refuses: its message is shown, not swallowed.
     await page.get_by_label("Labels").fill("nocolon")
     await page.get_by_label("Labels").press("Enter")
-    await expect(page.get_by_test_id("error-banner")).to_contain_text("label must be key:value")
+    await expect(page.get_by_test_id("error-banner")).to_contain_text("label must be key=value")
     await expect(page.get_by_test_id("error-banner")).to_contain_text("code 1001")
     await s.shot("bad-label-filter")
     await page.get_by_role("button", name="Clear filters").click()

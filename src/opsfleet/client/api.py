@@ -145,11 +145,14 @@ class ApiClient:
         status: str | None = None,
         labels: list[str] | None = None,
         search: str = "",
+        ref: str = "",
         page: int = 1,
         page_size: int = 20,
     ) -> JsonObject:
-        """``{list, page_info}``."""
+        """``{list, page_info}``; ``ref`` keeps the nodes an operator may mean (see resolve.py)."""
         params: dict[str, Any] = {"page": page, "page_size": page_size}
+        if ref:
+            params["ref"] = ref
         if status:
             params["status"] = status
         if labels:
@@ -211,6 +214,68 @@ class ApiClient:
         if agent_id:
             params["agent_id"] = agent_id
         data: JsonObject = self._call("GET", f"/nodes/{_seg(node_id)}/agents/operations", params=params)
+        return data
+
+    def fleet_agents(
+        self,
+        *,
+        agent_id: str = "",
+        agent_type: str = "",
+        state: str = "",
+        selector: list[str] | None = None,
+        search: str = "",
+        page: int = 1,
+        page_size: int = 20,
+    ) -> JsonObject:
+        """Agents across the fleet ``{list, page_info}``, each with its node's hostname and labels."""
+        params: dict[str, Any] = {"page": page, "page_size": page_size}
+        for key, value in (("agent_id", agent_id), ("type", agent_type), ("state", state), ("q", search)):
+            if value:
+                params[key] = value
+        if selector:
+            params["selector"] = selector
+        data: JsonObject = self._call("GET", "/agents", params=params)
+        return data
+
+    def bulk_operate(
+        self,
+        agent_id: str,
+        operation: Operation,
+        *,
+        selector: list[str],
+        all_nodes: bool = False,
+        max_parallel: int = 5,
+        dry_run: bool = False,
+    ) -> JsonObject:
+        """``{results: [{node_id, hostname, success, error, status, pid}], succeeded, failed}``."""
+        body = {
+            "operation": operation,
+            "selector": selector,
+            "all_nodes": all_nodes,
+            "max_parallel": max_parallel,
+            "dry_run": dry_run,
+        }
+        data: JsonObject = self._call("POST", f"/agents/{_seg(agent_id)}/operate", body=body)
+        return data
+
+    def events(
+        self,
+        *,
+        node_id: str = "",
+        kinds: list[str] | None = None,
+        since: str = "",
+        page: int = 1,
+        page_size: int = 20,
+    ) -> JsonObject:
+        """Node events across the fleet, newest first ``{list, page_info}``."""
+        params: dict[str, Any] = {"page": page, "page_size": page_size}
+        if node_id:
+            params["node_id"] = node_id
+        if kinds:
+            params["kind"] = kinds
+        if since:
+            params["since"] = since
+        data: JsonObject = self._call("GET", "/events", params=params)
         return data
 
     # -- metrics ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from opsfleet.client.commands import (
     alerts,
     artifacts,
     auth,
+    events,
     metrics,
     nodes,
     policies,
@@ -22,5 +23,17 @@ from opsfleet.client.dispatch import common_options
 def add_parsers(sub: Any) -> None:
     """Add the client commands to the ``opsfleet`` subparsers ``sub``."""
     parents = [common_options()]
-    for module in (auth, nodes, agents, metrics, policies, users, tokens, artifacts, rollouts, alerts):
+    for module in (
+        auth,
+        nodes,
+        agents,
+        events,
+        metrics,
+        policies,
+        users,
+        tokens,
+        artifacts,
+        rollouts,
+        alerts,
+    ):
         module.register(sub, parents)

@@ -84,6 +84,10 @@ class Output:
         """``text`` verbatim (no markup, no wrapping): log lines, tokens."""
         self.console.out(text, highlight=False)
 
+    def flush(self) -> None:
+        """Push what was printed to stdout now (a pipe would hold it back)."""
+        self.console.file.flush()
+
     def note(self, text: str) -> None:
         """A remark for the human on stderr (never mixed into JSON on stdout)."""
         self.errors.print(text, markup=False)
@@ -197,6 +201,18 @@ def size(value: Any) -> str:
             return f"{amount:.0f}{unit}" if unit == "B" else f"{amount:.1f}{unit}"
         amount /= 1024
     return f"{amount:.1f}PiB"
+
+
+def rate(value: Any) -> str:
+    """Bytes per second in binary units (``512 B/s``, ``1.5 KiB/s``)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    amount = float(value)
+    for unit in _BYTE_UNITS:
+        if abs(amount) < 1024 or unit == _BYTE_UNITS[-1]:
+            return f"{amount:.0f} {unit}/s" if unit == "B" else f"{amount:.1f} {unit}/s"
+        amount /= 1024
+    return f"{amount:.1f} PiB/s"
 
 
 def percent(value: Any) -> str:

@@ -13,6 +13,7 @@ from opsfleet.client.output import (
     metric_value,
     number,
     percent,
+    rate,
     role,
     status,
     success,
@@ -21,6 +22,7 @@ from opsfleet.client.output import (
     when,
 )
 from opsfleet.common.durations import format_duration
+from opsfleet.common.labels import format_labels
 
 METRIC_TYPES = ("cpu", "memory", "disk", "network")
 MAX_HISTORY_KEYS = 6
@@ -28,11 +30,11 @@ DETAIL_KEYS = {
     "cpu": ("cores", "mhz"),
     "memory": ("used_bytes", "total_bytes", "swap_percent"),
     "disk": ("used_bytes", "total_bytes", "partition_count"),
-    "network": ("rx_bytes", "tx_bytes", "interface_count"),
+    "network": ("bytes_recv", "bytes_sent", "interface_count"),
 }
 
 
-def _page_caption(data: dict[str, Any], noun: str) -> str:
+def page_caption(data: dict[str, Any], noun: str) -> str:
     info = data.get("page_info", {})
     total = int(info.get("total", 0))
     if not data.get("list"):
@@ -41,11 +43,11 @@ def _page_caption(data: dict[str, Any], noun: str) -> str:
 
 
 def labels(value: dict[str, str] | None) -> str:
-    return ", ".join(f"{k}:{v}" for k, v in sorted((value or {}).items())) or "-"
+    return format_labels(value) or "-"
 
 
 def nodes(out: Output, data: dict[str, Any]) -> None:
-    caption = _page_caption(data, "node")
+    caption = page_caption(data, "node")
     t = table(None, "NODE!", "STATUS", "HOSTNAME~", "IP", "LABELS~", "VERSION", "LAST SEEN", caption=caption)
     for n in data.get("list", []):
         t.add_row(
@@ -105,6 +107,18 @@ def detail_keys(metric_type: str, values: dict[str, Any]) -> list[str]:
     return keys
 
 
+def network_rates(values: dict[str, Any]) -> str:
+    """``rx 1.2 KiB/s  tx 300 B/s`` from a network sample (bytes since the previous sample over
+    ``interval_seconds``); "" when the sample cannot tell (the first after a daemon start)."""
+    interval = values.get("interval_seconds")
+    if not isinstance(interval, int | float) or interval <= 0:
+        return ""
+    rx, tx = values.get("rx_bytes"), values.get("tx_bytes")
+    if not isinstance(rx, int | float) or not isinstance(tx, int | float):
+        return ""
+    return f"rx {rate(rx / interval)}  tx {rate(tx / interval)}"
+
+
 def _details(metric_type: str, values: dict[str, Any]) -> str:
     shown = detail_keys(metric_type, values)
     return "  ".join(f"{k.removesuffix('_bytes')}={metric_value(k, values[k])}" for k in shown) or "-"
@@ -123,7 +137,10 @@ def latest_metrics(out: Output, latest: dict[str, Any], summary: dict[str, Any] 
     for metric_type in sorted(set(latest) | set(stats), key=_type_order):
         sample = latest.get(metric_type) or {}
         values = sample.get("values", {})
-        row: list[Any] = [metric_type, ago(sample.get("timestamp")), percent(values.get("usage_percent"))]
+        usage = percent(values.get("usage_percent"))
+        if metric_type == "network" and "usage_percent" not in values:
+            usage = network_rates(values) or "-"
+        row: list[Any] = [metric_type, ago(sample.get("timestamp")), usage]
         if summary is not None:
             s = stats.get(metric_type) or {}
             row += [
@@ -225,7 +242,15 @@ def agents(out: Output, data: dict[str, Any], *, live: bool) -> None:
         )
     else:
         t = table(
-            "Agents (as last synced)", "AGENT!", "STATUS", "TYPE", "VERSION", "PID", "HEARTBEAT", "SYNCED"
+            "Agents (as last synced)",
+            "AGENT!",
+            "STATUS",
+            "TYPE",
+            "VERSION",
+            "PID",
+            "RESTARTS",
+            "HEARTBEAT",
+            "SYNCED",
         )
     for a in data.get("agents", []):
         row: list[Any] = [
@@ -238,18 +263,31 @@ def agents(out: Output, data: dict[str, Any], *, live: bool) -> None:
         if live:
             row += [when(a.get("start_time")), number(a.get("restart_count")), ago(a.get("last_heartbeat"))]
         else:
-            row += [ago(a.get("last_heartbeat")), ago(a.get("last_sync_at"))]
+            row += [number(a.get("restart_count")), ago(a.get("last_heartbeat")), ago(a.get("last_sync_at"))]
         t.add_row(*row)
     if not data.get("agents"):
         t.caption = "no agents" + ("" if live else " stored; try --live")
     out.show(t)
 
 
+def agent_after(agent: dict[str, Any] | None) -> str:
+    """``now running, pid 4242`` from the agent the Manager listed right after an operation."""
+    if not agent:
+        return ""
+    pid = agent.get("pid") or 0
+    restarts = agent.get("restart_count")
+    words = f"now {agent.get('status', '?')}" + (f", pid {pid}" if pid else ", no process")
+    return words + (f", {restarts} restart(s)" if restarts else "")
+
+
 def operation(out: Output, record: dict[str, Any]) -> None:
     verb = record.get("operation", "operation")
     where = f"agent {record.get('agent_id')} on node {record.get('node_id')}"
     if record.get("success"):
-        out.message(Text.assemble((f"{verb}", "bold"), f" {where}: ", ("ok", "green")))
+        after = agent_after(record.get("agent"))
+        out.message(
+            Text.assemble((f"{verb}", "bold"), f" {where}: ", ("ok", "green"), f" ({after})" if after else "")
+        )
     else:
         outcome = Text.assemble(("failed", "bold red"), f" {record.get('error', '')}")
         out.message(Text.assemble((f"{verb}", "bold"), f" {where}: ", outcome))
@@ -270,6 +308,14 @@ def operations(out: Output, data: dict[str, Any]) -> None:
     if not data.get("operations"):
         t.caption = "no operations recorded"
     out.show(t)
+
+
+def log_entry(out: Output, entry: dict[str, Any]) -> None:
+    """``2026-01-31 12:00:00.123 stderr text`` (time and stream left out when unknown)."""
+    stamp = str(entry.get("time") or "").replace("T", " ").removesuffix("Z")
+    stream = str(entry.get("stream") or "")
+    head = f"{stamp} {stream:<6} " if stamp else ""
+    out.line(head + str(entry.get("text", "")))
 
 
 def agent_metrics(out: Output, data: dict[str, Any]) -> None:
@@ -297,7 +343,7 @@ def agent_metrics(out: Output, data: dict[str, Any]) -> None:
 
 
 def users(out: Output, data: dict[str, Any]) -> None:
-    caption = _page_caption(data, "user")
+    caption = page_caption(data, "user")
     t = table(None, "ID", "USERNAME!", "ROLE", "STATE", "LAST LOGIN (UTC)", "CREATED (UTC)", caption=caption)
     for u in data.get("list", []):
         t.add_row(

@@ -206,7 +206,9 @@ class DaemonApp:
         if self.supervisor is None:
             return []
         return [
-            AgentStateView(a.id, a.type, a.version, a.status, a.pid, a.last_heartbeat)
+            AgentStateView(
+                a.id, a.type, a.version, a.status, a.pid, a.last_heartbeat, a.restart_count, a.reason
+            )
             for a in self.supervisor.agents()
         ]
 

@@ -45,6 +45,7 @@ from opsfleet.proto import daemon_pb2, daemon_pb2_grpc, manager_pb2, manager_pb2
 log = logging.getLogger(__name__)
 
 SYNC_DEBOUNCE = 0.5
+MAX_STATE_REASON = 255  # AgentState.reason is cut to what the Manager keeps of an event
 READY_JITTER = 1.0  # spread a fleet's return over this many seconds once the manager is back
 MIN_PAUSE = 1.0  # the shortest wait cut short by a reconnection
 REREGISTER_MIN_GAP = 5.0  # NOT_FOUND again sooner than this after a registration: back off
@@ -67,6 +68,8 @@ class AgentStateView:
     status: str
     pid: int
     last_heartbeat: int
+    restart_count: int = 0
+    reason: str = ""
 
 
 @dataclass
@@ -446,6 +449,8 @@ class ManagerLink:
                     last_heartbeat=s.last_heartbeat,
                     type=s.type,
                     version=s.version,
+                    restart_count=s.restart_count,
+                    reason=s.reason[:MAX_STATE_REASON],
                 )
                 for s in self._agent_states()
             ]

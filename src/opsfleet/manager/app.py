@@ -28,7 +28,7 @@ from opsfleet.common.tls import server_credentials
 from opsfleet.manager.alerts.wiring import build_alerts
 from opsfleet.manager.artifacts.settings import read_signing_key
 from opsfleet.manager.config import ManagerConfig
-from opsfleet.manager.domain import Artifact
+from opsfleet.manager.domain import Artifact, EventKind
 from opsfleet.manager.export.wiring import build_remote_write
 from opsfleet.manager.fleet_ca import load_fleet_ca, manager_material
 from opsfleet.manager.rpc.artifacts import ArtifactServicer
@@ -45,6 +45,7 @@ from opsfleet.manager.services.auth import AuthService
 from opsfleet.manager.services.configs import ConfigService
 from opsfleet.manager.services.enrollment import EnrollmentService
 from opsfleet.manager.services.fleet import FleetService
+from opsfleet.manager.services.fleet_agents import FleetAgentService
 from opsfleet.manager.services.identities import IdentityRegistry
 from opsfleet.manager.services.login_throttle import LoginThrottle, ThrottlePolicy
 from opsfleet.manager.services.metric_queries import MetricQueryService
@@ -54,6 +55,7 @@ from opsfleet.manager.services.pins import PinDeps, PinReconciler
 from opsfleet.manager.services.policies import PolicyService
 from opsfleet.manager.services.rollout_runner import RunnerDeps, UpdateCalls
 from opsfleet.manager.services.rollouts import RolloutService, select_nodes
+from opsfleet.manager.services.timeline import TimelineService
 from opsfleet.manager.services.users import UserService
 from opsfleet.manager.store.artifacts_sql import SqlArtifactStore
 from opsfleet.manager.store.enrollment_sql import SqlEnrollmentStore
@@ -61,6 +63,7 @@ from opsfleet.manager.store.policies_sql import SqlPolicyStore
 from opsfleet.manager.store.queries_sql import SqlFleetQueries
 from opsfleet.manager.store.rollouts_sql import SqlRolloutStore
 from opsfleet.manager.store.sql import SqlStore
+from opsfleet.manager.store.timeline_sql import SqlTimeline
 from opsfleet.manager.store.users_sql import SqlAuditStore, SqlUserStore
 from opsfleet.manager.telemetry import Telemetry
 from opsfleet.manager.web.app import create_app
@@ -103,8 +106,11 @@ class ManagerApp:
             max_batch_rows=config.metrics.max_batch_rows,
             max_queued_rows=config.metrics.max_queued_rows,
         )
-        self.agents = AgentService(self.store, self.nodes)
+        self.timeline = TimelineService(SqlTimeline(self.store))
+        self.nodes.add_forget_listener(self.timeline.forget)
+        self.agents = AgentService(self.store, self.nodes, timeline=self.timeline)
         self.configs = ConfigService(self.nodes, SqlPolicyStore(self.store))
+        self.configs.on_state = self._config_state_event
         self.policies = PolicyService(SqlPolicyStore(self.store), self.configs)
         a = config.agents
         self.daemon_clients = DaemonClientPool(
@@ -120,7 +126,7 @@ class ManagerApp:
                 tls_server_name=a.tls.server_name,
             )
         )
-        self.agent_ops = AgentOpsService(self.store, self.nodes, self.daemon_clients)
+        self.agent_ops = AgentOpsService(self.store, self.nodes, self.daemon_clients, timeline=self.timeline)
         self.telemetry = Telemetry()
         self.metrics.batch_observer = self.telemetry.observe_batch
         queries = SqlFleetQueries(self.store)
@@ -144,6 +150,7 @@ class ManagerApp:
             ),
         )
         self.audit = AuditService(SqlAuditStore(self.store))
+        self.fleet_agents = FleetAgentService(SqlTimeline(self.store), self.agent_ops, self._audit_bulk)
         self.artifacts = ArtifactService(
             SqlArtifactStore(self.store),
             config.artifacts.directory(config.data_dir),
@@ -281,6 +288,25 @@ class ManagerApp:
         await self.audit.record(
             username=username, action=action, target=target, status=200, code=0, source_ip="", detail=detail
         )
+        if action.startswith("rollouts.node.") and " node=" in target:
+            rollout, node_id = target.split(" node=", 1)
+            outcome = action.removeprefix("rollouts.node.")
+            await self.timeline.record(node_id, EventKind.UPDATE, f"{rollout}: {outcome}: {detail}")
+
+    async def _audit_bulk(self, username: str, target: str, success: bool, detail: str) -> None:
+        await self.audit.record(
+            username=username,
+            action="agents.bulk_operate",
+            target=target,
+            status=200 if success else 502,
+            code=0 if success else 1,
+            source_ip="",
+            detail=detail,
+        )
+
+    async def _config_state_event(self, node_id: str, config_hash: str, state: str, error: str) -> None:
+        detail = f"config {config_hash[:12]} {state}" + (f": {error}" if error else "")
+        await self.timeline.record(node_id, EventKind.CONFIG, detail)
 
     def _server_options(self) -> list[tuple[str, object]]:
         g = self.config.grpc
@@ -368,6 +394,8 @@ class ManagerApp:
             enrollment=self.enrollment,
             identities=self.identities,
             alerts=self.alerts,
+            timeline=self.timeline,
+            fleet_agents=self.fleet_agents,
         )
 
     async def _start_http(self) -> None:

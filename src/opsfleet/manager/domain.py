@@ -19,6 +19,10 @@ class EventKind(enum.StrEnum):
     OFFLINE = "offline"
     ENROLLED = "enrolled"
     CLONE_SUSPECTED = "clone-suspected"
+    AGENT_STATE = "agent-state"  # an agent's state changed (detail: agent, from -> to, why)
+    OPERATION = "operation"  # an operator started/stopped/restarted an agent
+    CONFIG = "config"  # a central config's apply state on the node (applying/applied/failed)
+    UPDATE = "update"  # a pushed update's outcome on the node
 
 
 AGENT_REMOVED = "removed"
@@ -79,6 +83,8 @@ class AgentState:
     status: str
     pid: int
     last_heartbeat: int
+    restart_count: int = 0  # opsfleet daemons only (AgentState.restart_count)
+    reason: str = ""  # why the agent is in its state (opsfleet daemons only; not stored)
 
 
 @dataclass
@@ -92,6 +98,7 @@ class Agent:
     last_heartbeat: int
     last_sync_at: float
     extra: dict[str, object] = field(default_factory=dict)
+    restart_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -187,12 +194,46 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
+class AgentFilter:
+    """Fleet-wide agent list filters; empty fields match everything. ``labels`` select nodes
+    (all must match); ``text`` is a case-insensitive substring of agent id, node id or hostname.
+    Removed agents are listed only when ``status`` asks for them."""
+
+    agent_id: str = ""
+    type: str = ""
+    status: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class FleetAgent:
+    """An agent as stored, with the node it runs on."""
+
+    agent: Agent
+    hostname: str
+    node_status: str
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Fleet-wide event filters: one node, some kinds, not before ``since`` (epoch seconds)."""
+
+    node_id: str = ""
+    kinds: tuple[str, ...] = ()
+    since: float = 0.0
+
+
+@dataclass(frozen=True)
 class NodeFilter:
-    """Node list filters: status, labels that must all match, text in id/hostname/ip."""
+    """Node list filters: status, labels that must all match, text in id/hostname/ip, and
+    ``ref``: how an operator names a node (its id, a prefix of its id, or its hostname)."""
 
     status: NodeStatus | None = None
     labels: dict[str, str] = field(default_factory=dict)
     text: str = ""
+    ref: str = ""
 
 
 @dataclass(frozen=True)

@@ -567,12 +567,19 @@ class AgentState(_message.Message):
     LAST_HEARTBEAT_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    RESTART_COUNT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     status: _builtins.str
     pid: _builtins.int
     last_heartbeat: _builtins.int
     type: _builtins.str
     version: _builtins.str
+    restart_count: _builtins.int
+    """opsfleet additions: restarts by the supervisor since the daemon started it, and why the
+    agent is in its state (e.g. "exit code 3", "health check failed: ...", "stop requested").
+    """
+    reason: _builtins.str
     def __init__(
         self,
         *,
@@ -582,10 +589,12 @@ class AgentState(_message.Message):
         last_heartbeat: _builtins.int = ...,
         type: _builtins.str = ...,
         version: _builtins.str = ...,
+        restart_count: _builtins.int = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "last_heartbeat", b"last_heartbeat", "pid", b"pid", "status", b"status", "type", b"type", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "last_heartbeat", b"last_heartbeat", "pid", b"pid", "reason", b"reason", "restart_count", b"restart_count", "status", b"status", "type", b"type", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -53,7 +53,7 @@ async def test_metrics_show_latest_summary_and_history(run_main: InProcess, mana
     assert (await run_main("metrics", "show", "n1", "--type", "CPU!")).code == 2
     assert (await run_main("metrics", "show", "n1", "--since", "31d")).code == 2
     missing = await run_main("metrics", "show", "ghost")
-    assert missing.code == 6 and "node ghost is not registered (404, code 2001)" in missing.stderr
+    assert missing.code == 6 and "no node has the id, id prefix or hostname 'ghost'" in missing.stderr
 
 
 async def test_metrics_overview(run_main: InProcess, manager: Web) -> None:

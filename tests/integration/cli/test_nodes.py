@@ -26,10 +26,10 @@ async def test_list_table_filters_and_json(cli: Cli, manager: Web) -> None:
     assert lines[0].split() == ["NODE", "STATUS", "HOSTNAME", "IP", "LABELS", "VERSION", "LAST", "SEEN"]
     rows = [line.split()[0] for line in lines[2:6]]
     assert rows == ["db-1", "lab-1", "web-1", "web-2"]
-    assert "online" in lines[2] and "env:prod, role:db" in lines[2]
+    assert "online" in lines[2] and "env=prod, role=db" in lines[2]
     assert "page 1 of 1, 4 node(s) in all" in table.stdout
 
-    web = await cli.run("nodes", "list", "--label", "role:web", "--json")
+    web = await cli.run("nodes", "list", "--label", "role=web", "--json")
     assert [n["node_id"] for n in web.json()["list"]] == ["web-1", "web-2"]
     assert web.json()["page_info"] == {"page": 1, "page_size": 20, "total": 2, "pages": 1}
     both = await cli.run("nodes", "list", "--label", "env:prod", "--label", "role:db", "--json")
@@ -43,7 +43,7 @@ async def test_list_table_filters_and_json(cli: Cli, manager: Web) -> None:
     bad = await cli.run("nodes", "list", "--status", "sleeping")
     assert bad.code == 2 and "invalid choice" in bad.stderr
     bad_label = await cli.run("nodes", "list", "--label", "novalue")
-    assert bad_label.code == 2 and "expected KEY:VALUE" in bad_label.stderr
+    assert bad_label.code == 2 and "expected KEY=VALUE" in bad_label.stderr
 
 
 async def test_show_details_metrics_events_and_unknown_node(cli: Cli, manager: Web) -> None:
@@ -55,7 +55,7 @@ async def test_show_details_metrics_events_and_unknown_node(cli: Cli, manager: W
     shown = await cli.run("nodes", "show", "n1")
     assert shown.code == 0, shown
     out = shown.stdout
-    assert "box.example" in out and "env:prod" in out
+    assert "box.example" in out and "env=prod" in out
     assert "42.5%" in out and "cores=8" in out and "61.0%" in out and "used=2.0GiB" in out
     assert "registered" in out and "Recent events" in out
 
@@ -67,7 +67,9 @@ async def test_show_details_metrics_events_and_unknown_node(cli: Cli, manager: W
 
     missing = await cli.run("nodes", "show", "abc")
     assert missing.code == 6
-    assert missing.stderr.strip() == "opsfleet nodes show: node abc is not registered (404, code 2001)"
+    assert missing.stderr.strip() == (
+        "opsfleet nodes show: no node has the id, id prefix or hostname 'abc' (see `opsfleet nodes list`)"
+    )
     assert missing.stdout == ""
 
 

@@ -37,7 +37,7 @@ async def test_tokens_create_list_revoke(run_main: InProcess, manager: Web) -> N
     assert token["max_uses"] == 3 and token["labels"] == {"env": "prod"} and token["state"] == "active"
     assert secret not in str(listed)
     table = await run_main("tokens", "list")
-    assert token["id"] in table.stdout and "0/3" in table.stdout and "env:prod" in table.stdout
+    assert token["id"] in table.stdout and "0/3" in table.stdout and "env=prod" in table.stdout
 
     revoked = await run_main("tokens", "revoke", token["id"])
     assert revoked.code == 0 and "revoked" in revoked.stdout

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from opsfleet.common.errors import InvalidArgument, NotFound, Unavailable
+from opsfleet.common.log_lines import parse_line
 from opsfleet.manager.app import ManagerApp
+from opsfleet.manager.services.timeline import make_event_filter
 from tests.helpers import assert_eventually
 
 PROGRAMS = Path(__file__).resolve().parents[2] / "programs"
@@ -76,7 +78,8 @@ async def test_operate_agents_through_the_manager(apps: Any) -> None:
     )
     assert points[-1].memory_rss > 0 and points[-1].timestamp > 0
     lines = await assert_eventually(lambda: manager.agent_ops.agent_logs(node_id, "beta", 5), timeout=10)
-    assert 0 < len(lines) <= 5 and all(line.startswith("line ") for line in lines)
+    assert 0 < len(lines) <= 5 and all(parse_line(line).text.startswith("line ") for line in lines)
+    assert all(parse_line(line).stream == "stdout" and parse_line(line).time for line in lines)
 
     with pytest.raises(NotFound):
         await manager.agent_ops.operate(node_id, "ghost", "start", username="alice")
@@ -86,6 +89,40 @@ async def test_operate_agents_through_the_manager(apps: Any) -> None:
         await manager.agent_ops.agent_metrics(node_id, "ghost", 60)
     failed = (await manager.agent_ops.operations(node_id))[0]
     assert failed.agent_id == "ghost" and not failed.success and failed.error
+
+
+async def test_timeline_of_a_real_daemon_names_reasons_and_operators(apps: Any) -> None:
+    manager = await apps.manager()
+    crashing = agent(
+        "crashy",
+        args=[str(PROGRAMS / "crash.py"), "--after", "1.5"],
+        restart={"max_retries": 1, "backoff_base": 0.1},
+    )
+    daemon = await apps.daemon(f"127.0.0.1:{manager.grpc_port}", agents=[agent("alpha"), crashing])
+    node_id = daemon.node_id
+
+    async def kinds(kind: str) -> list[str]:
+        page = await manager.timeline.page(make_event_filter(node_id, [kind], 0), 1, 100)
+        return [event.detail for event, _host in page.items]
+
+    async def crash_recorded() -> bool:
+        details = await kinds("agent-state")
+        assert any("exit code 3" in d and "-> error" in d for d in details), details
+        return True
+
+    await assert_eventually(crash_recorded, timeout=20)
+    await assert_eventually(lambda: _status_is(manager, node_id, "alpha", "running"), timeout=10)
+    await manager.agent_ops.operate(node_id, "alpha", "restart", username="carol")
+
+    async def restart_attributed() -> bool:
+        details = await kinds("agent-state")
+        assert any("alpha" in d and "by operator carol" in d for d in details), details
+        return True
+
+    await assert_eventually(restart_attributed, timeout=10)
+    assert await kinds("operation") == ["restart of agent alpha by operator carol: ok"]
+    stored_crashy = (await stored(manager, node_id))["crashy"]
+    assert stored_crashy.status == "error" and stored_crashy.restart_count == 1
 
 
 async def _status_is(manager: ManagerApp, node_id: str, agent_id: str, status: str) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from opsfleet.common.log_lines import parse_line
 from opsfleet.daemon.supervisor import AgentSpec, Supervisor, merge_agents
 from tests.helpers import assert_eventually
 
@@ -71,3 +72,8 @@ async def supervisor(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Su
     yield start
     for sup in reversed(started):
         await sup.stop()
+
+
+def texts(lines: list[str]) -> list[str]:
+    """The text of stored log lines, without their time and stream."""
+    return [parse_line(line).text for line in lines]

@@ -11,10 +11,12 @@ import pytest
 import trustme
 
 from opsfleet.common.errors import ConfigError
+from opsfleet.common.log_lines import parse_line
 from opsfleet.daemon.rpc.server import DaemonRpcServer, ServerTLS
 from opsfleet.daemon.rpc.servicer import DaemonServicer
 from opsfleet.daemon.supervisor import AgentSpec, Supervisor
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc
+from tests.integration.supervisor.conftest import texts
 
 Program = Callable[..., AgentSpec]
 Start = Callable[..., Awaitable[Supervisor]]
@@ -29,7 +31,7 @@ async def served(
         program("web", "forever.py", version="2.1"),
         program("idle", "forever.py", enabled=False, type="telegraf"),
     )
-    await eventually(lambda: sup.agent("web").status == "running" and sup.tail_logs("web", 1, "line"))
+    await eventually(lambda: sup.agent("web").status == "running" and texts(sup.tail_logs("web", 1, "line")))
     server = DaemonRpcServer(DaemonServicer(sup), host="127.0.0.1", port=0)
     port = await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -116,15 +118,16 @@ async def test_agent_metrics_and_logs(
     )
     assert missing.code() == grpc.StatusCode.NOT_FOUND
 
-    await eventually(lambda: len(sup.tail_logs("web", 200)) >= 5)
+    await eventually(lambda: len(texts(sup.tail_logs("web", 200))) >= 5)
     logs = await stub.GetAgentLogs(daemon_pb2.AgentLogsRequest(agent_id="web", lines=3), timeout=5)
     assert (
         logs.agent_id == "web"
         and len(logs.lines) == 3
-        and all(line.startswith("line") for line in logs.lines)
+        and all(line.startswith("line") for line in texts(logs.lines))
+        and all(parse_line(line).stream == "stdout" for line in logs.lines)
     )
     one = await stub.GetAgentLogs(daemon_pb2.AgentLogsRequest(agent_id="web", lines=5, filter="line 000002"))
-    assert list(one.lines) == ["line 000002 "]
+    assert texts(list(one.lines)) == ["line 000002 "]
     default = await stub.GetAgentLogs(daemon_pb2.AgentLogsRequest(agent_id="web"), timeout=5)
     assert 5 <= len(default.lines) <= 100
     missing = await call_error(stub.GetAgentLogs(daemon_pb2.AgentLogsRequest(agent_id="nope"), timeout=5))

@@ -11,6 +11,7 @@ import pytest
 
 from opsfleet.common.errors import NotFound
 from opsfleet.daemon.supervisor import AgentSpec, AgentStatus, Supervisor
+from tests.integration.supervisor.conftest import texts
 
 S = AgentStatus
 Program = Callable[..., AgentSpec]
@@ -35,7 +36,7 @@ async def test_failing_http_probe_restarts_with_the_reason(
         start_seconds=1.5,  # checks begin once running: time for Python to listen on a busy host
     )
     sup = await supervisor(spec)
-    await eventually(lambda: len(sup.tail_logs("web", 10, '"GET /health HTTP/1.1" 200')) >= 2)
+    await eventually(lambda: len(texts(sup.tail_logs("web", 10, '"GET /health HTTP/1.1" 200'))) >= 2)
     assert sup.agent("web").restart_count == 0
     fail_file.touch()
     await eventually(lambda: sup.agent("web").restart_count >= 1)
@@ -44,7 +45,7 @@ async def test_failing_http_probe_restarts_with_the_reason(
     fail_file.unlink()
     await eventually(lambda: sup.agent("web").status == "running")
     count = sup.agent("web").restart_count
-    await eventually(lambda: len(sup.tail_logs("web", 10, '"GET /health HTTP/1.1" 200')) >= 4)
+    await eventually(lambda: len(texts(sup.tail_logs("web", 10, '"GET /health HTTP/1.1" 200'))) >= 4)
     assert sup.agent("web").restart_count == count
 
 
@@ -87,12 +88,12 @@ async def test_heartbeat_timeout_restarts_and_heartbeats_keep_an_agent_alive(
     # Checks begin once the agent is running (start_seconds); from then on, ticks every 0.1 s
     # up to tick 30 (>= 3 s after start) run well past the 0.5 s heartbeat timeout.
     await eventually(lambda: sup.agent("sample").status == "running")
-    await eventually(lambda: sup.tail_logs("sample", 1, "tick 30"))
+    await eventually(lambda: texts(sup.tail_logs("sample", 1, "tick 30")))
     view = sup.agent("sample")
     assert (view.status, view.restart_count) == ("running", 0)
     assert abs(view.last_heartbeat - time.time()) < 5
     await sup.operate("sample", "stop", timeout=10)
-    assert sup.tail_logs("sample", 1) == ["sample agent sample stopped"]
+    assert texts(sup.tail_logs("sample", 1)) == ["sample agent sample stopped"]
     assert sup.agent("sample").last_exit_reason == "stop requested (exit code 0)"
 
 
@@ -120,13 +121,13 @@ async def test_history_and_metadata_survive_a_supervisor_restart(
 ) -> None:
     specs = [program("f", "forever.py"), program("held", "forever.py")]
     first = await supervisor(*specs)
-    await eventually(lambda: first.tail_logs("f", 1, "line"))
+    await eventually(lambda: texts(first.tail_logs("f", 1, "line")))
     await first.operate("f", "restart", timeout=10)
     await first.operate("held", "stop", timeout=10)
     await eventually(lambda: len(first.resource_history("f", 3600)) >= 3)
     await first.stop()
     before = first.resource_history("f", 3600)
-    log_before = first.tail_logs("f", 1000)
+    log_before = texts(first.tail_logs("f", 1000))
 
     second = await supervisor(*specs)
     f, held = second.agent("f"), second.agent("held")
@@ -134,8 +135,8 @@ async def test_history_and_metadata_survive_a_supervisor_restart(
     assert f.last_exit_reason.startswith("daemon stopping")
     assert (held.status, held.last_exit_reason) == ("stopped", "stop requested (exit code 0)")
     assert second.resource_history("f", 3600)[: len(before)] == before
-    await eventually(lambda: len(second.tail_logs("f", 10_000)) > len(log_before))
-    assert second.tail_logs("f", 10_000)[: len(log_before)] == log_before
+    await eventually(lambda: len(texts(second.tail_logs("f", 10_000))) > len(log_before))
+    assert texts(second.tail_logs("f", 10_000))[: len(log_before)] == log_before
 
 
 async def test_sample_agent_runs_standalone_under_the_supervisor(
@@ -143,6 +144,6 @@ async def test_sample_agent_runs_standalone_under_the_supervisor(
 ) -> None:
     spec = program("s", "forever.py").model_copy(update={"args": ["-m", "opsfleet.sample_agent"]})
     sup = await supervisor(spec, base_env={})  # the daemon adds OPSFLEET_AGENT_ID and _HEARTBEAT_URL
-    await eventually(lambda: sup.tail_logs("s", 1, "tick 1"))
-    assert sup.tail_logs("s", 10, "started: http://127.0.0.1:")
+    await eventually(lambda: texts(sup.tail_logs("s", 1, "tick 1")))
+    assert texts(sup.tail_logs("s", 10, "started: http://127.0.0.1:"))
     await eventually(lambda: sup.agent("s").last_heartbeat > 0)

@@ -13,6 +13,7 @@ import pytest
 
 from opsfleet.common.errors import Unavailable
 from opsfleet.daemon.supervisor import AgentSpec, AgentStatus, Supervisor
+from tests.integration.supervisor.conftest import texts
 
 S = AgentStatus
 Program = Callable[..., AgentSpec]
@@ -43,8 +44,8 @@ async def test_crash_restarts_with_backoff_and_records_exit_code(
     assert view.last_exit_reason == "exit code 3"
     assert sup.restart_reasons("crash")[:2] == ["exit code 3", "exit code 3"]
     assert len(pids) >= 2
-    await eventually(lambda: len(sup.tail_logs("crash", 100, "crashing soon")) >= 2)
-    assert "exiting with 3" in sup.tail_logs("crash", 100)
+    await eventually(lambda: len(texts(sup.tail_logs("crash", 100, "crashing soon"))) >= 2)
+    assert "exiting with 3" in texts(sup.tail_logs("crash", 100))
 
 
 async def test_crash_loop_ends_in_failed(supervisor: Start, program: Program, eventually: Eventually) -> None:
@@ -53,7 +54,7 @@ async def test_crash_loop_ends_in_failed(supervisor: Start, program: Program, ev
     view = sup.agent("loop")
     assert (view.status, view.pid, view.restart_count) == ("error", 0, 2)
     assert view.last_exit_reason == "exit code 3; gave up after 2 restarts within 300s"
-    assert len(sup.tail_logs("loop", 100, "crashing soon")) == 3
+    assert len(texts(sup.tail_logs("loop", 100, "crashing soon"))) == 3
 
 
 async def test_start_stop_restart_real_processes(
@@ -64,7 +65,7 @@ async def test_start_stop_restart_real_processes(
     await sup.operate("f", "start", timeout=10)
     first = sup.agent("f")
     assert first.status == "running" and psutil.pid_exists(first.pid)
-    await eventually(lambda: sup.tail_logs("f", 1, "line"))  # its SIGTERM handler is installed
+    await eventually(lambda: texts(sup.tail_logs("f", 1, "line")))  # its SIGTERM handler is installed
     await sup.operate("f", "restart", timeout=10)
     second = sup.agent("f")
     assert second.status == "running" and second.pid != first.pid
@@ -72,7 +73,7 @@ async def test_start_stop_restart_real_processes(
     assert second.last_exit_reason == "restart requested (exit code 0)"
 
     def second_printed() -> bool:  # a line after the first process's "bye"
-        tail = sup.tail_logs("f", 1000)
+        tail = texts(sup.tail_logs("f", 1000))
         return "bye" in tail and any("line" in line for line in tail[tail.index("bye") :])
 
     await eventually(second_printed)  # its SIGTERM handler is installed
@@ -81,7 +82,7 @@ async def test_start_stop_restart_real_processes(
     assert (stopped.status, stopped.pid, stopped.start_time) == ("stopped", 0, 0)
     assert stopped.last_exit_reason == "stop requested (exit code 0)"
     assert gone(second.pid)
-    assert sup.tail_logs("f", 1) == ["bye"]
+    assert texts(sup.tail_logs("f", 1)) == ["bye"]
 
 
 async def test_manual_stop_is_not_undone_by_health_checks(
@@ -104,7 +105,7 @@ async def test_agent_ignoring_sigterm_is_killed_after_stop_timeout(
     supervisor: Start, program: Program, eventually: Eventually
 ) -> None:
     sup = await supervisor(program("stubborn", "ignore_term.py", stop_timeout=0.3))
-    await eventually(lambda: sup.tail_logs("stubborn", 1) == ["ready"])
+    await eventually(lambda: texts(sup.tail_logs("stubborn", 1)) == ["ready"])
     pid = sup.agent("stubborn").pid
     began = time.monotonic()
     await sup.operate("stubborn", "stop", timeout=10)
@@ -122,7 +123,7 @@ async def test_stop_reaches_the_whole_process_group(
         update={"binary_path": "/bin/sh", "args": ["-c", "sleep 30 & echo started; wait"]}
     )
     sup = await supervisor(spec)
-    await eventually(lambda: sup.tail_logs("shell", 1) == ["started"])
+    await eventually(lambda: texts(sup.tail_logs("shell", 1)) == ["started"])
     shell = psutil.Process(sup.agent("shell").pid)
     helpers = await eventually(shell.children)
     await sup.operate("shell", "stop", timeout=10)
@@ -160,14 +161,14 @@ async def test_logs_rotate_without_losing_lines_and_tail_spans_files(
     )
     sup = await supervisor(spec)
     last = f"line {count - 1:06d} "
-    await eventually(lambda: sup.tail_logs("chatty", 1, last))
+    await eventually(lambda: texts(sup.tail_logs("chatty", 1, last)))
     log_dir = tmp_path / "logs"
     files = sorted(log_dir.glob("chatty.log*"), key=lambda p: -int(p.suffix[1:]) if p.suffix != ".log" else 0)
     assert len(files) >= 10
     assert all(path.stat().st_size <= 16384 for path in files)
-    written = [line for path in files for line in path.read_text().splitlines()]
+    written = texts([line for path in files for line in path.read_text().splitlines()])
     numbers = [int(m.group(1)) for line in written if (m := re.match(r"line (\d{6}) x*$", line))]
     assert numbers == list(range(count))
-    tail = sup.tail_logs("chatty", 500, "line ")
+    tail = texts(sup.tail_logs("chatty", 500, "line "))
     assert [int(line[5:11]) for line in tail] == list(range(count - 500, count))
-    assert sup.tail_logs("chatty", 1, "line 000123 ") == ["line 000123 ".ljust(80, "x")]
+    assert texts(sup.tail_logs("chatty", 1, "line 000123 ")) == ["line 000123 ".ljust(80, "x")]

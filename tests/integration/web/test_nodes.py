@@ -39,6 +39,7 @@ async def test_list_filters_and_paging(web: Web) -> None:
     assert await ids(label="role:web") == ["web-1", "web-2"]
     assert await ids(label=["env:prod", "role:db"]) == ["db-1"]
     assert await ids(label="env:prod,role:web") == ["web-1", "web-2"]
+    assert await ids(label="env=prod,role=web") == ["web-1", "web-2"]
     assert await ids(label="env:nowhere") == []
     assert await ids(q="WEB-B") == ["web-2"]
     assert await ids(q="192.168") == ["lab-1"]

@@ -210,3 +210,19 @@ async def test_silent_nodes_leave_the_rollout_window_after_the_timeout(fleet: Fl
     assert sum(fleet.configs.hash_for(n) != old for n in names) == 2
     view = fleet.configs.rollout_view("p")
     assert view is not None and view["timed_out"] == 1 and view["failed"] == 0 and not view["paused"]
+
+
+async def test_state_changes_reach_the_timeline_hook_once(fleet: Fleet) -> None:
+    seen: list[tuple[str, str, str, str]] = []
+
+    async def on_state(node_id: str, config_hash: str, state: str, error: str) -> None:
+        seen.append((node_id, config_hash[:4], state, error))
+
+    fleet.configs.on_state = on_state
+    await fleet.register("n1", env="canary")
+    await fleet.policies.apply(doc("p", {"env": "canary"}, agent("beat")), "x")
+    digest = fleet.configs.hash_for("n1")
+    await fleet.configs.report("n1", digest, "applying", "")
+    await fleet.configs.report("n1", digest, "failed", "exit code 1")
+    await fleet.configs.report("n1", digest, "failed", "exit code 1")  # a repeat is no new event
+    assert seen == [("n1", digest[:4], "applying", ""), ("n1", digest[:4], "failed", "exit code 1")]

@@ -61,6 +61,7 @@ def test_label_filters() -> None:
     }
     assert parse_label_filters(["empty:"]) == {"empty": ""}
     assert parse_label_filters(["a/b.c:x:y"]) == {"a/b.c": "x:y"}
+    assert parse_label_filters(["env=prod", "url=http://x:1/a=b"]) == {"env": "prod", "url": "http://x:1/a=b"}
     for bad in (["novalue"], [":v"], ['k"ey:v'], [",".join(f"k{i}:v" for i in range(17))]):
         with pytest.raises(InvalidArgument, match=r"^label"):
             parse_label_filters(bad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from opsfleet.common import labels
 from opsfleet.common.durations import parse_duration
 
 
@@ -22,11 +23,18 @@ def int_range(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def split_label(text: str) -> tuple[str, str]:
+    """``key=value`` (or ``key:value``) as (key, value), stripped."""
+    key, _sep, value = labels.split_label(text)
+    return key.strip(), value.strip()
+
+
 def label(text: str) -> str:
-    key, sep, value = text.partition(":")
-    if not sep or not key.strip() or not value.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY:VALUE, got {text!r}")
-    return text
+    """A ``key=value`` label, normalised to ``key=value`` (``key:value`` is accepted too)."""
+    key, value = split_label(text)
+    if not key or not value:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return f"{key}={value}"
 
 
 def duration(text: str) -> int:

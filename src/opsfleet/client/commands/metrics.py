@@ -11,6 +11,7 @@ from typing import Any
 from opsfleet.client import views
 from opsfleet.client.commands import args as types
 from opsfleet.client.dispatch import EXIT_OK, add_command, group
+from opsfleet.client.resolve import resolve_node
 from opsfleet.client.session import Session
 
 MAX_SPAN = 30 * 86400
@@ -65,7 +66,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         description=SHOW_HELP,
         parents=parents,
     )
-    p.add_argument("node_id", metavar="NODE_ID", help="the node's id")
+    p.add_argument(
+        "node_id", metavar="NODE", help="the node: its id, a unique prefix of its id, or its hostname"
+    )
     p.add_argument(
         "--type",
         "-t",
@@ -96,15 +99,16 @@ def _rfc3339(ts: float) -> str:
 
 def show(s: Session, args: argparse.Namespace) -> int:
     api = s.api()
+    node_id = resolve_node(api, args.node_id)
     if args.type:
         now = time.time()
-        data = api.metric_history(args.node_id, args.type, _rfc3339(now - args.since), _rfc3339(now))
+        data = api.metric_history(node_id, args.type, _rfc3339(now - args.since), _rfc3339(now))
         s.out.emit(data, lambda: views.metric_history(s.out, data))
         return EXIT_OK
-    latest = api.latest_metrics(args.node_id)
-    summary = api.metric_summary(args.node_id, str(args.since))
+    latest = api.latest_metrics(node_id)
+    summary = api.metric_summary(node_id, str(args.since))
     s.out.emit(
-        {"node_id": args.node_id, "latest": latest, "summary": summary},
+        {"node_id": node_id, "latest": latest, "summary": summary},
         lambda: views.latest_metrics(s.out, latest, summary),
     )
     return EXIT_OK

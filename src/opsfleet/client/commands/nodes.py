@@ -8,6 +8,7 @@ from typing import Any
 from opsfleet.client import views
 from opsfleet.client.commands import args as types
 from opsfleet.client.dispatch import EXIT_OK, add_command, group
+from opsfleet.client.resolve import resolve_node
 from opsfleet.client.session import Session
 
 LIST_HELP = """\
@@ -16,7 +17,7 @@ List the fleet's nodes, ordered by node id, one page at a time.
 examples:
   opsfleet nodes list
   opsfleet nodes list --status offline
-  opsfleet nodes list --label env:prod --label role:web --search web-
+  opsfleet nodes list --label env=prod --label role=web --search web-
   opsfleet nodes list --page 2 --page-size 50 --json
 """
 
@@ -48,7 +49,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--label",
         action="append",
         type=types.label,
-        metavar="KEY:VALUE",
+        metavar="KEY=VALUE",
         help="only nodes with this label (repeatable; all must match)",
     )
     p.add_argument("--search", "-q", default="", metavar="TEXT", help="text in node id, hostname or IP")
@@ -64,7 +65,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = add_command(
         nodes, "nodes show", show_node, help="show one node", description=SHOW_HELP, parents=parents
     )
-    p.add_argument("node_id", metavar="NODE_ID", help="the node's id")
+    p.add_argument(
+        "node_id", metavar="NODE", help="the node: its id, a unique prefix of its id, or its hostname"
+    )
     p.add_argument(
         "--events", type=types.int_range(1, 1000), default=10, metavar="N", help="recent events to show (10)"
     )
@@ -84,9 +87,10 @@ def list_nodes(s: Session, args: argparse.Namespace) -> int:
 
 def show_node(s: Session, args: argparse.Namespace) -> int:
     api = s.api()
-    node = api.node(args.node_id)
-    latest = api.latest_metrics(args.node_id)
-    events = api.node_events(args.node_id, args.events)
+    node_id = resolve_node(api, args.node_id)
+    node = api.node(node_id)
+    latest = api.latest_metrics(node_id)
+    events = api.node_events(node_id, args.events)
     data = {"node": node, "metrics": latest, "events": events["events"]}
     s.out.emit(data, lambda: views.node_detail(s.out, node, latest, events))
     return EXIT_OK

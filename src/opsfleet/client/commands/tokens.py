@@ -18,7 +18,7 @@ Create an enrollment token (admin role). It is printed once, on stdout: give it 
 
 examples:
   opsfleet tokens create
-  opsfleet tokens create --max-uses 50 --expires-in 2h --label env:prod --label zone:eu-1
+  opsfleet tokens create --max-uses 50 --expires-in 2h --label env=prod --label zone=eu-1
   TOKEN=$(opsfleet tokens create --max-uses 10)
 """
 
@@ -67,7 +67,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--label",
         action="append",
         type=types.label,
-        metavar="KEY:VALUE",
+        metavar="KEY=VALUE",
         help="label stamped on nodes (repeatable)",
     )
     add_command(
@@ -80,8 +80,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def create(s: Session, args: argparse.Namespace) -> int:
-    pairs = (item.split(":", 1) for item in args.label or [])
-    labels = {k.strip(): v.strip() for k, v in pairs}
+    labels = dict(types.split_label(item) for item in args.label or [])
     data = s.api().create_enrollment_token(args.max_uses, args.expires_in, labels)
 
     def render() -> None:

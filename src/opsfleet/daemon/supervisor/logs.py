@@ -1,7 +1,8 @@
 """An agent's stdout/stderr as a size-rotated log file, and reading its tail back.
 
 The daemon owns the agent's pipes; :class:`AgentLog` is their only writer. Lines go to
-``<log_dir>/<agent_id>.log``; before a line would push the file past ``max_bytes`` the
+``<log_dir>/<agent_id>.log``, each stamped with the time it was read and its stream
+(:mod:`opsfleet.common.log_lines`); before a line would push the file past ``max_bytes`` the
 file is renamed to ``.1`` (``.1`` to ``.2``, ... up to ``.N``; the oldest is dropped) and a
 new one is started, so a line is never split or lost by rotation. All methods are called
 from the event loop thread; writes are small and synchronous, like the logging module's.
@@ -115,11 +116,13 @@ class AgentLog:
         if self.path.exists():
             os.replace(self.path, self._backup(1))
 
-    def write_lines(self, lines: Iterable[bytes]) -> None:
-        """Append ``lines``; an unwritable disk is logged (once per failure streak), not raised."""
+    def write_lines(self, lines: Iterable[bytes], prefix: bytes = b"") -> None:
+        """Append ``lines``, each after ``prefix`` (the agent's pipes pass ``<time> <stream> ``,
+        see :mod:`opsfleet.common.log_lines`); an unwritable disk is logged (once per failure
+        streak), not raised."""
         try:
             for line in lines:
-                data = line + b"\n"
+                data = prefix + line + b"\n"
                 fh = self._open()
                 if self._size > 0 and self._size + len(data) > self._max_bytes:
                     fh.flush()

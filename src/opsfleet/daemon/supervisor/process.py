@@ -119,6 +119,7 @@ class AgentProcess:
         self._runs = 0
         self._stop_intent: StopIntent = "stop"
         self._stop_reason = ""
+        self._state_reason = ""
         self._shutdown: asyncio.Future[None] | None = None
         self._tasks = TaskOwner(f"agent:{spec.id}", on_crash)
         self._owner: asyncio.Task[None] | None = None
@@ -149,6 +150,7 @@ class AgentProcess:
             restart_count=self._meta.restart_count,
             last_heartbeat=int(self._heartbeat_wall),
             last_exit_reason=self._meta.last_exit_reason,
+            reason=self._state_reason,
         )
 
     def restart_reasons(self) -> list[str]:
@@ -256,6 +258,7 @@ class AgentProcess:
         old = self._state
         check_transition(old, new)
         self._state = new
+        self._state_reason = reason
         self._inbox.clear_timer()
         log.info("agent %s: %s -> %s (%s)", self.spec.id, old.value, new.value, reason)
         self._waiters.settle(new, reason)

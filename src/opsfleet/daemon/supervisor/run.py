@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from opsfleet.common.lifecycle import TaskOwner
+from opsfleet.common.log_lines import Stream, format_prefix
 from opsfleet.daemon.supervisor.clock import Clock
 from opsfleet.daemon.supervisor.config import AgentSpec
 from opsfleet.daemon.supervisor.events import Exited, RunEvent, Unhealthy
@@ -77,8 +78,8 @@ class AgentRun:
     def begin(self) -> None:
         """Start pumping output, watching for the exit, and sampling resources."""
         self._pumps = [
-            self._tasks.spawn("stdout", self._pump(self.child.stdout)),
-            self._tasks.spawn("stderr", self._pump(self.child.stderr)),
+            self._tasks.spawn("stdout", self._pump(self.child.stdout, "stdout")),
+            self._tasks.spawn("stderr", self._pump(self.child.stderr, "stderr")),
         ]
         self._tasks.spawn("watch", self._watch())
         self._tasks.spawn("sample", self._sample_loop())
@@ -94,11 +95,12 @@ class AgentRun:
         self._stop.set()
         await self._tasks.stop(END_TIMEOUT)
 
-    async def _pump(self, stream: ByteStream) -> None:
+    async def _pump(self, stream: ByteStream, name: Stream) -> None:
         splitter = LineSplitter()
+        log = self._ctx.agent_log
         while chunk := await stream.read(PIPE_CHUNK):
-            self._ctx.agent_log.write_lines(splitter.feed(chunk))
-        self._ctx.agent_log.write_lines(splitter.flush())
+            log.write_lines(splitter.feed(chunk), format_prefix(self._ctx.clock.time(), name))
+        log.write_lines(splitter.flush(), format_prefix(self._ctx.clock.time(), name))
 
     async def _watch(self) -> None:
         returncode = await self.child.wait()

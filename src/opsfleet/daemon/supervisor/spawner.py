@@ -9,10 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 PIPE_READ_LIMIT = 1024 * 1024
+SELF_BINARY = "opsfleet"
+"""``binary_path: opsfleet`` runs this installation's opsfleet (the daemon's own interpreter),
+whether or not an ``opsfleet`` is on ``$PATH``: ``opsfleet sample-agent`` works as shipped."""
+
+
+def resolve_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` as executed: :data:`SELF_BINARY` becomes ``<python> -m opsfleet``."""
+    if argv and argv[0] == SELF_BINARY:
+        return [sys.executable, "-m", "opsfleet", *argv[1:]]
+    return list(argv)
 
 
 class ByteStream(Protocol):
@@ -84,7 +95,7 @@ class SubprocessSpawner:
 
     async def spawn(self, argv: Sequence[str], *, env: Mapping[str, str], cwd: str | None) -> ChildProcess:
         process = await asyncio.create_subprocess_exec(
-            *argv,
+            *resolve_argv(argv),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

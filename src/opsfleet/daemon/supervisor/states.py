@@ -93,6 +93,7 @@ class AgentView:
     restart_count: int
     last_heartbeat: int
     last_exit_reason: str
+    reason: str = ""  # why the agent entered its state (the last transition's reason)
 
     @property
     def status(self) -> str:

@@ -236,6 +236,8 @@ class DaemonServiceServicer(daemon_pb2_grpc.DaemonServiceServicer):
                 status=s.status,
                 pid=s.pid,
                 last_heartbeat=s.last_heartbeat,
+                restart_count=s.restart_count,
+                reason=s.reason,
             )
             for s in request.states
         ]

@@ -17,6 +17,7 @@ from opsfleet.common.errors import InvalidArgument, OpsfleetError, Unavailable
 from opsfleet.common.validation import check_agent_fields, check_agent_id, printable
 from opsfleet.manager.domain import AgentState, LiveAgent, Operation, OperationRecord, ResourcePoint
 from opsfleet.manager.services.nodes import NodeService
+from opsfleet.manager.services.timeline import TimelineService
 from opsfleet.manager.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,13 @@ class AgentOpsService:
         gateway: DaemonGateway,
         *,
         clock: Callable[[], float] = time.time,
+        timeline: TimelineService | None = None,
     ) -> None:
         self._store = store
         self._nodes = nodes
         self._gateway = gateway
         self._clock = clock
+        self._timeline = timeline
 
     async def _client(self, node_id: str) -> DaemonCalls:
         node = await self._nodes.get(node_id)
@@ -68,7 +71,10 @@ class AgentOpsService:
                 check_agent_fields(index, a.agent_id, a.type, a.version, a.status)
         except InvalidArgument as exc:  # the daemon's fault, not the caller's: a bad gateway
             raise Unavailable(f"node {node_id} reported an invalid agent: {exc.message}") from exc
-        states = [AgentState(a.agent_id, a.type, a.version, a.status, a.pid, a.last_heartbeat) for a in live]
+        states = [
+            AgentState(a.agent_id, a.type, a.version, a.status, a.pid, a.last_heartbeat, a.restart_count)
+            for a in live
+        ]
         await self._store.sync_agents(node_id, states, self._clock())
         return live
 
@@ -86,6 +92,8 @@ class AgentOpsService:
         error: OpsfleetError | None = None
         success = False
         message = ""
+        if self._timeline is not None:
+            self._timeline.requested(node_id, agent_id, op.value, username)
         try:
             success, message = await client.operate(agent_id, op.value)
         except OpsfleetError as exc:
@@ -103,6 +111,10 @@ class AgentOpsService:
             error=printable(message, 1024) if not success or error else "",
         )
         record_id = await self._store.record_operation(record)
+        if self._timeline is not None:
+            await self._timeline.operation(
+                node_id, agent_id, op.value, username, record.success, record.error
+            )
         log.info(
             "agent %s on node %s: %s by %s -> %r",
             agent_id,
@@ -114,6 +126,21 @@ class AgentOpsService:
         if error is not None:
             raise error
         return OperationRecord(**{**record.__dict__, "id": record_id})
+
+    async def operate_and_report(
+        self, node_id: str, agent_id: str, operation: str, username: str
+    ) -> tuple[OperationRecord, LiveAgent | None]:
+        """:meth:`operate`, then the agent as its daemon reports it right after (new PID and
+        state); None when that listing fails (the operation's outcome stands)."""
+        record = await self.operate(node_id, agent_id, operation, username)
+        if not record.success:
+            return record, None
+        try:
+            live = await (await self._client(node_id)).list_agents()
+        except OpsfleetError as exc:
+            log.info("agent %s on node %s: no state after %s: %s", agent_id, node_id, operation, exc.message)
+            return record, None
+        return record, next((a for a in live if a.agent_id == agent_id), None)
 
     async def agent_metrics(self, node_id: str, agent_id: str, duration_seconds: int) -> list[ResourcePoint]:
         check_agent_id(agent_id)

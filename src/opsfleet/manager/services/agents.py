@@ -15,6 +15,7 @@ from opsfleet.common.errors import InvalidArgument
 from opsfleet.common.validation import MAX_AGENTS_PER_SYNC, check_agent_fields
 from opsfleet.manager.domain import Agent, AgentState
 from opsfleet.manager.services.nodes import NodeService
+from opsfleet.manager.services.timeline import TimelineService
 from opsfleet.manager.store.base import Store
 
 DEFAULT_REFRESH_AFTER = 60.0
@@ -28,12 +29,14 @@ class AgentService:
         *,
         refresh_after: float = DEFAULT_REFRESH_AFTER,
         clock: Callable[[], float] = time.time,
+        timeline: TimelineService | None = None,
     ) -> None:
         self._store = store
+        self._timeline = timeline
         self._nodes = nodes
         self._clock = clock
         self._refresh_after = refresh_after
-        self._last: dict[str, tuple[tuple[tuple[str, str, str, str, int], ...], float]] = {}
+        self._last: dict[str, tuple[tuple[tuple[str, str, str, str, int, int], ...], float]] = {}
         self.writes_skipped = 0
         self._sync_listeners: list[Callable[[str, Sequence[AgentState]], None]] = []
         nodes.add_forget_listener(self.forget)
@@ -54,12 +57,17 @@ class AgentService:
                 raise InvalidArgument(f"states[{index}].agent_id {state.agent_id!r} appears twice")
             seen.add(state.agent_id)
         now = self._clock()
-        shape = tuple(sorted((st.agent_id, st.type, st.version, st.status, st.pid) for st in states))
+        shape = tuple(
+            sorted((st.agent_id, st.type, st.version, st.status, st.pid, st.restart_count) for st in states)
+        )
         last = self._last.get(node_id)
-        if last is not None and last[0] == shape and now - last[1] < self._refresh_after:
+        changed = last is None or last[0] != shape
+        # The timeline's events are written in the snapshot's transaction.
+        events = self._timeline.changes(node_id, states) if self._timeline is not None and changed else []
+        if not changed and last is not None and now - last[1] < self._refresh_after:
             self.writes_skipped += 1
         else:
-            await self._store.sync_agents(node_id, states, now)
+            await self._store.sync_agents(node_id, states, now, events)
             self._last[node_id] = (shape, now)
         self._nodes.seen(node_id)
         for listener in self._sync_listeners:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,8 @@ class ConfigService:
         self._states: dict[str, NodeConfigState] = {}
         self.rollouts: dict[str, Rollout] = {}
         self._state_listeners: list[Callable[[str, str, str], None]] = []
+        self.on_state: Callable[[str, str, str, str], Awaitable[None]] | None = None
+        """(node_id, config_hash, state, error) after a state change a node reported."""
         nodes.add_register_listener(self.node_registered)
         nodes.add_forget_listener(self.node_forgotten)
 
@@ -132,7 +134,11 @@ class ConfigService:
         record = NodeConfigState(node_id, config_hash, state, error[:1024], self._clock())
         if self._store is not None:
             await self._store.save_config_state(record)
+        previous = self._states.get(node_id)
         self._states[node_id] = record
+        changed = previous is None or (previous.config_hash, previous.state) != (config_hash, state)
+        if changed and self.on_state is not None:
+            await self.on_state(node_id, config_hash, state, record.error)
         log.info("node %s config %s: %s %s", node_id, config_hash[:12], state, error)
         for listener in self._state_listeners:
             listener(node_id, state, error)

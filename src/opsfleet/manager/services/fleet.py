@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 
 from opsfleet.common.errors import InvalidArgument
+from opsfleet.common.labels import split_label
 from opsfleet.common.validation import MAX_LABEL_KEY, MAX_LABEL_VALUE, check_node_id, check_text
 from opsfleet.manager.domain import Node, NodeFilter, NodeStatus
 from opsfleet.manager.services.nodes import NodeNotFound, NodeService
@@ -21,16 +22,17 @@ MAX_TEXT_FILTER = 128
 
 
 def parse_label_filters(values: Iterable[str]) -> dict[str, str]:
-    """``key:value`` items (each may also hold several, comma-separated) into a mapping."""
+    """``key=value`` items (each may also hold several, comma-separated) into a mapping;
+    ``key:value`` is accepted too."""
     labels: dict[str, str] = {}
     for value in values:
         for item in value.split(","):
             if not item.strip():
                 continue
-            key, sep, val = item.strip().partition(":")
+            key, sep, val = split_label(item.strip())
             if not sep or not LABEL_KEY_RE.fullmatch(key) or len(val) > MAX_LABEL_VALUE:
                 raise InvalidArgument(
-                    f"label must be key:value with a key of [A-Za-z0-9._/-], got {item[:80]!r}"
+                    f"label must be key=value with a key of [A-Za-z0-9._/-], got {item[:80]!r}"
                 )
             labels[key] = check_text(f"label {key}", val, MAX_LABEL_VALUE)
     if len(labels) > MAX_LABEL_FILTERS:
@@ -38,7 +40,7 @@ def parse_label_filters(values: Iterable[str]) -> dict[str, str]:
     return labels
 
 
-def make_filter(status: str | None, labels: Iterable[str], text: str) -> NodeFilter:
+def make_filter(status: str | None, labels: Iterable[str], text: str, ref: str = "") -> NodeFilter:
     parsed_status = None
     if status:
         try:
@@ -46,7 +48,10 @@ def make_filter(status: str | None, labels: Iterable[str], text: str) -> NodeFil
         except ValueError:
             raise InvalidArgument("status must be online or offline") from None
     check_text("q", text, MAX_TEXT_FILTER)
-    return NodeFilter(status=parsed_status, labels=parse_label_filters(labels), text=text.strip())
+    check_text("ref", ref, MAX_TEXT_FILTER)
+    return NodeFilter(
+        status=parsed_status, labels=parse_label_filters(labels), text=text.strip(), ref=ref.strip()
+    )
 
 
 class FleetService:
@@ -55,7 +60,12 @@ class FleetService:
         self._nodes = nodes
 
     async def list_nodes(self, flt: NodeFilter, page: int, page_size: int) -> Page[Node]:
+        """One page of the matching nodes. With ``flt.ref``: the node whose id is exactly the
+        ref when there is one (an id wins over longer ids it prefixes), else every node whose
+        id starts with it or whose hostname is it."""
         offset, limit = page_window(page, page_size)
+        if flt.ref and (exact := await self._nodes.find(flt.ref)) is not None:
+            return Page([exact] if offset == 0 else [], page, page_size, 1)
         nodes, total = await self._queries.page_nodes(flt, offset, limit)
         return Page(nodes, page, page_size, total)
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
-from opsfleet.common.errors import NotFound
+from opsfleet.common.errors import InvalidArgument, NotFound
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
 from opsfleet.common.validation import check_node_id, check_registration_fields
 from opsfleet.manager.domain import Node, NodeEvent, NodeRegistration
@@ -169,6 +169,14 @@ class NodeService:
         if node is None:
             raise NodeNotFound(f"node {node_id} is not registered")
         return node
+
+    async def find(self, node_id: str) -> Node | None:
+        """The node with exactly this id, or None (also for text that cannot be an id)."""
+        try:
+            check_node_id(node_id)
+        except InvalidArgument:
+            return None
+        return await self._store.get_node(node_id)
 
     async def list_all(self) -> list[Node]:
         return await self._store.list_nodes()

@@ -77,8 +77,11 @@ class Store(Protocol):
     async def delete_metrics_before(self, timestamp: int, limit: int) -> int:
         """Delete at most ``limit`` samples older than ``timestamp``; the number deleted."""
 
-    async def sync_agents(self, node_id: str, states: Sequence[AgentState], now: float) -> None:
-        """Upsert the node's agents from a full snapshot; agents missing from it are marked removed."""
+    async def sync_agents(
+        self, node_id: str, states: Sequence[AgentState], now: float, events: Sequence[NodeEvent] = ()
+    ) -> None:
+        """Upsert the node's agents from a full snapshot; agents missing from it are marked
+        removed; ``events`` (the timeline's, derived from the snapshot) in the same transaction."""
 
     async def list_agents(self, node_id: str) -> list[Agent]: ...
 

@@ -63,6 +63,14 @@ class SqlFleetQueries(StoreModule):
                     )
                 )
             )
+        if flt.ref:
+            where.append(
+                sa.or_(
+                    # substr, not LIKE: a prefix of a case-sensitive id on SQLite and PostgreSQL alike
+                    sa.func.substr(nodes.c.node_id, 1, len(flt.ref)) == flt.ref,
+                    nodes.c.hostname == flt.ref,
+                )
+            )
         query = sa.select(nodes).where(*where).order_by(nodes.c.node_id).offset(offset).limit(limit)
         count = sa.select(sa.func.count()).select_from(nodes).where(*where)
         async with self._engine.connect() as conn:

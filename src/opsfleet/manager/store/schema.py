@@ -39,6 +39,7 @@ agents = sa.Table(
     sa.Column("pid", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_heartbeat", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("last_sync_at", sa.Float, nullable=False),
+    sa.Column("restart_count", sa.Integer, nullable=False, server_default="0"),
 )
 
 metric_samples = sa.Table(
@@ -60,6 +61,7 @@ node_events = sa.Table(
     sa.Column("at", sa.Float, nullable=False),
     sa.Column("detail", sa.String(255), nullable=False, server_default=""),
     sa.Index("ix_node_events_node_at", "node_id", "at"),
+    sa.Index("ix_node_events_at", "at"),
 )
 
 agent_operations = sa.Table(

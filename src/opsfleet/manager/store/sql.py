@@ -248,7 +248,15 @@ class SqlStore(ShieldedWork):
                 index_elements=[agents.c.node_id, agents.c.agent_id],
                 set_={
                     c: stmt.excluded[c]
-                    for c in ("type", "version", "status", "pid", "last_heartbeat", "last_sync_at")
+                    for c in (
+                        "type",
+                        "version",
+                        "status",
+                        "pid",
+                        "last_heartbeat",
+                        "last_sync_at",
+                        "restart_count",
+                    )
                 },
             )
         return self._agent_upsert_stmt
@@ -435,8 +443,18 @@ class SqlStore(ShieldedWork):
             return len(keys)
 
     @shielded
-    async def sync_agents(self, node_id: str, states: Sequence[AgentState], now: float) -> None:
-        async with self.write_tx(changes_rows=bool(states)) as conn:
+    async def sync_agents(
+        self, node_id: str, states: Sequence[AgentState], now: float, events: Sequence[NodeEvent] = ()
+    ) -> None:
+        async with self.write_tx(changes_rows=bool(states) or bool(events)) as conn:
+            if events:
+                await conn.execute(
+                    node_events.insert(),
+                    [
+                        {"node_id": e.node_id, "kind": e.kind.value, "at": e.at, "detail": e.detail[:255]}
+                        for e in events
+                    ],
+                )
             if states:
                 rows = [
                     {
@@ -448,6 +466,7 @@ class SqlStore(ShieldedWork):
                         "pid": s.pid,
                         "last_heartbeat": s.last_heartbeat,
                         "last_sync_at": now,
+                        "restart_count": s.restart_count,
                     }
                     for s in states
                 ]
@@ -474,6 +493,7 @@ class SqlStore(ShieldedWork):
                 pid=r.pid,
                 last_heartbeat=r.last_heartbeat,
                 last_sync_at=r.last_sync_at,
+                restart_count=r.restart_count,
             )
             for r in rows
         ]

@@ -16,12 +16,14 @@ from opsfleet.manager.services.auth import AuthService
 from opsfleet.manager.services.configs import ConfigService
 from opsfleet.manager.services.enrollment import EnrollmentService
 from opsfleet.manager.services.fleet import FleetService
+from opsfleet.manager.services.fleet_agents import FleetAgentService
 from opsfleet.manager.services.identities import IdentityRegistry
 from opsfleet.manager.services.metric_queries import MetricQueryService
 from opsfleet.manager.services.metrics import MetricService
 from opsfleet.manager.services.nodes import NodeService
 from opsfleet.manager.services.policies import PolicyService
 from opsfleet.manager.services.rollouts import RolloutService
+from opsfleet.manager.services.timeline import TimelineService
 from opsfleet.manager.services.users import UserService
 from opsfleet.manager.store.base import Store
 from opsfleet.manager.telemetry import Telemetry
@@ -44,6 +46,8 @@ class WebContext:
     configs: ConfigService
     artifacts: ArtifactService
     rollouts: RolloutService
+    timeline: TimelineService
+    fleet_agents: FleetAgentService
     enrollment: EnrollmentService | None = None  # None unless grpc.tls.mode is auto
     identities: IdentityRegistry | None = None
     alerts: AlertService | None = None

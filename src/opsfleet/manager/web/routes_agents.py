@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from opsfleet.common.log_lines import parse_line
 from opsfleet.manager.services.agent_ops import MAX_LOG_LINES, MAX_METRICS_DURATION
 from opsfleet.manager.web.audit_route import AuditedRoute
 from opsfleet.manager.web.context import Ctx
@@ -49,8 +51,9 @@ async def operate(
     node_id: str, agent_id: str, body: OperateBody, request: Request, ctx: Ctx, user: OperatorUser
 ) -> dict[str, Any]:
     request.state.audit_detail = f"operation={body.operation}"
-    record = await ctx.agent_ops.operate(node_id, agent_id, body.operation, user.username)
-    return ok(operation_json(record), "success" if record.success else "operation failed")
+    record, live = await ctx.agent_ops.operate_and_report(node_id, agent_id, body.operation, user.username)
+    data = {**operation_json(record), "agent": live_agent_json(live) if live is not None else None}
+    return ok(data, "success" if record.success else "operation failed")
 
 
 @router.get(
@@ -77,4 +80,5 @@ async def agent_logs(
     filter: Annotated[str, Query(max_length=256, description="only lines containing this text")] = "",
 ) -> dict[str, Any]:
     got = await ctx.agent_ops.agent_logs(node_id, agent_id, lines, filter)
-    return ok({"agent_id": agent_id, "lines": got, "count": len(got)})
+    entries = [asdict(parse_line(line)) for line in got]
+    return ok({"agent_id": agent_id, "lines": got, "entries": entries, "count": len(got)})

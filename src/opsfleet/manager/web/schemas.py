@@ -52,6 +52,16 @@ class OperateBody(Body):
     operation: str = Field(max_length=16, description="start, stop or restart")
 
 
+class BulkOperateBody(Body):
+    operation: str = Field(max_length=16, description="start, stop or restart")
+    selector: list[str] = Field(
+        default_factory=list, max_length=16, description="node labels key=value; all must match"
+    )
+    all_nodes: bool = Field(default=False, description="every node with the agent (no selector)")
+    max_parallel: int = Field(default=5, ge=1, le=100, description="nodes operated at the same time")
+    dry_run: bool = Field(default=False, description="only list the nodes that would be operated")
+
+
 def user_json(user: User) -> dict[str, Any]:
     return {
         "id": user.id,
@@ -105,6 +115,7 @@ def agent_json(agent: Agent) -> dict[str, Any]:
         "pid": agent.pid,
         "last_heartbeat": agent.last_heartbeat,
         "last_sync_at": rfc3339(agent.last_sync_at),
+        "restart_count": agent.restart_count,
     }
 
 

@@ -22,6 +22,27 @@ export function bytes(value) {
   return `${sign}${v.toFixed(v >= 100 || i === 0 ? 0 : 1)} ${UNITS[i]}`;
 }
 
+/** The shortest prefix (at least 8 characters) of `id` that no other id of `ids` shares. */
+export function uniquePrefix(id, ids) {
+  let size = Math.min(8, id.length);
+  while (size < id.length && ids.some((other) => other !== id && other.startsWith(id.slice(0, size)))) size += 1;
+  return id.slice(0, size);
+}
+
+/**
+ * A display name for each node of `rows` ({node_id, hostname}): the hostname, with a short id
+ * added where two of the rows share that hostname (and the id alone when there is none).
+ */
+export function nodeNames(rows) {
+  const counts = new Map();
+  for (const row of rows) counts.set(row.hostname || "", (counts.get(row.hostname || "") || 0) + 1);
+  const ids = rows.map((row) => row.node_id);
+  return (row) => {
+    if (!row.hostname) return row.node_id;
+    return counts.get(row.hostname) > 1 ? `${row.hostname} (${uniquePrefix(row.node_id, ids)})` : row.hostname;
+  };
+}
+
 export function rate(value) {
   return value === null || value === undefined ? "–" : `${bytes(value)}/s`;
 }

@@ -5,6 +5,8 @@ import { clearAllErrors, installBanner, reportError } from "./notify.js";
 import { parseHash } from "./router.js";
 import { Scope } from "./scope.js";
 import { renderAlerts } from "./views/alerts.js";
+import { renderEvents } from "./views/events.js";
+import { renderFleetAgents } from "./views/fleet_agents.js";
 import { renderLogin } from "./views/login.js";
 import { renderNodeDetail } from "./views/node_detail.js";
 import { renderNodes } from "./views/nodes.js";
@@ -23,6 +25,8 @@ function route() {
   if (!session.get()) return null;
   if (first === "nodes" && second) return { name: "nodes", render: renderNodeDetail, args: [second, query] };
   if (first === "nodes") return { name: "nodes", render: renderNodes, args: [query] };
+  if (first === "agents") return { name: "agents", render: renderFleetAgents, args: [query] };
+  if (first === "events") return { name: "events", render: renderEvents, args: [query] };
   if (first === "policies" && second) return { name: "policies", render: renderPolicy, args: [second] };
   if (first === "policies") return { name: "policies", render: renderPolicies, args: [] };
   if (first === "rollouts" && second) return { name: "rollouts", render: renderRolloutDetail, args: [second] };

@@ -45,6 +45,17 @@ export function renderAgentPanel(root, scope, nodeId, agentId) {
     memory.destroy();
   });
 
+  /** One log line: its time (UTC) and stream when the daemon stamped them, then its text. */
+  const logLine = (entry) =>
+    h(
+      "span",
+      { class: `log-line${entry.stream === "stderr" ? " stderr" : ""}`, "data-testid": "log-line", "data-stream": entry.stream },
+      entry.time ? h("span", { class: "log-time" }, entry.time.replace("T", " ").replace("Z", "")) : null,
+      entry.stream ? h("span", { class: "log-stream" }, entry.stream) : null,
+      entry.text,
+      "\n",
+    );
+
   const lines = select(
     LINE_COUNTS.map((n) => [n, `${n} lines`]),
     "100",
@@ -122,9 +133,10 @@ export function renderAgentPanel(root, scope, nodeId, agentId) {
     const answer = await api(`${base}/logs`, { query: { lines: lines.value, filter: filter.value } });
     if (scope.disposed) return;
     const atBottom = output.scrollTop + output.clientHeight >= output.scrollHeight - 8;
+    const entries = answer.entries || answer.lines.map((text) => ({ time: "", stream: "", text }));
     replace(
       output,
-      answer.lines.length ? answer.lines.join("\n") : filter.value ? "(no line matches the filter)" : "(no output yet)",
+      entries.length ? entries.map(logLine) : filter.value ? "(no line matches the filter)" : "(no output yet)",
     );
     output.dataset.loaded = "1";
     count.textContent = `${answer.count} line${answer.count === 1 ? "" : "s"}${filter.value ? " matching" : ""}`;

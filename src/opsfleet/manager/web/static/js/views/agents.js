@@ -13,12 +13,18 @@ const OPERATIONS = [
   ["restart", "Restart", "btn btn-sm"],
 ];
 
-// Statuses in which an operation makes no sense (the agent is gone, or already there).
-const POINTLESS = {
-  start: new Set(["removed", "running", "starting", "stopping"]),
-  stop: new Set(["removed", "stopped", "stopping"]),
-  restart: new Set(["removed", "stopping"]),
-};
+/**
+ * Whether `op` is valid for the agent as it is: start a stopped or failed agent; stop one that
+ * has a process (or is starting); restart one that runs or failed. Invalid operations are not
+ * offered at all (a failed agent without a PID has nothing to stop).
+ */
+export function validOperation(op, agent) {
+  const status = agent.status;
+  if (status === "removed" || status === "stopping") return false;
+  if (op === "start") return ["stopped", "error", "failed", "crashed"].includes(status);
+  if (op === "stop") return Boolean(agent.pid) || ["running", "starting"].includes(status);
+  return ["running", "starting", "error", "failed", "crashed"].includes(status);
+}
 
 function seconds(from, to) {
   const ms = new Date(to).getTime() - new Date(from).getTime();
@@ -33,7 +39,6 @@ function seconds(from, to) {
 export function renderAgents(root, scope, nodeId, { selected, onSelect }) {
   const base = `/nodes/${encodeURIComponent(nodeId)}/agents`;
   const canOperate = session.canOperate();
-  const live = new Map(); // agent_id -> the last sync's answer (restart_count, start_time)
   const busy = new Set();
   let current = selected;
   let agents = [];
@@ -69,15 +74,14 @@ export function renderAgents(root, scope, nodeId, { selected, onSelect }) {
   root.append(agentsCard.el);
 
   const row = (agent) => {
-    const info = live.get(agent.agent_id);
     const disabledWhy = !canOperate ? "Needs the operator or admin role" : null;
-    const buttons = OPERATIONS.map(([op, text, cls]) =>
+    const buttons = OPERATIONS.filter(([op]) => validOperation(op, agent)).map(([op, text, cls]) =>
       h(
         "button",
         {
           type: "button",
           class: cls,
-          disabled: !canOperate || busy.has(agent.agent_id) || POINTLESS[op].has(agent.status),
+          disabled: !canOperate || busy.has(agent.agent_id),
           title: disabledWhy || `${text} ${agent.agent_id}`,
           "data-testid": `operate-${op}`,
           "data-agent-id": agent.agent_id,
@@ -116,8 +120,8 @@ export function renderAgents(root, scope, nodeId, { selected, onSelect }) {
       h("td", { class: "num mono", "data-testid": "agent-pid" }, agent.pid ? String(agent.pid) : "–"),
       h(
         "td",
-        { class: "num", title: info ? null : "Known after a refresh from the daemon" },
-        info ? String(info.restart_count) : "–",
+        { class: "num", "data-testid": "agent-restarts" },
+        String(agent.restart_count ?? 0),
       ),
       h("td", { class: "nowrap" }, agent.last_heartbeat ? timeAgo(agent.last_heartbeat) : "–"),
       h("td", {}, h("div", { class: "btn-group" }, buttons, details)),
@@ -156,7 +160,6 @@ export function renderAgents(root, scope, nodeId, { selected, onSelect }) {
   const sync = async () => {
     const answer = await api(`${base}/sync`, { method: "POST" });
     if (scope.disposed) return;
-    for (const a of answer.agents) live.set(a.agent_id, a);
     agents = answer.agents.map((a) => ({ ...a, node_id: nodeId }));
     draw();
   };
@@ -175,7 +178,8 @@ export function renderAgents(root, scope, nodeId, { selected, onSelect }) {
       if (record.success) {
         clearError("operate");
         result.className = "op-result ok";
-        result.textContent = `${op} ${agentId}: done in ${seconds(record.requested_at, record.finished_at)}`;
+        const after = record.agent ? `, now ${record.agent.status}${record.agent.pid ? ` (pid ${record.agent.pid})` : ""}` : "";
+        result.textContent = `${op} ${agentId}: done in ${seconds(record.requested_at, record.finished_at)}${after}`;
         notice(`${op} ${agentId} succeeded`);
       } else {
         result.className = "op-result bad";

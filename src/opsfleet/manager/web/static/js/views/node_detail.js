@@ -1,7 +1,7 @@
 // One node: its facts, resource charts, agents (with the selected agent's panel) and events.
 
 import { api } from "../api.js";
-import { badge, card, h, replace } from "../dom.js";
+import { badge, card, h, replace, select } from "../dom.js";
 import { dateTime, timeAgo } from "../format.js";
 import { clearAllErrors, reportError } from "../notify.js";
 import { href, setQuery } from "../router.js";
@@ -19,7 +19,28 @@ const EVENT_TONE = {
   "re-registered": "info",
   enrolled: "info",
   "clone-suspected": "bad",
+  "agent-state": "info",
+  operation: "info",
+  config: "info",
+  update: "info",
 };
+
+// The timeline filter: [value sent as `kind`, label].
+export const EVENT_FILTERS = [
+  ["", "All events"],
+  ["agent-state", "Agent state changes"],
+  ["operation", "Operator actions"],
+  ["config", "Config apply"],
+  ["update", "Updates"],
+  ["registered,re-registered,enrolled", "Registrations"],
+  ["online,offline", "Online / offline"],
+];
+
+/** The tone of one event: failures and crashes red, whatever the kind. */
+function eventTone(e) {
+  if (/-> error|failed|offline/.test(`${e.kind} ${e.detail}`)) return "bad";
+  return EVENT_TONE[e.kind] || "";
+}
 
 /** A warning badge when two daemons seem to present this node's identity. */
 function cloneBadge(node) {
@@ -73,8 +94,13 @@ function showNotFound(root, scope, nodeId, error) {
 }
 
 export function renderNodeDetail(root, scope, nodeId, query) {
-  const state = { range: query.get("range") || "1h", agent: query.get("agent") || null };
-  const writeQuery = () => setQuery({ range: state.range === "1h" ? "" : state.range, agent: state.agent });
+  const state = {
+    range: query.get("range") || "1h",
+    agent: query.get("agent") || null,
+    events: EVENT_FILTERS.some(([v]) => v === query.get("events")) ? query.get("events") : "",
+  };
+  const writeQuery = () =>
+    setQuery({ range: state.range === "1h" ? "" : state.range, agent: state.agent, events: state.events });
 
   const title = h("h1", { class: "wrap-any", "data-testid": "node-title" }, nodeId);
   const status = h("span", {});
@@ -122,17 +148,23 @@ export function renderNodeDetail(root, scope, nodeId, query) {
   const { operationsCard } = renderAgents(agentsRoot, scope, nodeId, { selected: state.agent, onSelect: showAgent });
   if (state.agent) showAgent(state.agent);
 
+  const eventKind = select(EVENT_FILTERS, state.events, { "data-testid": "events-filter", "aria-label": "Show events" });
   root.append(
-    h("div", { class: "grid grid-2 section" }, card("Events", { body: timeline, flush: true }).el, operationsCard),
+    h(
+      "div",
+      { class: "grid grid-2 section" },
+      card("Events", { body: timeline, flush: true, actions: eventKind }).el,
+      operationsCard,
+    ),
   );
 
-  scope.every(POLL_MS, "node", "Loading the node", async () => {
+  const nodePoll = scope.every(POLL_MS, "node", "Loading the node", async () => {
     let node;
     let events;
     try {
       [node, events] = await Promise.all([
         api(`/nodes/${encodeURIComponent(nodeId)}`),
-        api(`/nodes/${encodeURIComponent(nodeId)}/events`, { query: { limit: 50 } }),
+        api(`/nodes/${encodeURIComponent(nodeId)}/events`, { query: { limit: 50, kind: state.events } }),
       ]);
     } catch (error) {
       if (error.code === NODE_NOT_FOUND && !scope.disposed) {
@@ -167,12 +199,17 @@ export function renderNodeDetail(root, scope, nodeId, query) {
         ? events.events.map((e) =>
             h(
               "li",
-              { class: EVENT_TONE[e.kind] || "", "data-testid": "event", "data-kind": e.kind },
+              { class: eventTone(e), "data-testid": "event", "data-kind": e.kind },
               h("div", {}, h("strong", {}, e.kind), e.detail ? h("span", { class: "muted" }, ` · ${e.detail}`) : null),
               h("div", { class: "when" }, dateTime(e.at), " · ", timeAgo(e.at)),
             ),
           )
-        : h("li", { class: "muted" }, "No events recorded."),
+        : h("li", { class: "muted" }, state.events ? "No events of this kind." : "No events recorded."),
     );
+  });
+  eventKind.addEventListener("change", () => {
+    state.events = eventKind.value;
+    writeQuery();
+    nodePoll.kick();
   });
 }

@@ -62,7 +62,7 @@ export function renderNodes(root, scope, query) {
   );
   const label = h("input", {
     type: "text",
-    placeholder: "env:prod, role:db",
+    placeholder: "env=prod, role=db",
     value: state.label,
     "data-testid": "filter-label",
   });
@@ -95,7 +95,7 @@ export function renderNodes(root, scope, query) {
         { class: "filters", role: "search" },
         field("Search", q, "filter-q"),
         field("Status", status, "filter-status"),
-        field("Labels (key:value, comma-separated)", label, "filter-label"),
+        field("Labels (key=value, comma-separated)", label, "filter-label"),
         field("Per page", pageSize, "filter-page-size"),
         clear,
       ),

@@ -2,7 +2,7 @@
 
 import { api } from "../api.js";
 import { badge, card, emptyRow, h, replace, table } from "../dom.js";
-import { WARN_PERCENT, meter, percent, usage } from "../format.js";
+import { WARN_PERCENT, meter, nodeNames, percent, usage } from "../format.js";
 import { href } from "../router.js";
 import { POLL_MS } from "../scope.js";
 
@@ -13,10 +13,10 @@ const RESOURCES = [
 ];
 
 /** Alerts derived from the newest usage of every node: offline nodes, usage above the threshold. */
-export function alertsOf(nodeUsage) {
+export function alertsOf(nodeUsage, nameOf = nodeNames(nodeUsage)) {
   const alerts = [];
   for (const row of nodeUsage) {
-    const name = row.hostname || row.node_id;
+    const name = nameOf(row);
     if (row.status === "offline") {
       alerts.push({ level: "bad", label: "offline", node: row, text: `${name} is offline` });
       continue;
@@ -53,11 +53,11 @@ function stat(label, testid, cls = "") {
   return { el, value };
 }
 
-function nodeLink(row) {
+function nodeLink(row, nameOf) {
   return h(
     "a",
-    { href: href(["nodes", row.node_id]), class: "node-name", title: row.node_id },
-    row.hostname || row.node_id,
+    { href: href(["nodes", row.node_id]), class: "node-name", title: row.node_id, "data-testid": "node-name" },
+    nameOf(row),
   );
 }
 
@@ -117,7 +117,7 @@ export function renderOverview(root, scope) {
     ),
   );
 
-  const fillTop = (tbody, rows, key) => {
+  const fillTop = (tbody, rows, key, nameOf) => {
     replace(
       tbody,
       rows.length
@@ -125,7 +125,7 @@ export function renderOverview(root, scope) {
             h(
               "tr",
               {},
-              h("td", {}, nodeLink(row)),
+              h("td", {}, nodeLink(row, nameOf)),
               h("td", {}, badge(row.status)),
               h("td", { class: "num" }, usage(row[key])),
             ),
@@ -151,7 +151,8 @@ export function renderOverview(root, scope) {
       a.value.textContent = percent(v);
       replace(a.bar, v === null || v === undefined ? null : meter(v));
     }
-    const alerts = alertsOf(overview.node_usage);
+    const nameOf = nodeNames(overview.node_usage);
+    const alerts = alertsOf(overview.node_usage, nameOf);
     // The tile counts the Manager's firing alerts; the card lists what the newest usage shows.
     tiles.alerts.value.textContent = String(firing.firing);
     tiles.alerts.value.className = `stat-value ${firing.firing > 0 ? "bad" : ""}`;
@@ -169,8 +170,8 @@ export function renderOverview(root, scope) {
           )
         : h("li", { class: "muted" }, `No alerts: every node is online and below ${WARN_PERCENT} %.`),
     );
-    fillTop(topCpu.tbody, overview.top_cpu, "cpu");
-    fillTop(topMemory.tbody, overview.top_memory, "memory");
+    fillTop(topCpu.tbody, overview.top_cpu, "cpu", nameOf);
+    fillTop(topMemory.tbody, overview.top_memory, "memory", nameOf);
     updated.textContent = `Updated ${new Date().toLocaleTimeString()} · refreshes every ${POLL_MS / 1000} s`;
   });
 }
