@@ -1,0 +1,329 @@
+"""Compact binary encodings of metric samples and rollups (pure functions, no I/O).
+
+A stored sample is ``varint(keyset) + nibble tags + payloads``. ``keyset`` is the small id
+of the sample's tuple of value keys (the ``metric_keysets`` table; a fleet sends a handful);
+keyset 0 means the key names follow inline (a JSON list after a varint length), the fallback
+once the keyset table is full. Then one 4-bit tag per value (two per byte) and the values in
+key order:
+
+- tag 0: the value is 0
+- tags 1-7: an integer of that many little-endian two's-complement bytes
+- tag 8: an IEEE float64 (8 bytes), for anything else
+- tags 9-15: an integer of (tag - 8) bytes that is the value times 100 (two decimals)
+
+Every finite float round-trips exactly (-0.0 comes back as 0.0); the integer and two-decimal
+forms are what collectors send (byte counts, percentages), 1-6 bytes instead of 8.
+NaN and infinities are refused (validation drops them before they get here).
+
+A rollup (one node, one type, one 5-minute or 1-hour bucket) holds the sample count and,
+per key, the count of samples holding the key, their sum (float64), min and max (value
+encoding): merging two is exact. A point is every sample of one node at one timestamp:
+``varint(type key) + varint(length) + sample`` per type.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from operator import add
+
+Keys = tuple[str, ...]
+
+_F64 = struct.Struct("<d")
+_MAX_INLINE_INT = 7
+
+
+class CodecError(ValueError):
+    """A blob that does not decode (corrupt or written by a newer version)."""
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    shift = 0
+    n = 0
+    while True:
+        if pos >= len(data):
+            raise CodecError("truncated varint")
+        b = data[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            return n, pos
+        shift += 7
+
+
+_VARINTS = [_varint(i) for i in range(1 << 14)]
+
+
+def keyset_prefix(keyset: int, keys: Keys) -> bytes:
+    """The head of a blob: the keyset id, or 0 and the keys inline when ``keyset`` is 0."""
+    if keyset:
+        return _VARINTS[keyset] if keyset < len(_VARINTS) else _varint(keyset)
+    names = json.dumps(list(keys), separators=(",", ":")).encode()
+    return b"\x00" + _varint(len(names)) + names
+
+
+def read_keyset(data: bytes, lookup: Mapping[int, Keys]) -> tuple[Keys, int]:
+    """The keys of a blob and the offset of what follows them."""
+    keyset, pos = _read_varint(data, 0)
+    if keyset:
+        try:
+            return lookup[keyset], pos
+        except KeyError:
+            raise CodecError(f"unknown keyset {keyset}") from None
+    length, pos = _read_varint(data, pos)
+    keys = tuple(json.loads(data[pos : pos + length]))
+    return keys, pos + length
+
+
+def encode_values(values: Iterable[float]) -> bytes:
+    """The tags and payloads of the values (without the keyset head)."""
+    tags: list[int] = []
+    parts: list[bytes] = []
+    for v in values:
+        i = int(v)  # ValueError for NaN, OverflowError for infinities: never stored
+        if i == v:
+            if i == 0:
+                tags.append(0)
+                continue
+            n = (i.bit_length() + 8) >> 3
+            if n <= _MAX_INLINE_INT:
+                tags.append(n)
+                parts.append(i.to_bytes(n, "little", signed=True))
+                continue
+        else:
+            c = round(v * 100)
+            if c / 100 == v:
+                n = (c.bit_length() + 8) >> 3
+                if n <= _MAX_INLINE_INT:
+                    tags.append(8 + n)
+                    parts.append(c.to_bytes(n, "little", signed=True))
+                    continue
+        tags.append(8)
+        parts.append(_F64.pack(v))
+    if len(tags) & 1:
+        tags.append(0)
+    head = bytes([tags[k] | (tags[k + 1] << 4) for k in range(0, len(tags), 2)])
+    return head + b"".join(parts)
+
+
+def decode_values(data: bytes, pos: int, count: int) -> list[float]:
+    """``count`` values encoded by :func:`encode_values` starting at ``pos``."""
+    tag_bytes = (count + 1) >> 1
+    p = pos + tag_bytes
+    if p > len(data):
+        raise CodecError("truncated tags")
+    out: list[float] = []
+    from_bytes = int.from_bytes
+    for k in range(count):
+        byte = data[pos + (k >> 1)]
+        tag = (byte >> 4) if k & 1 else (byte & 0x0F)
+        if tag == 0:
+            out.append(0.0)
+        elif tag < 8:
+            out.append(float(from_bytes(data[p : p + tag], "little", signed=True)))
+            p += tag
+        elif tag == 8:
+            out.append(_F64.unpack_from(data, p)[0])
+            p += 8
+        else:
+            n = tag - 8
+            out.append(from_bytes(data[p : p + n], "little", signed=True) / 100)
+            p += n
+    if p > len(data):
+        raise CodecError("truncated values")
+    return out
+
+
+def encode_sample(keyset: int, keys: Keys, values: Sequence[float]) -> bytes:
+    return keyset_prefix(keyset, keys) + encode_values(values)
+
+
+def decode_sample(data: bytes, lookup: Mapping[int, Keys]) -> dict[str, float]:
+    keys, pos = read_keyset(data, lookup)
+    return dict(zip(keys, decode_values(data, pos, len(keys)), strict=True))
+
+
+def decode_one(data: bytes, lookup: Mapping[int, Keys], key: str) -> float | None:
+    """One value of a stored sample (None when the sample does not hold ``key``)."""
+    keys, pos = read_keyset(data, lookup)
+    try:
+        index = keys.index(key)
+    except ValueError:
+        return None
+    return decode_values(data, pos, index + 1)[index]
+
+
+@dataclass
+class Rollup:
+    """count / sum / min / max of every key over the samples of one bucket; merges exactly.
+
+    ``n`` counts samples; ``count[i]`` the samples holding ``keys[i]``.
+    """
+
+    keys: Keys = ()
+    n: int = 0
+    count: list[int] = field(default_factory=list)
+    total: list[float] = field(default_factory=list)
+    low: list[float] = field(default_factory=list)
+    high: list[float] = field(default_factory=list)
+
+    def add(self, keys: Keys, values: Sequence[float]) -> None:
+        """Count one sample."""
+        if keys == self.keys:
+            self.n += 1
+            self.count = [c + 1 for c in self.count]
+            self.total = list(map(add, self.total, values))
+            self.low = list(map(min, self.low, values))
+            self.high = list(map(max, self.high, values))
+            return
+        vals = list(values)
+        self.merge(Rollup(keys, 1, [1] * len(keys), vals, vals, vals))
+
+    def merge(self, other: Rollup) -> None:
+        """Fold ``other`` in (exact: sums and counts add, extremes compare)."""
+        if other.keys == self.keys:
+            self.n += other.n
+            self.count = list(map(add, self.count, other.count))
+            self.total = list(map(add, self.total, other.total))
+            self.low = list(map(min, self.low, other.low))
+            self.high = list(map(max, self.high, other.high))
+            return
+        index = {k: i for i, k in enumerate(self.keys)}
+        keys = list(self.keys)
+        for k in other.keys:
+            if k not in index:
+                index[k] = len(keys)
+                keys.append(k)
+                self.count.append(0)
+                self.total.append(0.0)
+                self.low.append(math.inf)
+                self.high.append(-math.inf)
+        for j, k in enumerate(other.keys):
+            i = index[k]
+            self.count[i] += other.count[j]
+            self.total[i] += other.total[j]
+            self.low[i] = min(self.low[i], other.low[j])
+            self.high[i] = max(self.high[i], other.high[j])
+        self.keys = tuple(keys)
+        self.n += other.n
+
+    def averages(self) -> dict[str, float]:
+        return {k: self.total[i] / c for i, (k, c) in enumerate(zip(self.keys, self.count, strict=True)) if c}
+
+    def stats(self, key: str) -> tuple[float, float, float, int] | None:
+        """(min, max, sum, count) of one key; None when no sample held it."""
+        if key not in self.keys:
+            return None
+        i = self.keys.index(key)
+        if not self.count[i]:
+            return None
+        return self.low[i], self.high[i], self.total[i], self.count[i]
+
+
+_ROLLUP_SUMS: dict[int, struct.Struct] = {}
+
+
+def _sums_struct(size: int) -> struct.Struct:
+    s = _ROLLUP_SUMS.get(size)
+    if s is None:
+        s = _ROLLUP_SUMS[size] = struct.Struct(f"<{size}d")
+    return s
+
+
+def encode_rollup(keyset: int, rollup: Rollup) -> bytes:
+    """keyset, n, a flag (1: per-key counts follow, else every key has ``n``), the sums as
+    float64 (fast to read for averages), then the minima and maxima in the value encoding."""
+    size = len(rollup.keys)
+    head = keyset_prefix(keyset, rollup.keys) + _varint(rollup.n)
+    if all(c == rollup.n for c in rollup.count):
+        head += b"\x00"
+    else:
+        head += b"\x01" + b"".join(_varint(c) for c in rollup.count)
+    return head + _sums_struct(size).pack(*rollup.total) + encode_values([*rollup.low, *rollup.high])
+
+
+def _rollup_head(data: bytes, lookup: Mapping[int, Keys]) -> tuple[Keys, int, list[int], int]:
+    keys, pos = read_keyset(data, lookup)
+    n, pos = _read_varint(data, pos)
+    if pos >= len(data):
+        raise CodecError("truncated rollup")
+    flag = data[pos]
+    pos += 1
+    if flag:
+        count = []
+        for _ in keys:
+            c, pos = _read_varint(data, pos)
+            count.append(c)
+    else:
+        count = [n] * len(keys)
+    return keys, n, count, pos
+
+
+def decode_rollup(data: bytes, lookup: Mapping[int, Keys]) -> Rollup:
+    keys, n, count, pos = _rollup_head(data, lookup)
+    sums = _sums_struct(len(keys))
+    try:
+        total = list(sums.unpack_from(data, pos))
+    except struct.error as exc:
+        raise CodecError(f"bad rollup: {exc}") from None
+    extremes = decode_values(data, pos + sums.size, 2 * len(keys))
+    return Rollup(keys, n, count, total, extremes[: len(keys)], extremes[len(keys) :])
+
+
+def decode_rollup_sums(data: bytes, lookup: Mapping[int, Keys]) -> tuple[Keys, int, list[int], tuple[float, ...]]:
+    """keys, n, per-key counts and sums: what averages need, without the extremes."""
+    keys, n, count, pos = _rollup_head(data, lookup)
+    try:
+        return keys, n, count, _sums_struct(len(keys)).unpack_from(data, pos)
+    except struct.error as exc:
+        raise CodecError(f"bad rollup: {exc}") from None
+
+
+def encode_point(entries: Iterable[tuple[int, bytes]]) -> bytes:
+    """The samples of one node at one timestamp: (type key, encoded sample) entries."""
+    out = bytearray()
+    for type_key, blob in entries:
+        out += _varint(type_key)
+        out += _varint(len(blob))
+        out += blob
+    return bytes(out)
+
+
+def point_entries(data: bytes) -> list[tuple[int, bytes]]:
+    """(type key, encoded sample) of every sample in a point."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        type_key, pos = _read_varint(data, pos)
+        length, pos = _read_varint(data, pos)
+        if pos + length > len(data):
+            raise CodecError("truncated point")
+        out.append((type_key, data[pos : pos + length]))
+        pos += length
+    return out
+
+
+def point_entry(data: bytes, type_key: int) -> bytes | None:
+    """The encoded sample of one type in a point (None when the point has none)."""
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        length, pos = _read_varint(data, pos)
+        if key == type_key:
+            if pos + length > len(data):
+                raise CodecError("truncated point")
+            return data[pos : pos + length]
+        pos += length
+    return None

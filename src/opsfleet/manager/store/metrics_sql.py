@@ -1,0 +1,431 @@
+"""Metric storage of the SqlStore: compact sample rows, incremental rollups, the latest sample.
+
+Tables (schema.py): ``metric_points`` holds every sample of one node at one timestamp in one
+row keyed ``(node_key, ts)`` (SQLite ``WITHOUT ROWID``; the PostgreSQL primary key index);
+``metric_rollups`` holds count/sum/min/max of every key per node, type, resolution (5 min,
+1 h) and bucket; ``metric_latest`` the newest sample per node and type. Encodings are in
+metric_codec.py, the key maps in metric_keys.py.
+
+One ``insert`` is one transaction: the new points, then (for the samples actually added, so
+a sample sent twice counts once) the latest rows and a read-merge-write of the touched
+rollup rows. On PostgreSQL the touched rollup rows are created empty first and then locked
+(``FOR UPDATE``), so concurrent Manager replicas merge into them one after the other.
+Retention deletes by key range, node by node (there is no index on time alone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from opsfleet.manager.domain import MetricSample
+from opsfleet.manager.store.metric_codec import (
+    CodecError,
+    Keys,
+    Rollup,
+    decode_one,
+    decode_rollup,
+    decode_rollup_sums,
+    decode_sample,
+    encode_point,
+    encode_rollup,
+    encode_sample,
+    point_entries,
+    point_entry,
+)
+from opsfleet.manager.store.metric_keys import MetricKeys
+from opsfleet.manager.store.schema import metric_latest, metric_points, metric_rollups, node_keys
+from opsfleet.manager.store.shield import shielded
+from opsfleet.manager.store.sql_base import StoreModule
+
+RES_5M = 300
+RES_1H = 3600
+ROLLUP_RESOLUTIONS = (RES_5M, RES_1H)
+RAW = 0
+"""The resolution value naming raw samples (retention)."""
+
+_CHUNK = 500
+T = TypeVar("T")
+
+_POINTS_PG = (
+    "INSERT INTO metric_points (node_key, n, ts, data) "
+    "SELECT * FROM unnest($1::int4[], $2::int2[], $3::int8[], $4::bytea[]) "
+    "ON CONFLICT DO NOTHING RETURNING node_key, ts"
+)
+_LATEST = (
+    "INSERT INTO metric_latest (node_key, type_key, ts, data) VALUES ({p}) "
+    "ON CONFLICT (node_key, type_key) DO UPDATE SET ts = excluded.ts, data = excluded.data "
+    "WHERE excluded.ts > metric_latest.ts"
+)
+_ROLLUP_UPSERT = (
+    "INSERT INTO metric_rollups (node_key, type_key, res, bucket, data) VALUES ({p}) "
+    "ON CONFLICT (node_key, type_key, res, bucket) DO UPDATE SET data = excluded.data"
+)
+_ROLLUP_PLACEHOLDERS_PG = (
+    "INSERT INTO metric_rollups (node_key, type_key, res, bucket, data) "
+    "SELECT a, b, c, d, '\\x'::bytea FROM unnest($1::int4[], $2::int2[], $3::int2[], $4::int8[]) "
+    "AS k(a, b, c, d) ORDER BY a, b, c, d ON CONFLICT DO NOTHING"
+)
+_ROLLUP_LOCK_PG = (
+    "SELECT r.node_key, r.type_key, r.res, r.bucket, r.data FROM metric_rollups AS r "
+    "JOIN unnest($1::int4[], $2::int2[], $3::int2[], $4::int8[]) AS k(a, b, c, d) "
+    "ON r.node_key = k.a AND r.type_key = k.b AND r.res = k.c AND r.bucket = k.d "
+    "ORDER BY r.node_key, r.type_key, r.res, r.bucket FOR UPDATE OF r"
+)
+
+# One added sample: node key, timestamp, type key, value keys, values, encoded sample.
+Added = tuple[int, int, int, Keys, list[float], bytes]
+RollupKey = tuple[int, int, int, int]
+
+
+class SqlMetrics(StoreModule):
+    """Metric samples and rollups over the SqlStore's engine; usable once it has started."""
+
+    def __init__(self, store: Any) -> None:
+        super().__init__(store)
+        self.keys = MetricKeys()
+
+    @property
+    def _pg(self) -> bool:
+        return self._engine.dialect.name == "postgresql"
+
+    def _params(self, n: int) -> str:
+        return ", ".join(f"${i}" for i in range(1, n + 1)) if self._pg else ", ".join("?" * n)
+
+    # -- writes -------------------------------------------------------------------------
+
+    @shielded
+    async def insert(self, samples: Sequence[MetricSample]) -> None:
+        """Store samples; a sample with an existing (node, type, timestamp) is kept once."""
+        if not samples:
+            return
+        groups: dict[tuple[str, int], dict[str, dict[str, float]]] = {}
+        for s in samples:
+            group = groups.setdefault((s.node_id, s.timestamp), {})
+            group.setdefault(s.type, s.values)
+        await self._ensure_keys(groups)
+        k = self.keys
+        rows: list[tuple[int, int, int, bytes]] = []
+        entries: dict[tuple[int, int], list[Added]] = {}
+        for (node_id, ts), types in groups.items():
+            node_key = k.nodes[node_id]
+            mine: list[Added] = []
+            for type_, values in types.items():
+                keys = tuple(values)
+                vals = list(values.values())
+                blob = encode_sample(k.keysets.get(keys, 0), keys, vals)
+                mine.append((node_key, ts, k.types[type_], keys, vals, blob))
+            entries[(node_key, ts)] = mine
+            rows.append((node_key, len(mine), ts, encode_point((a[2], a[5]) for a in mine)))
+        rows.sort(key=lambda r: (r[0], r[2]))
+        async with self._store.write_tx(changes_rows=True) as conn:
+            inserted = await self._insert_points(conn, rows)
+            added = [a for key in inserted for a in entries[key]]
+            if len(inserted) < len(rows):
+                clashes = [(r[0], r[2]) for r in rows if (r[0], r[2]) not in inserted]
+                added += await self._merge_points(conn, clashes, entries)
+            if added:
+                await self._update_latest(conn, added)
+                await self._update_rollups(conn, added)
+
+    async def _ensure_keys(self, groups: dict[tuple[str, int], dict[str, dict[str, float]]]) -> None:
+        k = self.keys
+        node_ids = {node_id for node_id, _ in groups}
+        types = {t for g in groups.values() for t in g}
+        keysets = {tuple(v) for g in groups.values() for v in g.values()}
+        nodes, names, tuples = k.missing(node_ids, types, keysets)
+        if not (nodes or names or tuples):
+            return
+        async with self._store.write_tx(changes_rows=True) as conn:
+            await k.create(conn, self._store._insert, nodes, names, tuples)
+
+    async def _insert_points(
+        self, conn: AsyncConnection, rows: list[tuple[int, int, int, bytes]]
+    ) -> set[tuple[int, int]]:
+        """Insert the rows that are new; the keys of those inserted."""
+        inserted: set[tuple[int, int]] = set()
+        for i in range(0, len(rows), _CHUNK):
+            chunk = rows[i : i + _CHUNK]
+            if self._pg:
+                columns = tuple(list(c) for c in zip(*chunk, strict=True))
+                result = await conn.exec_driver_sql(_POINTS_PG, columns)
+            else:
+                sql = (
+                    "INSERT INTO metric_points (node_key, n, ts, data) VALUES "
+                    + ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+                    + " ON CONFLICT DO NOTHING RETURNING node_key, ts"
+                )
+                result = await conn.exec_driver_sql(sql, tuple(v for r in chunk for v in r))
+            inserted.update((int(a), int(b)) for a, b in result.all())
+        return inserted
+
+    async def _merge_points(
+        self, conn: AsyncConnection, clashes: list[tuple[int, int]], entries: dict[tuple[int, int], list[Added]]
+    ) -> list[Added]:
+        """Points that already exist get the types they lack (a report split or resent)."""
+        added: list[Added] = []
+        lock = " FOR UPDATE" if self._pg else ""
+        select = f"SELECT data FROM metric_points WHERE node_key = {self._params(2).replace(', ', ' AND ts = ')}{lock}"
+        update = "UPDATE metric_points SET n = {0}, data = {1} WHERE node_key = {2} AND ts = {3}".format(
+            *(self._params(4).split(", "))
+        )
+        for node_key, ts in clashes:
+            data = (await conn.exec_driver_sql(select, (node_key, ts))).scalar_one()
+            present = point_entries(bytes(data))
+            have = {t for t, _ in present}
+            new = [a for a in entries[(node_key, ts)] if a[2] not in have]
+            if new:
+                merged = present + [(a[2], a[5]) for a in new]
+                await conn.exec_driver_sql(update, (len(merged), encode_point(merged), node_key, ts))
+                added += new
+        return added
+
+    async def _update_latest(self, conn: AsyncConnection, added: list[Added]) -> None:
+        newest: dict[tuple[int, int], Added] = {}
+        for a in added:
+            seen = newest.get((a[0], a[2]))
+            if seen is None or a[1] > seen[1]:
+                newest[(a[0], a[2])] = a
+        rows = [(a[0], a[2], a[1], a[5]) for _, a in sorted(newest.items())]
+        await conn.exec_driver_sql(_LATEST.format(p=self._params(4)), rows)
+
+    async def _update_rollups(self, conn: AsyncConnection, added: list[Added]) -> None:
+        partial: dict[RollupKey, Rollup] = {}
+        for node_key, ts, type_key, keys, vals, _ in added:
+            for res in ROLLUP_RESOLUTIONS:
+                key = (node_key, type_key, res, ts - ts % res)
+                rollup = partial.get(key)
+                if rollup is None:
+                    partial[key] = Rollup(keys, 1, [1] * len(keys), list(vals), list(vals), list(vals))
+                else:
+                    rollup.add(keys, vals)
+        order = sorted(partial)
+        stored = await self._lock_rollups(conn, order)
+        rows = []
+        for key in order:
+            rollup = partial[key]
+            old = stored.get(key)
+            if old:
+                merged = await self._decode(lambda lookup, b=old: decode_rollup(b, lookup), conn)
+                merged.merge(rollup)
+                rollup = merged
+            rows.append((*key, encode_rollup(self.keys.keysets.get(rollup.keys, 0), rollup)))
+        await conn.exec_driver_sql(_ROLLUP_UPSERT.format(p=self._params(5)), rows)
+
+    async def _lock_rollups(self, conn: AsyncConnection, order: list[RollupKey]) -> dict[RollupKey, bytes]:
+        """The stored data of these rollup rows (locked until commit on PostgreSQL)."""
+        stored: dict[RollupKey, bytes] = {}
+        for i in range(0, len(order), _CHUNK):
+            chunk = order[i : i + _CHUNK]
+            if self._pg:
+                columns = tuple(list(c) for c in zip(*chunk, strict=True))
+                await conn.exec_driver_sql(_ROLLUP_PLACEHOLDERS_PG, columns)
+                result = await conn.exec_driver_sql(_ROLLUP_LOCK_PG, columns)
+            else:
+                sql = (
+                    "SELECT node_key, type_key, res, bucket, data FROM metric_rollups "
+                    "WHERE (node_key, type_key, res, bucket) IN (VALUES "
+                    + ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+                    + ")"
+                )
+                result = await conn.exec_driver_sql(sql, tuple(v for key in chunk for v in key))
+            for a, b, c, d, data in result.all():
+                stored[(int(a), int(b), int(c), int(d))] = bytes(data)
+        return stored
+
+    async def _decode(self, fn: Callable[[dict[int, Keys]], T], conn: AsyncConnection | None = None) -> T:
+        """``fn(keys_of)``, reloading the keysets once when a blob names one made elsewhere."""
+        try:
+            return fn(self.keys.keys_of)
+        except CodecError:
+            if conn is None:
+                async with self._engine.connect() as fresh:
+                    await self.keys.load(fresh, keysets=True)
+            else:
+                await self.keys.load(conn, keysets=True)
+            return fn(self.keys.keys_of)
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def _keys(self, conn: AsyncConnection, node_id: str, type_: str) -> tuple[int, int] | None:
+        node_key = await self.keys.node_key(conn, node_id)
+        type_key = await self.keys.type_key(conn, type_)
+        if node_key is None or type_key is None:
+            return None
+        return node_key, type_key
+
+    @shielded
+    async def query(self, node_id: str, type_: str, start: int, end: int) -> list[MetricSample]:
+        query = (
+            sa.select(metric_points.c.ts, metric_points.c.data)
+            .where(metric_points.c.node_key == sa.bindparam("k"), metric_points.c.ts.between(start, end))
+            .order_by(metric_points.c.ts)
+        )
+        async with self._engine.connect() as conn:
+            keys = await self._keys(conn, node_id, type_)
+            if keys is None:
+                return []
+            rows = (await conn.execute(query, {"k": keys[0]})).all()
+        found = [(int(ts), blob) for ts, data in rows if (blob := point_entry(bytes(data), keys[1])) is not None]
+
+        def decode(lookup: dict[int, Keys]) -> list[MetricSample]:
+            return [MetricSample(node_id, type_, ts, decode_sample(blob, lookup)) for ts, blob in found]
+
+        return await self._decode(decode)
+
+    @shielded
+    async def count(self, node_id: str | None = None) -> int:
+        query = sa.select(sa.func.coalesce(sa.func.sum(metric_points.c.n), 0))
+        async with self._engine.connect() as conn:
+            if node_id is not None:
+                node_key = await self.keys.node_key(conn, node_id)
+                if node_key is None:
+                    return 0
+                query = query.where(metric_points.c.node_key == node_key)
+            return int((await conn.execute(query)).scalar_one())
+
+    @shielded
+    async def latest(self, node_id: str, type_: str) -> MetricSample | None:
+        async with self._engine.connect() as conn:
+            keys = await self._keys(conn, node_id, type_)
+            if keys is None:
+                return None
+            query = sa.select(metric_latest.c.ts, metric_latest.c.data).where(
+                metric_latest.c.node_key == keys[0], metric_latest.c.type_key == keys[1]
+            )
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        blob = bytes(row[1])
+        values = await self._decode(lambda lookup: decode_sample(blob, lookup))
+        return MetricSample(node_id, type_, int(row[0]), values)
+
+    @shielded
+    async def latest_value(self, types: Sequence[str], since: int, key: str) -> list[tuple[str, str, int, float]]:
+        """(node_id, type, timestamp, value of ``key``) of every node's newest sample since ``since``."""
+        async with self._engine.connect() as conn:
+            await self.keys.load(conn, types=True)
+            type_keys = [self.keys.types[t] for t in types if t in self.keys.types]
+            if not type_keys:
+                return []
+            query = (
+                sa.select(node_keys.c.node_id, metric_latest.c.type_key, metric_latest.c.ts, metric_latest.c.data)
+                .select_from(metric_latest.join(node_keys, node_keys.c.node_key == metric_latest.c.node_key))
+                .where(metric_latest.c.type_key.in_(type_keys), metric_latest.c.ts >= since)
+                .order_by(node_keys.c.node_id, metric_latest.c.type_key)
+            )
+            rows = (await conn.execute(query)).all()
+        names = self.keys.type_names
+
+        def decode(lookup: dict[int, Keys]) -> list[tuple[str, str, int, float]]:
+            out = []
+            for node_id, type_key, ts, data in rows:
+                value = decode_one(bytes(data), lookup, key)
+                if value is not None:
+                    out.append((str(node_id), names[int(type_key)], int(ts), value))
+            return out
+
+        return sorted(await self._decode(decode), key=lambda r: (r[0], r[1]))
+
+    async def _rollup_rows(
+        self, node_id: str, type_: str, res: int, start: int, end: int
+    ) -> list[tuple[int, bytes]]:
+        query = (
+            sa.select(metric_rollups.c.bucket, metric_rollups.c.data)
+            .where(
+                metric_rollups.c.node_key == sa.bindparam("n"),
+                metric_rollups.c.type_key == sa.bindparam("t"),
+                metric_rollups.c.res == res,
+                metric_rollups.c.bucket.between(start - start % res, end),
+            )
+            .order_by(metric_rollups.c.bucket)
+        )
+        async with self._engine.connect() as conn:
+            keys = await self._keys(conn, node_id, type_)
+            if keys is None:
+                return []
+            rows = (await conn.execute(query, {"n": keys[0], "t": keys[1]})).all()
+        return [(int(b), bytes(d)) for b, d in rows]
+
+    @shielded
+    async def rollups(self, node_id: str, type_: str, res: int, start: int, end: int) -> list[tuple[int, Rollup]]:
+        """The rollups of ``res`` seconds whose bucket overlaps [start, end], oldest first."""
+        rows = await self._rollup_rows(node_id, type_, res, start, end)
+        return await self._decode(lambda lookup: [(b, decode_rollup(d, lookup)) for b, d in rows])
+
+    @shielded
+    async def averages(
+        self, node_id: str, type_: str, res: int, start: int, end: int, bucket_seconds: int
+    ) -> list[tuple[int, dict[str, float], int]]:
+        """(bucket start, average per key, samples) over buckets of ``bucket_seconds`` (a
+        multiple of ``res``, aligned on multiples of itself), from the ``res`` rollups."""
+        rows = await self._rollup_rows(node_id, type_, res, start, end)
+
+        def fold(lookup: dict[int, Keys]) -> list[tuple[int, dict[str, float], int]]:
+            out: dict[int, tuple[dict[str, list[float]], list[int]]] = {}
+            for bucket, data in rows:
+                keys, n, count, sums = decode_rollup_sums(data, lookup)
+                acc, total = out.setdefault(bucket - bucket % bucket_seconds, ({}, [0]))
+                total[0] += n
+                for key, c, s in zip(keys, count, sums, strict=True):
+                    cell = acc.get(key)
+                    if cell is None:
+                        acc[key] = [s, c]
+                    else:
+                        cell[0] += s
+                        cell[1] += c
+            return [
+                (b, {k: s / c for k, (s, c) in acc.items() if c}, total[0])
+                for b, (acc, total) in sorted(out.items())
+            ]
+
+        return await self._decode(fold)
+
+    # -- deletion -------------------------------------------------------------------------
+
+    @shielded
+    async def delete_before(self, res: int, cutoff: int, after: int, max_nodes: int) -> tuple[int, int | None]:
+        """Delete samples (``res`` 0) or rollups of ``res`` older than ``cutoff`` for up to
+        ``max_nodes`` nodes with a key above ``after``, in one transaction. The samples or
+        rollups deleted, and the cursor for the next call (None when every node was swept)."""
+        async with self._store.write_tx() as conn:
+            query = (
+                sa.select(node_keys.c.node_key)
+                .where(node_keys.c.node_key > after)
+                .order_by(node_keys.c.node_key)
+                .limit(max_nodes)
+            )
+            nodes = [int(k) for k in (await conn.execute(query)).scalars()]
+            if not nodes:
+                return 0, None
+            deleted = 0
+            if res == RAW:
+                delete = "DELETE FROM metric_points WHERE node_key = {0} AND ts < {1} RETURNING n".format(
+                    *self._params(2).split(", ")
+                )
+                for node_key in nodes:
+                    deleted += sum(int(n) for (n,) in (await conn.exec_driver_sql(delete, (node_key, cutoff))).all())
+            else:
+                await self.keys.load(conn, types=True)
+                stmt = metric_rollups.delete().where(
+                    metric_rollups.c.node_key == sa.bindparam("k"),
+                    metric_rollups.c.type_key == sa.bindparam("t"),
+                    metric_rollups.c.res == res,
+                    metric_rollups.c.bucket < cutoff,
+                )
+                for node_key in nodes:
+                    for type_key in self.keys.type_names:
+                        result = await conn.execute(stmt, {"k": node_key, "t": type_key})
+                        deleted += max(0, result.rowcount)
+        return deleted, nodes[-1] if len(nodes) == max_nodes else None
+
+    async def delete_node(self, conn: AsyncConnection, node_id: str) -> None:
+        """Inside the caller's transaction: every sample, rollup and latest row of the node."""
+        node_key = (await conn.execute(sa.select(node_keys.c.node_key).where(node_keys.c.node_id == node_id))).scalar()
+        if node_key is None:
+            return
+        for table in (metric_points, metric_rollups, metric_latest):
+            await conn.execute(table.delete().where(table.c.node_key == node_key))
