@@ -43,7 +43,11 @@ class Retention:
 
     def by_resolution(self) -> tuple[tuple[int, int, str], ...]:
         """(store resolution, seconds kept, name): 0 is raw samples, else rollup seconds."""
-        return ((0, self.raw, "raw samples"), (300, self.rollup_5m, "5-minute rollups"), (3600, self.rollup_1h, "1-hour rollups"))
+        return (
+            (0, self.raw, "raw samples"),
+            (300, self.rollup_5m, "5-minute rollups"),
+            (3600, self.rollup_1h, "1-hour rollups"),
+        )
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,9 @@ class MetricService:
             deleted = 0
             after: int | None = 0
             while after is not None and not self._stop.is_set():
-                n, after = await self._store.delete_metrics_before(resolution, now - keep, after, RETENTION_NODES)
+                n, after = await self._store.delete_metrics_before(
+                    resolution, now - keep, after, RETENTION_NODES
+                )
                 deleted += n
                 await asyncio.sleep(0)
             if deleted:

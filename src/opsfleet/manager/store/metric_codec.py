@@ -282,7 +282,9 @@ def decode_rollup(data: bytes, lookup: Mapping[int, Keys]) -> Rollup:
     return Rollup(keys, n, count, total, extremes[: len(keys)], extremes[len(keys) :])
 
 
-def decode_rollup_sums(data: bytes, lookup: Mapping[int, Keys]) -> tuple[Keys, int, list[int], tuple[float, ...]]:
+def decode_rollup_sums(
+    data: bytes, lookup: Mapping[int, Keys]
+) -> tuple[Keys, int, list[int], tuple[float, ...]]:
     """keys, n, per-key counts and sums: what averages need, without the extremes."""
     keys, n, count, pos = _rollup_head(data, lookup)
     try:

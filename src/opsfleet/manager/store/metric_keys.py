@@ -72,7 +72,9 @@ class MetricKeys:
             )
             self.nodes.update({str(n): int(k) for n, k in (await conn.execute(query)).all()})
         if types:
-            for name, key in (await conn.execute(sa.select(metric_types.c.name, metric_types.c.type_key))).all():
+            for name, key in (
+                await conn.execute(sa.select(metric_types.c.name, metric_types.c.type_key))
+            ).all():
                 self.types[str(name)] = int(key)
                 self.type_names[int(key)] = str(name)
         if keysets:

@@ -15,6 +15,7 @@ Retention deletes by key range, node by node (there is no index on time alone).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -92,8 +93,12 @@ class SqlMetrics(StoreModule):
     def _pg(self) -> bool:
         return self._engine.dialect.name == "postgresql"
 
+    def _marks(self, n: int) -> list[str]:
+        """The driver's positional parameter markers."""
+        return [f"${i}" for i in range(1, n + 1)] if self._pg else ["?"] * n
+
     def _params(self, n: int) -> str:
-        return ", ".join(f"${i}" for i in range(1, n + 1)) if self._pg else ", ".join("?" * n)
+        return ", ".join(self._marks(n))
 
     # -- writes -------------------------------------------------------------------------
 
@@ -149,6 +154,7 @@ class SqlMetrics(StoreModule):
         inserted: set[tuple[int, int]] = set()
         for i in range(0, len(rows), _CHUNK):
             chunk = rows[i : i + _CHUNK]
+            result: Any
             if self._pg:
                 columns = tuple(list(c) for c in zip(*chunk, strict=True))
                 result = await conn.exec_driver_sql(_POINTS_PG, columns)
@@ -159,19 +165,21 @@ class SqlMetrics(StoreModule):
                     + " ON CONFLICT DO NOTHING RETURNING node_key, ts"
                 )
                 result = await conn.exec_driver_sql(sql, tuple(v for r in chunk for v in r))
-            inserted.update((int(a), int(b)) for a, b in result.all())
+            inserted.update((int(row[0]), int(row[1])) for row in result.all())
         return inserted
 
     async def _merge_points(
-        self, conn: AsyncConnection, clashes: list[tuple[int, int]], entries: dict[tuple[int, int], list[Added]]
+        self,
+        conn: AsyncConnection,
+        clashes: list[tuple[int, int]],
+        entries: dict[tuple[int, int], list[Added]],
     ) -> list[Added]:
         """Points that already exist get the types they lack (a report split or resent)."""
         added: list[Added] = []
+        m = self._marks(4)
         lock = " FOR UPDATE" if self._pg else ""
-        select = f"SELECT data FROM metric_points WHERE node_key = {self._params(2).replace(', ', ' AND ts = ')}{lock}"
-        update = "UPDATE metric_points SET n = {0}, data = {1} WHERE node_key = {2} AND ts = {3}".format(
-            *(self._params(4).split(", "))
-        )
+        select = f"SELECT data FROM metric_points WHERE node_key = {m[0]} AND ts = {m[1]}{lock}"
+        update = f"UPDATE metric_points SET n = {m[0]}, data = {m[1]} WHERE node_key = {m[2]} AND ts = {m[3]}"
         for node_key, ts in clashes:
             data = (await conn.exec_driver_sql(select, (node_key, ts))).scalar_one()
             present = point_entries(bytes(data))
@@ -209,7 +217,7 @@ class SqlMetrics(StoreModule):
             rollup = partial[key]
             old = stored.get(key)
             if old:
-                merged = await self._decode(lambda lookup, b=old: decode_rollup(b, lookup), conn)
+                merged = await self._decode(functools.partial(_stored_rollup, old), conn)
                 merged.merge(rollup)
                 rollup = merged
             rows.append((*key, encode_rollup(self.keys.keysets.get(rollup.keys, 0), rollup)))
@@ -220,6 +228,7 @@ class SqlMetrics(StoreModule):
         stored: dict[RollupKey, bytes] = {}
         for i in range(0, len(order), _CHUNK):
             chunk = order[i : i + _CHUNK]
+            result: Any
             if self._pg:
                 columns = tuple(list(c) for c in zip(*chunk, strict=True))
                 await conn.exec_driver_sql(_ROLLUP_PLACEHOLDERS_PG, columns)
@@ -232,8 +241,8 @@ class SqlMetrics(StoreModule):
                     + ")"
                 )
                 result = await conn.exec_driver_sql(sql, tuple(v for key in chunk for v in key))
-            for a, b, c, d, data in result.all():
-                stored[(int(a), int(b), int(c), int(d))] = bytes(data)
+            for row in result.all():
+                stored[(int(row[0]), int(row[1]), int(row[2]), int(row[3]))] = bytes(row[4])
         return stored
 
     async def _decode(self, fn: Callable[[dict[int, Keys]], T], conn: AsyncConnection | None = None) -> T:
@@ -269,7 +278,9 @@ class SqlMetrics(StoreModule):
             if keys is None:
                 return []
             rows = (await conn.execute(query, {"k": keys[0]})).all()
-        found = [(int(ts), blob) for ts, data in rows if (blob := point_entry(bytes(data), keys[1])) is not None]
+        found = [
+            (int(ts), blob) for ts, data in rows if (blob := point_entry(bytes(data), keys[1])) is not None
+        ]
 
         def decode(lookup: dict[int, Keys]) -> list[MetricSample]:
             return [MetricSample(node_id, type_, ts, decode_sample(blob, lookup)) for ts, blob in found]
@@ -304,7 +315,9 @@ class SqlMetrics(StoreModule):
         return MetricSample(node_id, type_, int(row[0]), values)
 
     @shielded
-    async def latest_value(self, types: Sequence[str], since: int, key: str) -> list[tuple[str, str, int, float]]:
+    async def latest_value(
+        self, types: Sequence[str], since: int, key: str
+    ) -> list[tuple[str, str, int, float]]:
         """(node_id, type, timestamp, value of ``key``) of every node's newest sample since ``since``."""
         async with self._engine.connect() as conn:
             await self.keys.load(conn, types=True)
@@ -312,7 +325,9 @@ class SqlMetrics(StoreModule):
             if not type_keys:
                 return []
             query = (
-                sa.select(node_keys.c.node_id, metric_latest.c.type_key, metric_latest.c.ts, metric_latest.c.data)
+                sa.select(
+                    node_keys.c.node_id, metric_latest.c.type_key, metric_latest.c.ts, metric_latest.c.data
+                )
                 .select_from(metric_latest.join(node_keys, node_keys.c.node_key == metric_latest.c.node_key))
                 .where(metric_latest.c.type_key.in_(type_keys), metric_latest.c.ts >= since)
                 .order_by(node_keys.c.node_id, metric_latest.c.type_key)
@@ -351,7 +366,9 @@ class SqlMetrics(StoreModule):
         return [(int(b), bytes(d)) for b, d in rows]
 
     @shielded
-    async def rollups(self, node_id: str, type_: str, res: int, start: int, end: int) -> list[tuple[int, Rollup]]:
+    async def rollups(
+        self, node_id: str, type_: str, res: int, start: int, end: int
+    ) -> list[tuple[int, Rollup]]:
         """The rollups of ``res`` seconds whose bucket overlaps [start, end], oldest first."""
         rows = await self._rollup_rows(node_id, type_, res, start, end)
         return await self._decode(lambda lookup: [(b, decode_rollup(d, lookup)) for b, d in rows])
@@ -387,7 +404,9 @@ class SqlMetrics(StoreModule):
     # -- deletion -------------------------------------------------------------------------
 
     @shielded
-    async def delete_before(self, res: int, cutoff: int, after: int, max_nodes: int) -> tuple[int, int | None]:
+    async def delete_before(
+        self, res: int, cutoff: int, after: int, max_nodes: int
+    ) -> tuple[int, int | None]:
         """Delete samples (``res`` 0) or rollups of ``res`` older than ``cutoff`` for up to
         ``max_nodes`` nodes with a key above ``after``, in one transaction. The samples or
         rollups deleted, and the cursor for the next call (None when every node was swept)."""
@@ -403,11 +422,12 @@ class SqlMetrics(StoreModule):
                 return 0, None
             deleted = 0
             if res == RAW:
-                delete = "DELETE FROM metric_points WHERE node_key = {0} AND ts < {1} RETURNING n".format(
-                    *self._params(2).split(", ")
-                )
+                m = self._marks(2)
+                delete = f"DELETE FROM metric_points WHERE node_key = {m[0]} AND ts < {m[1]} RETURNING n"
                 for node_key in nodes:
-                    deleted += sum(int(n) for (n,) in (await conn.exec_driver_sql(delete, (node_key, cutoff))).all())
+                    deleted += sum(
+                        int(n) for (n,) in (await conn.exec_driver_sql(delete, (node_key, cutoff))).all()
+                    )
             else:
                 await self.keys.load(conn, types=True)
                 stmt = metric_rollups.delete().where(
@@ -424,8 +444,14 @@ class SqlMetrics(StoreModule):
 
     async def delete_node(self, conn: AsyncConnection, node_id: str) -> None:
         """Inside the caller's transaction: every sample, rollup and latest row of the node."""
-        node_key = (await conn.execute(sa.select(node_keys.c.node_key).where(node_keys.c.node_id == node_id))).scalar()
+        node_key = (
+            await conn.execute(sa.select(node_keys.c.node_key).where(node_keys.c.node_id == node_id))
+        ).scalar()
         if node_key is None:
             return
         for table in (metric_points, metric_rollups, metric_latest):
             await conn.execute(table.delete().where(table.c.node_key == node_key))
+
+
+def _stored_rollup(data: bytes, lookup: dict[int, Keys]) -> Rollup:
+    return decode_rollup(data, lookup)

@@ -23,6 +23,7 @@ ROLLUP_5M_STATS_SPAN = 7 * 86400
 
 USAGE_KEY = "usage_percent"
 
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 

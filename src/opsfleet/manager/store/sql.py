@@ -31,6 +31,7 @@ from opsfleet.manager.domain import (
     NodeStatus,
     OperationRecord,
 )
+from opsfleet.manager.store.metrics_sql import SqlMetrics
 from opsfleet.manager.store.schema import (
     agent_operations,
     agents,
@@ -38,10 +39,11 @@ from opsfleet.manager.store.schema import (
     nodes,
     settings,
 )
-from opsfleet.manager.store.metrics_sql import SqlMetrics
 from opsfleet.manager.store.shield import ShieldedWork, shielded
-from opsfleet.manager.store.sql_base import StoreModule as StoreModule  # re-exported for store modules
+from opsfleet.manager.store.sql_base import StoreModule
 from opsfleet.manager.store.writes import ReadyProbe, WriteHealth
+
+__all__ = ["SqlStore", "StoreModule"]  # StoreModule: for the store modules that import it from here
 
 log = logging.getLogger(__name__)
 

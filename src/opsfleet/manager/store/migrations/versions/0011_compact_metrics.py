@@ -47,7 +47,10 @@ old_samples = sa.table(
 node_keys = sa.table("node_keys", sa.column("node_key", sa.Integer), sa.column("node_id", sa.String))
 metric_types = sa.table("metric_types", sa.column("type_key", sa.Integer), sa.column("name", sa.String))
 metric_keysets = sa.table(
-    "metric_keysets", sa.column("keyset", sa.Integer), sa.column("digest", sa.String), sa.column("keys", sa.Text)
+    "metric_keysets",
+    sa.column("keyset", sa.Integer),
+    sa.column("digest", sa.String),
+    sa.column("keys", sa.Text),
 )
 points = sa.table(
     "metric_points",
@@ -229,12 +232,21 @@ def downgrade() -> None:
     nodes = list(conn.execute(sa.select(node_keys.c.node_key, node_keys.c.node_id)))
     for node_key, node_id in nodes:
         rows = []
-        query = sa.select(points.c.ts, points.c.data).where(points.c.node_key == node_key).order_by(points.c.ts)
+        query = (
+            sa.select(points.c.ts, points.c.data).where(points.c.node_key == node_key).order_by(points.c.ts)
+        )
         for ts, data in conn.execute(query):
             for type_key, blob in point_entries(bytes(data)):
                 values = decode_sample(blob, lookup)
                 rows.append({"node_id": node_id, "type": names[type_key], "ts": int(ts), "values": values})
         for chunk in _chunks(rows):
             conn.execute(old_samples.insert(), chunk)
-    for table in ("metric_latest", "metric_rollups", "metric_points", "metric_keysets", "metric_types", "node_keys"):
+    for table in (
+        "metric_latest",
+        "metric_rollups",
+        "metric_points",
+        "metric_keysets",
+        "metric_types",
+        "node_keys",
+    ):
         op.drop_table(table)
