@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from opsfleet.common.validation import check_value_keys
 from opsfleet.manager.domain import MetricSample
 from opsfleet.manager.store.metric_codec import (
     CodecError,
@@ -141,6 +142,11 @@ class SqlMetrics(StoreModule):
         node_ids = {node_id for node_id, _ in groups}
         types = {t for g in groups.values() for t in g}
         keysets = {tuple(v) for g in groups.values() for v in g.values()}
+        for keys in keysets:
+            if keys not in k.keysets:
+                # The service checks keys before queueing; the store does too, so a key the
+                # database would keep is never one a log line or a JSON reader chokes on.
+                check_value_keys("metric values", dict.fromkeys(keys))
         nodes, names, tuples = k.missing(node_ids, types, keysets)
         if not (nodes or names or tuples):
             return
