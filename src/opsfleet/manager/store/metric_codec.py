@@ -242,51 +242,66 @@ def _sums_struct(size: int) -> struct.Struct:
     return s
 
 
-def encode_rollup(keyset: int, rollup: Rollup) -> bytes:
-    """keyset, n, a flag (1: per-key counts follow, else every key has ``n``), the sums as
-    float64 (fast to read for averages), then the minima and maxima in the value encoding."""
+_COUNTS = 1
+_PACKED_SUMS = 2
+
+
+def encode_rollup(keyset: int, rollup: Rollup, *, packed_sums: bool = False) -> bytes:
+    """keyset, n, flags, per-key counts (only when some key missed samples), the sums, then
+    the minima and maxima in the value encoding. Sums are float64 (fastest to read: the
+    1-hour rollups behind long charts) or, with ``packed_sums``, in the value encoding too
+    (integral sums of byte counters take 1-6 bytes: the many 5-minute rollups)."""
     size = len(rollup.keys)
-    head = keyset_prefix(keyset, rollup.keys) + _varint(rollup.n)
-    if all(c == rollup.n for c in rollup.count):
-        head += b"\x00"
-    else:
-        head += b"\x01" + b"".join(_varint(c) for c in rollup.count)
+    flags = 0 if all(c == rollup.n for c in rollup.count) else _COUNTS
+    if packed_sums:
+        flags |= _PACKED_SUMS
+    head = keyset_prefix(keyset, rollup.keys) + _varint(rollup.n) + bytes([flags])
+    if flags & _COUNTS:
+        head += b"".join(_varint(c) for c in rollup.count)
+    if packed_sums:
+        return head + encode_values([*rollup.total, *rollup.low, *rollup.high])
     return head + _sums_struct(size).pack(*rollup.total) + encode_values([*rollup.low, *rollup.high])
 
 
-def _rollup_head(data: bytes, lookup: Mapping[int, Keys]) -> tuple[Keys, int, list[int], int]:
+def _rollup_head(data: bytes, lookup: Mapping[int, Keys]) -> tuple[Keys, int, list[int], int, int]:
     keys, pos = read_keyset(data, lookup)
     n, pos = _read_varint(data, pos)
     if pos >= len(data):
         raise CodecError("truncated rollup")
-    flag = data[pos]
+    flags = data[pos]
     pos += 1
-    if flag:
+    if flags & _COUNTS:
         count = []
         for _ in keys:
             c, pos = _read_varint(data, pos)
             count.append(c)
     else:
         count = [n] * len(keys)
-    return keys, n, count, pos
+    return keys, n, count, flags, pos
 
 
 def decode_rollup(data: bytes, lookup: Mapping[int, Keys]) -> Rollup:
-    keys, n, count, pos = _rollup_head(data, lookup)
-    sums = _sums_struct(len(keys))
+    keys, n, count, flags, pos = _rollup_head(data, lookup)
+    size = len(keys)
+    if flags & _PACKED_SUMS:
+        flat = decode_values(data, pos, 3 * size)
+        return Rollup(keys, n, count, flat[:size], flat[size : 2 * size], flat[2 * size :])
+    sums = _sums_struct(size)
     try:
         total = list(sums.unpack_from(data, pos))
     except struct.error as exc:
         raise CodecError(f"bad rollup: {exc}") from None
-    extremes = decode_values(data, pos + sums.size, 2 * len(keys))
-    return Rollup(keys, n, count, total, extremes[: len(keys)], extremes[len(keys) :])
+    extremes = decode_values(data, pos + sums.size, 2 * size)
+    return Rollup(keys, n, count, total, extremes[:size], extremes[size:])
 
 
 def decode_rollup_sums(
     data: bytes, lookup: Mapping[int, Keys]
-) -> tuple[Keys, int, list[int], tuple[float, ...]]:
-    """keys, n, per-key counts and sums: what averages need, without the extremes."""
-    keys, n, count, pos = _rollup_head(data, lookup)
+) -> tuple[Keys, int, list[int], Sequence[float]]:
+    """keys, n, per-key counts and sums: what averages need (float64 sums without the extremes)."""
+    keys, n, count, flags, pos = _rollup_head(data, lookup)
+    if flags & _PACKED_SUMS:
+        return keys, n, count, decode_values(data, pos, 3 * len(keys))[: len(keys)]
     try:
         return keys, n, count, _sums_struct(len(keys)).unpack_from(data, pos)
     except struct.error as exc:

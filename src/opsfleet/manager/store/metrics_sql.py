@@ -226,7 +226,8 @@ class SqlMetrics(StoreModule):
                 merged = await self._decode(functools.partial(_stored_rollup, old), conn)
                 merged.merge(rollup)
                 rollup = merged
-            rows.append((*key, encode_rollup(self.keys.keysets.get(rollup.keys, 0), rollup)))
+            keyset = self.keys.keysets.get(rollup.keys, 0)
+            rows.append((*key, encode_rollup(keyset, rollup, packed_sums=key[2] == RES_5M)))
         await conn.exec_driver_sql(_ROLLUP_UPSERT.format(p=self._params(5)), rows)
 
     async def _lock_rollups(self, conn: AsyncConnection, order: list[RollupKey]) -> dict[RollupKey, bytes]:
