@@ -162,7 +162,7 @@ def decode_one(data: bytes, lookup: Mapping[int, Keys], key: str) -> float | Non
         index = keys.index(key)
     except ValueError:
         return None
-    return decode_values(data, pos, index + 1)[index]
+    return decode_values(data, pos, len(keys))[index]
 
 
 @dataclass
