@@ -16,7 +16,11 @@ async def test_retention_deletes_only_old_samples_and_rollups(
 ) -> None:
     r: Running = await start_manager(
         database_url,
-        **{"metrics.retention.raw": "2d", "metrics.retention.rollup_5m": "4d", "metrics.retention.rollup_1h": "4d"},
+        **{
+            "metrics.retention.raw": "2d",
+            "metrics.retention.rollup_5m": "4d",
+            "metrics.retention.rollup_1h": "4d",
+        },
     )
     now = int(time.time())
     hour = (now - 5 * 86400) // 3600 * 3600

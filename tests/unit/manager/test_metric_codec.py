@@ -116,7 +116,10 @@ def test_rollup_merge_equals_one_rollup_of_every_sample() -> None:
     rnd = random.Random(3)
     samples = []
     for i in range(40):
-        values = {"usage_percent": float(rnd.randrange(0, 10_000)) / 100, "bytes": float(rnd.randrange(10**12))}
+        values = {
+            "usage_percent": float(rnd.randrange(0, 10_000)) / 100,
+            "bytes": float(rnd.randrange(10**12)),
+        }
         if i % 7 == 0:
             values["sometimes"] = float(i)  # a key only some samples hold
         samples.append(values)
@@ -150,7 +153,9 @@ def test_rollups_round_trip(packed_sums: bool) -> None:
     for keyset in (0, 1):
         back = decode_rollup(encode_rollup(keyset, rollup, packed_sums=packed_sums), lookup)
         assert back == rollup
-        keys, n, count, sums = decode_rollup_sums(encode_rollup(keyset, rollup, packed_sums=packed_sums), lookup)
+        keys, n, count, sums = decode_rollup_sums(
+            encode_rollup(keyset, rollup, packed_sums=packed_sums), lookup
+        )
         assert keys == rollup.keys and n == 3 and count == [3, 2, 1] and list(sums) == rollup.total
 
 

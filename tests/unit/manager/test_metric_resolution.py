@@ -29,7 +29,9 @@ def test_resolution_and_bucket_by_span(span: int, res: int, bucket: int) -> None
     assert bucket_seconds(span) == bucket
 
 
-@pytest.mark.parametrize("span", [6 * HOUR + 1, DAY, 3 * DAY, 7 * DAY, 8 * DAY, 90 * DAY, 365 * DAY, 730 * DAY])
+@pytest.mark.parametrize(
+    "span", [6 * HOUR + 1, DAY, 3 * DAY, 7 * DAY, 8 * DAY, 90 * DAY, 365 * DAY, 730 * DAY]
+)
 def test_buckets_are_whole_rollups_and_charts_stay_small(span: int) -> None:
     bucket = bucket_seconds(span)
     assert bucket % resolution(span) == 0
