@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from operator import add
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -207,15 +208,7 @@ class SqlMetrics(StoreModule):
         await conn.exec_driver_sql(_LATEST.format(p=self._params(4)), rows)
 
     async def _update_rollups(self, conn: AsyncConnection, added: list[Added]) -> None:
-        partial: dict[RollupKey, Rollup] = {}
-        for node_key, ts, type_key, keys, vals, _ in added:
-            for res in ROLLUP_RESOLUTIONS:
-                key = (node_key, type_key, res, ts - ts % res)
-                rollup = partial.get(key)
-                if rollup is None:
-                    partial[key] = Rollup(keys, 1, [1] * len(keys), list(vals), list(vals), list(vals))
-                else:
-                    rollup.add(keys, vals)
+        partial = _partials(added)
         order = sorted(partial)
         stored = await self._lock_rollups(conn, order)
         rows = []
@@ -389,22 +382,20 @@ class SqlMetrics(StoreModule):
         rows = await self._rollup_rows(node_id, type_, res, start, end)
 
         def fold(lookup: dict[int, Keys]) -> list[tuple[int, dict[str, float], int]]:
-            out: dict[int, tuple[dict[str, list[float]], list[int]]] = {}
+            out: dict[int, Rollup] = {}
             for bucket, data in rows:
                 keys, n, count, sums = decode_rollup_sums(data, lookup)
-                acc, total = out.setdefault(bucket - bucket % bucket_seconds, ({}, [0]))
-                total[0] += n
-                for key, c, s in zip(keys, count, sums, strict=True):
-                    cell = acc.get(key)
-                    if cell is None:
-                        acc[key] = [s, c]
-                    else:
-                        cell[0] += s
-                        cell[1] += c
-            return [
-                (b, {k: s / c for k, (s, c) in acc.items() if c}, total[0])
-                for b, (acc, total) in sorted(out.items())
-            ]
+                start = bucket - bucket % bucket_seconds
+                acc = out.get(start)
+                if acc is None:
+                    out[start] = Rollup(keys, n, list(count), list(sums))
+                elif acc.keys == keys:  # the common case: list-wide additions in C
+                    acc.n += n
+                    acc.count = list(map(add, acc.count, count))
+                    acc.total = list(map(add, acc.total, sums))
+                else:
+                    _merge_sums(acc, keys, n, count, sums)
+            return [(b, acc.averages(), acc.n) for b, acc in sorted(out.items())]
 
         return await self._decode(fold)
 
@@ -462,3 +453,57 @@ class SqlMetrics(StoreModule):
 
 def _stored_rollup(data: bytes, lookup: dict[int, Keys]) -> Rollup:
     return decode_rollup(data, lookup)
+
+
+def _partials(added: list[Added]) -> dict[RollupKey, Rollup]:
+    """The 5-minute and 1-hour rollups of the added samples: per 5-minute bucket in column
+    operations (C loops: ``sum``, ``min``, ``max`` over each key), then hours from those."""
+    groups: dict[RollupKey, list[Added]] = {}
+    for a in added:
+        groups.setdefault((a[0], a[2], RES_5M, a[1] - a[1] % RES_5M), []).append(a)
+    partial: dict[RollupKey, Rollup] = {}
+    for key, members in groups.items():
+        keys = members[0][3]
+        if all(m[3] == keys for m in members):
+            columns = list(zip(*(m[4] for m in members), strict=True))
+            n = len(members)
+            rollup = Rollup(
+                keys,
+                n,
+                [n] * len(keys),
+                list(map(sum, columns)),
+                list(map(min, columns)),
+                list(map(max, columns)),
+            )
+        else:
+            rollup = Rollup()
+            for m in members:
+                rollup.add(m[3], m[4])
+        partial[key] = rollup
+        node_key, type_key, _, bucket = key
+        hour = (node_key, type_key, RES_1H, bucket - bucket % RES_1H)
+        found = partial.get(hour)
+        if found is None:
+            partial[hour] = Rollup(
+                keys, 0, [0] * len(keys), [0.0] * len(keys), list(rollup.low), list(rollup.high)
+            )
+        partial[hour].merge(rollup)
+    return partial
+
+
+def _merge_sums(acc: Rollup, keys: Keys, n: int, count: Sequence[int], sums: Sequence[float]) -> None:
+    """Add counts and sums of other keys into ``acc`` (extremes are not kept here)."""
+    index = {k: i for i, k in enumerate(acc.keys)}
+    names = list(acc.keys)
+    for key, c, s in zip(keys, count, sums, strict=True):
+        i = index.get(key)
+        if i is None:
+            index[key] = len(names)
+            names.append(key)
+            acc.count.append(c)
+            acc.total.append(s)
+        else:
+            acc.count[i] += c
+            acc.total[i] += s
+    acc.keys = tuple(names)
+    acc.n += n
