@@ -8,8 +8,9 @@ metric_codec.py, the key maps in metric_keys.py.
 
 One ``insert`` is one transaction: the new points, then (for the samples actually added, so
 a sample sent twice counts once) the latest rows and a read-merge-write of the touched
-rollup rows. On PostgreSQL the touched rollup rows are created empty first and then locked
-(``FOR UPDATE``), so concurrent Manager replicas merge into them one after the other.
+rollup rows. On PostgreSQL the touched rollup rows that exist are locked
+(``FOR UPDATE``) and new ones inserted with ``ON CONFLICT DO NOTHING`` (a row another replica
+inserted meanwhile is then read and merged), so replicas merge into them one after the other.
 Retention deletes by key range, node by node (there is no index on time alone).
 """
 
@@ -67,10 +68,10 @@ _ROLLUP_UPSERT = (
     "INSERT INTO metric_rollups (node_key, type_key, res, bucket, data) VALUES ({p}) "
     "ON CONFLICT (node_key, type_key, res, bucket) DO UPDATE SET data = excluded.data"
 )
-_ROLLUP_PLACEHOLDERS_PG = (
+_ROLLUP_INSERT_PG = (
     "INSERT INTO metric_rollups (node_key, type_key, res, bucket, data) "
-    "SELECT a, b, c, d, '\\x'::bytea FROM unnest($1::int4[], $2::int2[], $3::int2[], $4::int8[]) "
-    "AS k(a, b, c, d) ORDER BY a, b, c, d ON CONFLICT DO NOTHING"
+    "SELECT * FROM unnest($1::int4[], $2::int2[], $3::int2[], $4::int8[], $5::bytea[]) "
+    "ON CONFLICT DO NOTHING RETURNING node_key, type_key, res, bucket"
 )
 _ROLLUP_LOCK_PG = (
     "SELECT r.node_key, r.type_key, r.res, r.bucket, r.data FROM metric_rollups AS r "
@@ -208,30 +209,62 @@ class SqlMetrics(StoreModule):
         await conn.exec_driver_sql(_LATEST.format(p=self._params(4)), rows)
 
     async def _update_rollups(self, conn: AsyncConnection, added: list[Added]) -> None:
+        """Merge the batch's rollups into the stored rows: rows that exist are read (locked on
+        PostgreSQL) and rewritten; new rows are inserted as they are, and any that another
+        writer inserted meanwhile (PostgreSQL replicas) are read, merged and rewritten. No
+        placeholder rows: on PostgreSQL every extra row version is a dead tuple."""
         partial = _partials(added)
         order = sorted(partial)
         stored = await self._lock_rollups(conn, order)
+        fresh = [(*key, self._encode_rollup(key, partial[key])) for key in order if key not in stored]
+        inserted = await self._insert_rollups(conn, fresh)
+        lost = [key for key in order if key not in stored and key not in inserted]
+        if lost:
+            stored.update(await self._lock_rollups(conn, lost))
         rows = []
         for key in order:
-            rollup = partial[key]
             old = stored.get(key)
-            if old:
+            if old is not None:
                 merged = await self._decode(functools.partial(_stored_rollup, old), conn)
-                merged.merge(rollup)
-                rollup = merged
-            keyset = self.keys.keysets.get(rollup.keys, 0)
-            rows.append((*key, encode_rollup(keyset, rollup, packed_sums=key[2] == RES_5M)))
-        await conn.exec_driver_sql(_ROLLUP_UPSERT.format(p=self._params(5)), rows)
+                merged.merge(partial[key])
+                rows.append((*key, self._encode_rollup(key, merged)))
+        if rows:
+            await conn.exec_driver_sql(_ROLLUP_UPSERT.format(p=self._params(5)), rows)
+
+    def _encode_rollup(self, key: RollupKey, rollup: Rollup) -> bytes:
+        keyset = self.keys.keysets.get(rollup.keys, 0)
+        return encode_rollup(keyset, rollup, packed_sums=key[2] == RES_5M)
+
+    async def _insert_rollups(
+        self, conn: AsyncConnection, rows: list[tuple[int, int, int, int, bytes]]
+    ) -> set[RollupKey]:
+        """Insert rows whose key is free; the keys inserted."""
+        inserted: set[RollupKey] = set()
+        for i in range(0, len(rows), _CHUNK):
+            chunk = rows[i : i + _CHUNK]
+            result: Any
+            if self._pg:
+                columns = tuple(list(c) for c in zip(*chunk, strict=True))
+                result = await conn.exec_driver_sql(_ROLLUP_INSERT_PG, columns)
+            else:
+                sql = (
+                    "INSERT INTO metric_rollups (node_key, type_key, res, bucket, data) VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+                    + " ON CONFLICT DO NOTHING RETURNING node_key, type_key, res, bucket"
+                )
+                result = await conn.exec_driver_sql(sql, tuple(v for r in chunk for v in r))
+            inserted.update((int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in result.all())
+        return inserted
 
     async def _lock_rollups(self, conn: AsyncConnection, order: list[RollupKey]) -> dict[RollupKey, bytes]:
-        """The stored data of these rollup rows (locked until commit on PostgreSQL)."""
+        """The stored data of those of these rollup rows that exist (locked until commit on
+        PostgreSQL; SQLite has one writer at a time)."""
         stored: dict[RollupKey, bytes] = {}
         for i in range(0, len(order), _CHUNK):
             chunk = order[i : i + _CHUNK]
             result: Any
             if self._pg:
                 columns = tuple(list(c) for c in zip(*chunk, strict=True))
-                await conn.exec_driver_sql(_ROLLUP_PLACEHOLDERS_PG, columns)
                 result = await conn.exec_driver_sql(_ROLLUP_LOCK_PG, columns)
             else:
                 sql = (

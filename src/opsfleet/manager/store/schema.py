@@ -46,7 +46,8 @@ SmallKey = sa.SmallInteger
 
 # Metrics (store/metrics_sql.py, store/metric_codec.py). Nodes, metric types and key tuples
 # get small integer keys; samples are stored one row per node and timestamp (every type of a
-# report together) in a compact binary encoding, clustered on (node_key, ts).
+# report together) in a compact binary encoding, clustered on (node_key, ts). On PostgreSQL
+# the migration gives metric_rollups and metric_latest a fillfactor (rows rewritten in place).
 node_keys = sa.Table(
     "node_keys",
     metadata,

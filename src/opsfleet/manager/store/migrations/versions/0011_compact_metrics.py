@@ -110,6 +110,11 @@ def _create_tables() -> None:
         sa.Column("data", Blob, nullable=False),
         sqlite_with_rowid=False,
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # Rollup and latest rows are rewritten as samples arrive: room on each page lets
+        # PostgreSQL keep the new row version there (a HOT update, no index entry) and prune
+        # the old one without waiting for vacuum.
+        op.execute("ALTER TABLE metric_rollups SET (fillfactor = 80)")
     op.create_table(
         "metric_latest",
         sa.Column("node_key", sa.Integer, primary_key=True, autoincrement=False),
@@ -118,6 +123,8 @@ def _create_tables() -> None:
         sa.Column("data", Blob, nullable=False),
         sqlite_with_rowid=False,
     )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("ALTER TABLE metric_latest SET (fillfactor = 50)")
 
 
 class _Keys:
