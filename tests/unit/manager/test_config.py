@@ -81,7 +81,7 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
         ("grpcc:\n  port: 1\n", "grpcc"),
         ("metrics:\n  retention_days: 0\n", "metrics.retention_days"),
         ("metrics:\n  retention:\n    raw: 1s\n", "metrics.retention.raw"),
-        ("metrics:\n  retention:\n    raw: 30d\n", "metrics.retention': metrics.retention.rollup_5m"),
+        ("metrics:\n  retention:\n    raw: 100d\n", "metrics.retention': metrics.retention.rollup_5m"),
         ("metrics:\n  retention:\n    rollup_1h: 30d\n", "metrics.retention': metrics.retention.rollup_1h"),
         ("metrics:\n  retention:\n    hourly: 30d\n", "metrics.retention.hourly"),
         ("database:\n  url: ftp://x\n", "database.url"),
