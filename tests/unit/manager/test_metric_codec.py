@@ -143,19 +143,17 @@ def test_rollup_merge_equals_one_rollup_of_every_sample() -> None:
     assert left.averages()["sometimes"] == pytest.approx(expected["sometimes"][2] / 6)
 
 
-@pytest.mark.parametrize("packed_sums", [False, True])
-def test_rollups_round_trip(packed_sums: bool) -> None:
+@pytest.mark.parametrize("packed", [False, True])
+def test_rollups_round_trip(packed: bool) -> None:
     rollup = Rollup()
     rollup.add(("a", "b"), [1.25, 1e12])
     rollup.add(("a", "b"), [3.5, 2e12])
     rollup.add(("a", "c"), [0.1 + 0.2, -4.0])  # "b" misses a sample: counts are stored
     lookup = {1: ("a", "b", "c")}
     for keyset in (0, 1):
-        back = decode_rollup(encode_rollup(keyset, rollup, packed_sums=packed_sums), lookup)
+        back = decode_rollup(encode_rollup(keyset, rollup, packed=packed), lookup)
         assert back == rollup
-        keys, n, count, sums = decode_rollup_sums(
-            encode_rollup(keyset, rollup, packed_sums=packed_sums), lookup
-        )
+        keys, n, count, sums = decode_rollup_sums(encode_rollup(keyset, rollup, packed=packed), lookup)
         assert keys == rollup.keys and n == 3 and count == [3, 2, 1] and list(sums) == rollup.total
 
 

@@ -16,9 +16,9 @@ forms are what collectors send (byte counts, percentages), 1-6 bytes instead of 
 NaN and infinities are refused (validation drops them before they get here).
 
 A rollup (one node, one type, one 5-minute or 1-hour bucket) holds the sample count and,
-per key, the count of samples holding the key, their sum (float64), min and max (value
-encoding): merging two is exact. A point is every sample of one node at one timestamp:
-``varint(type key) + varint(length) + sample`` per type.
+per key, the count of samples holding the key, their sum, min and max: merging two is exact.
+A point is every sample of one node at one timestamp: ``varint(type key) + varint(length) +
+sample`` per type.
 """
 
 from __future__ import annotations
@@ -232,35 +232,36 @@ class Rollup:
         return self.low[i], self.high[i], self.total[i], self.count[i]
 
 
-_ROLLUP_SUMS: dict[int, struct.Struct] = {}
+_FLOATS: dict[int, struct.Struct] = {}
 
 
-def _sums_struct(size: int) -> struct.Struct:
-    s = _ROLLUP_SUMS.get(size)
+def _floats(size: int) -> struct.Struct:
+    s = _FLOATS.get(size)
     if s is None:
-        s = _ROLLUP_SUMS[size] = struct.Struct(f"<{size}d")
+        s = _FLOATS[size] = struct.Struct(f"<{size}d")
     return s
 
 
 _COUNTS = 1
-_PACKED_SUMS = 2
+_PACKED = 2
 
 
-def encode_rollup(keyset: int, rollup: Rollup, *, packed_sums: bool = False) -> bytes:
-    """keyset, n, flags, per-key counts (only when some key missed samples), the sums, then
-    the minima and maxima in the value encoding. Sums are float64 (fastest to read: the
-    1-hour rollups behind long charts) or, with ``packed_sums``, in the value encoding too
-    (integral sums of byte counters take 1-6 bytes: the many 5-minute rollups)."""
+def encode_rollup(keyset: int, rollup: Rollup, *, packed: bool = False) -> bytes:
+    """keyset, n, flags, per-key counts (only when some key missed samples), then the sums,
+    minima and maxima: as float64 (fastest to write and read: the 1-hour rollups, rewritten by
+    every batch and read by long charts) or, when ``packed``, in the value encoding (integral
+    byte counters take 1-6 bytes: the many 5-minute rollups)."""
     size = len(rollup.keys)
     flags = 0 if all(c == rollup.n for c in rollup.count) else _COUNTS
-    if packed_sums:
-        flags |= _PACKED_SUMS
+    if packed:
+        flags |= _PACKED
     head = keyset_prefix(keyset, rollup.keys) + _varint(rollup.n) + bytes([flags])
     if flags & _COUNTS:
         head += b"".join(_varint(c) for c in rollup.count)
-    if packed_sums:
-        return head + encode_values([*rollup.total, *rollup.low, *rollup.high])
-    return head + _sums_struct(size).pack(*rollup.total) + encode_values([*rollup.low, *rollup.high])
+    values = [*rollup.total, *rollup.low, *rollup.high]
+    if packed:
+        return head + encode_values(values)
+    return head + _floats(3 * size).pack(*values)
 
 
 def _rollup_head(data: bytes, lookup: Mapping[int, Keys]) -> tuple[Keys, int, list[int], int, int]:
@@ -280,32 +281,31 @@ def _rollup_head(data: bytes, lookup: Mapping[int, Keys]) -> tuple[Keys, int, li
     return keys, n, count, flags, pos
 
 
+def _rollup_values(data: bytes, pos: int, flags: int, count: int) -> Sequence[float]:
+    if flags & _PACKED:
+        return decode_values(data, pos, count)
+    try:
+        return _floats(count).unpack_from(data, pos)
+    except struct.error as exc:
+        raise CodecError(f"bad rollup: {exc}") from None
+
+
 def decode_rollup(data: bytes, lookup: Mapping[int, Keys]) -> Rollup:
     keys, n, count, flags, pos = _rollup_head(data, lookup)
     size = len(keys)
-    if flags & _PACKED_SUMS:
-        flat = decode_values(data, pos, 3 * size)
-        return Rollup(keys, n, count, flat[:size], flat[size : 2 * size], flat[2 * size :])
-    sums = _sums_struct(size)
-    try:
-        total = list(sums.unpack_from(data, pos))
-    except struct.error as exc:
-        raise CodecError(f"bad rollup: {exc}") from None
-    extremes = decode_values(data, pos + sums.size, 2 * size)
-    return Rollup(keys, n, count, total, extremes[:size], extremes[size:])
+    flat = _rollup_values(data, pos, flags, 3 * size)
+    return Rollup(keys, n, count, list(flat[:size]), list(flat[size : 2 * size]), list(flat[2 * size :]))
 
 
 def decode_rollup_sums(
     data: bytes, lookup: Mapping[int, Keys]
 ) -> tuple[Keys, int, list[int], Sequence[float]]:
-    """keys, n, per-key counts and sums: what averages need (float64 sums without the extremes)."""
+    """keys, n, per-key counts and sums: what averages need."""
     keys, n, count, flags, pos = _rollup_head(data, lookup)
-    if flags & _PACKED_SUMS:
-        return keys, n, count, decode_values(data, pos, 3 * len(keys))[: len(keys)]
-    try:
-        return keys, n, count, _sums_struct(len(keys)).unpack_from(data, pos)
-    except struct.error as exc:
-        raise CodecError(f"bad rollup: {exc}") from None
+    size = len(keys)
+    if flags & _PACKED:
+        return keys, n, count, decode_values(data, pos, 3 * size)[:size]
+    return keys, n, count, _rollup_values(data, pos, flags, size)
 
 
 def encode_point(entries: Iterable[tuple[int, bytes]]) -> bytes:

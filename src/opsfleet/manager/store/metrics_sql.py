@@ -233,7 +233,7 @@ class SqlMetrics(StoreModule):
 
     def _encode_rollup(self, key: RollupKey, rollup: Rollup) -> bytes:
         keyset = self.keys.keysets.get(rollup.keys, 0)
-        return encode_rollup(keyset, rollup, packed_sums=key[2] == RES_5M)
+        return encode_rollup(keyset, rollup, packed=key[2] == RES_5M)
 
     async def _insert_rollups(
         self, conn: AsyncConnection, rows: list[tuple[int, int, int, int, bytes]]

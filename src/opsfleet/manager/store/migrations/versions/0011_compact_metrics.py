@@ -197,7 +197,7 @@ def _move_node(conn: sa.Connection, keys: _Keys, node_id: str) -> None:
             "type_key": t,
             "res": res,
             "bucket": bucket,
-            "data": encode_rollup(keys.keysets.get(r.keys, 0), r, packed_sums=res == RESOLUTIONS[0]),
+            "data": encode_rollup(keys.keysets.get(r.keys, 0), r, packed=res == RESOLUTIONS[0]),
         }
         for (t, res, bucket), r in partial.items()
     ]
