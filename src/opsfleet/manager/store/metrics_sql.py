@@ -267,11 +267,12 @@ class SqlMetrics(StoreModule):
                 columns = tuple(list(c) for c in zip(*chunk, strict=True))
                 result = await conn.exec_driver_sql(_ROLLUP_LOCK_PG, columns)
             else:
+                # A join, not ``(...) IN (VALUES ...)``: SQLite scans the whole table for that.
                 sql = (
-                    "SELECT node_key, type_key, res, bucket, data FROM metric_rollups "
-                    "WHERE (node_key, type_key, res, bucket) IN (VALUES "
+                    "SELECT r.node_key, r.type_key, r.res, r.bucket, r.data FROM (VALUES "
                     + ", ".join(["(?, ?, ?, ?)"] * len(chunk))
-                    + ")"
+                    + ") AS k JOIN metric_rollups AS r ON r.node_key = k.column1 AND r.type_key = k.column2 "
+                    "AND r.res = k.column3 AND r.bucket = k.column4"
                 )
                 result = await conn.exec_driver_sql(sql, tuple(v for key in chunk for v in key))
             for row in result.all():
