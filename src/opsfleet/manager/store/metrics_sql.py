@@ -81,6 +81,18 @@ _ROLLUP_LOCK_PG = (
     "ORDER BY r.node_key, r.type_key, r.res, r.bucket FOR UPDATE OF r"
 )
 
+
+def rollup_lookup_sqlite(rows: int) -> str:
+    """SQLite: the rollup rows of ``rows`` keys given as parameters. A join on VALUES, not
+    ``(...) IN (VALUES ...)``, for which SQLite scans the whole table."""
+    return (
+        "SELECT r.node_key, r.type_key, r.res, r.bucket, r.data FROM (VALUES "
+        + ", ".join(["(?, ?, ?, ?)"] * rows)
+        + ") AS k JOIN metric_rollups AS r ON r.node_key = k.column1 AND r.type_key = k.column2 "
+        "AND r.res = k.column3 AND r.bucket = k.column4"
+    )
+
+
 # One added sample: node key, timestamp, type key, value keys, values, encoded sample.
 Added = tuple[int, int, int, Keys, list[float], bytes]
 RollupKey = tuple[int, int, int, int]
@@ -268,13 +280,7 @@ class SqlMetrics(StoreModule):
                 columns = tuple(list(c) for c in zip(*chunk, strict=True))
                 result = await conn.exec_driver_sql(_ROLLUP_LOCK_PG, columns)
             else:
-                # A join, not ``(...) IN (VALUES ...)``: SQLite scans the whole table for that.
-                sql = (
-                    "SELECT r.node_key, r.type_key, r.res, r.bucket, r.data FROM (VALUES "
-                    + ", ".join(["(?, ?, ?, ?)"] * len(chunk))
-                    + ") AS k JOIN metric_rollups AS r ON r.node_key = k.column1 AND r.type_key = k.column2 "
-                    "AND r.res = k.column3 AND r.bucket = k.column4"
-                )
+                sql = rollup_lookup_sqlite(len(chunk))
                 result = await conn.exec_driver_sql(sql, tuple(v for key in chunk for v in key))
             for row in result.all():
                 stored[(int(row[0]), int(row[1]), int(row[2]), int(row[3]))] = bytes(row[4])
