@@ -26,6 +26,7 @@ from opsfleet.simulator.payloads import MachineModel
 
 AWKWARD = [
     0.0,
+    -0.0,
     -0.5,
     1.0,
     -1.0,
@@ -158,9 +159,9 @@ def test_rollups_round_trip(packed: bool) -> None:
 
 
 def test_truncated_blobs_are_codec_errors() -> None:
-    blob = encode_sample(1, ("a", "b"), [1.5, 1e12])
+    blob = encode_sample(1, ("a", "b", "c"), [1.5, 1e12, 7.0])
     with pytest.raises(CodecError):
-        decode_sample(blob[:-2], {1: ("a", "b")})
+        decode_sample(blob[:-1], {1: ("a", "b", "c")})  # a value fewer
     with pytest.raises(CodecError):
         point_entries(encode_point([(1, b"abcdef")])[:-1])
 
