@@ -27,7 +27,6 @@ from operator import add
 Keys = tuple[str, ...]
 
 
-
 class CodecError(ValueError):
     """A blob that does not decode (corrupt or written by a newer version)."""
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from operator import add
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -45,6 +45,9 @@ from opsfleet.manager.store.metric_keys import MetricKeys
 from opsfleet.manager.store.schema import metric_latest, metric_points, metric_rollups, node_keys
 from opsfleet.manager.store.shield import shielded
 from opsfleet.manager.store.sql_base import StoreModule
+
+if TYPE_CHECKING:
+    from opsfleet.manager.store.sql import SqlStore
 
 RES_5M = 300
 RES_1H = 3600
@@ -101,7 +104,7 @@ RollupKey = tuple[int, int, int, int]
 class SqlMetrics(StoreModule):
     """Metric samples and rollups over the SqlStore's engine; usable once it has started."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: SqlStore) -> None:
         super().__init__(store)
         self.keys = MetricKeys()
 
