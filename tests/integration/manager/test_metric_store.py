@@ -4,9 +4,12 @@ split reports, key caches of a second store, node deletion (SQLite and PostgreSQ
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from opsfleet.manager.domain import MetricSample, NodeRegistration
 from opsfleet.manager.services.metrics import RawMetric
+from opsfleet.manager.store.metric_codec import Rollup, encode_rollup
+from opsfleet.manager.store.schema import metric_rollups
 from opsfleet.manager.store.sql import SqlStore
 from tests.integration.manager.support import Running
 
@@ -126,3 +129,39 @@ async def test_deleting_a_node_deletes_its_metrics(running: Running) -> None:
     assert await queries.rollups("gone", "cpu", 300, t0, t0 + HOUR) == []
     assert await queries.latest("gone", "cpu") is None
     assert await running.app.store.count_metrics("kept") == 3
+
+
+async def test_a_rollup_row_another_writer_inserts_meanwhile_is_merged_not_overwritten(
+    running: Running, monkeypatch: Any
+) -> None:
+    """Between reading the touched rollup rows and inserting the new ones, another Manager
+    replica may insert the same bucket: the insert then skips it, and it is read and merged."""
+    await _register(running)
+    t0 = _now_hour()
+    metrics = running.app.store.metrics
+    await running.app.metrics.ingest("n1", [_cpu(t0 - 3600, 1.0)])  # keys exist before the race
+    original = metrics._lock_rollups
+    raced: list[bool] = []
+
+    async def lock_then_race(conn: Any, order: list[Any]) -> dict[Any, bytes]:
+        stored = await original(conn, order)
+        if not raced:
+            raced.append(True)
+            other = Rollup()
+            other.add(("usage_percent", "cores"), [90.0, 8.0])
+            other.add(("usage_percent", "cores"), [70.0, 8.0])
+            for key in order:  # the other replica's rows for every bucket of this batch
+                data = encode_rollup(metrics.keys.keysets.get(other.keys, 0), other, packed=key[2] == 300)
+                await conn.execute(
+                    metric_rollups.insert().values(
+                        node_key=key[0], type_key=key[1], res=key[2], bucket=key[3], data=data
+                    )
+                )
+        return stored
+
+    monkeypatch.setattr(metrics, "_lock_rollups", lock_then_race)
+    await running.app.metrics.ingest("n1", [_cpu(t0 + 60, 10.0)])
+    assert raced
+    for res in (300, 3600):
+        [(_, rollup)] = await metrics.rollups("n1", "cpu", res, t0, t0 + 299)
+        assert rollup.n == 3 and rollup.stats("usage_percent") == (10.0, 90.0, 170.0, 3)
