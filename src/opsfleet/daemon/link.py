@@ -5,7 +5,14 @@ the labels change) -> session (heartbeats, metric delivery, agent state sync) ->
 session fails, wait and start a new session. The wait is exponential backoff with full
 jitter (from ``reconnect_interval``, capped at ``reconnect_max``), cut short as soon as the
 channel connects again after a connection failure, so a daemon is back within seconds of
-the manager listening again, whatever the outage's length. The backoff is reset by a
+the manager listening again, whatever the outage's length.
+
+Failover: with several Manager addresses (replicas on one database) the link starts on a
+random one and stays there while it answers. When a call fails with UNAVAILABLE (the
+connection is lost or refused) it moves to the next address after a short pause
+(:data:`FAILOVER_PAUSE`); only once every address failed in a row does it back off as
+above. The spool carries the samples across: unacknowledged ones are sent again to the
+next replica, which stores a (node, type, timestamp) once. The backoff is reset by a
 heartbeat answered. A retry delay pushed by the manager (``grpc-retry-pushback-ms`` with
 UNAVAILABLE or RESOURCE_EXHAUSTED) is honoured. Metric delivery retries on its own
 (:mod:`opsfleet.daemon.delivery`) and never ends the session except on NOT_FOUND. Any other
@@ -48,6 +55,7 @@ SYNC_DEBOUNCE = 0.5
 READY_JITTER = 1.0  # spread a fleet's return over this many seconds once the manager is back
 MIN_PAUSE = 1.0  # the shortest wait cut short by a reconnection
 REREGISTER_MIN_GAP = 5.0  # NOT_FOUND again sooner than this after a registration: back off
+FAILOVER_PAUSE = 0.5  # the most a daemon waits before trying the next Manager replica
 
 
 def channel_reconnect_options() -> list[tuple[str, int]]:
@@ -87,10 +95,13 @@ class _Stopped(Exception):
 
 
 class _SessionFailed(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, code: grpc.StatusCode | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.code = code
 
 
 class _CurrentStub:
@@ -126,6 +137,10 @@ class ManagerLink:
         material: TLSMaterial | None = None,
     ) -> None:
         self._cfg = manager
+        self._addresses = manager.addresses
+        self._current = random.randrange(len(self._addresses))
+        self._failed_in_a_row = 0
+        self.failovers = 0
         self._material = material
         self.node_id = node_id
         self._outbox = outbox
@@ -177,6 +192,11 @@ class ManagerLink:
         self.connected = False
 
     @property
+    def address(self) -> str:
+        """The Manager address the link uses now."""
+        return self._addresses[self._current]
+
+    @property
     def channel(self) -> grpc.aio.Channel:
         """The current channel to the Manager (after ``start()``)."""
         assert self._channel is not None, "link not started"
@@ -222,7 +242,7 @@ class ManagerLink:
     # -- the loop ------------------------------------------------------------------------
 
     def _make_channel(self) -> grpc.aio.Channel:
-        target = self._cfg.address
+        target = self.address
         options = [
             *rpc_opts.channel_options(),
             *channel_reconnect_options(),
@@ -252,7 +272,7 @@ class ManagerLink:
         daemon = cast(
             "daemon_pb2_grpc.DaemonServiceAsyncStub", _CurrentStub(lambda: self._stubs and self._stubs[1])
         )
-        log.info("link to manager %s starting (node %s)", self._cfg.address, self.node_id)
+        log.info("link to manager %s starting (node %s)", ",".join(self._addresses), self.node_id)
         while not self._stop.is_set():
             delay: float | None = None
             wake_on_connect = False
@@ -274,9 +294,12 @@ class ManagerLink:
                 delay = exc.retry_after if exc.retry_after is not None else self._backoff.next_delay()
                 wake_on_connect = exc.retry_after is None and not self._channel_ready()
                 if self.connected:
-                    log.warning("disconnected from manager %s: %s", self._cfg.address, exc.reason)
+                    log.warning("disconnected from manager %s: %s", self.address, exc.reason)
                 else:
-                    log.warning("cannot reach manager %s: %s", self._cfg.address, exc.reason)
+                    log.warning("cannot reach manager %s: %s", self.address, exc.reason)
+                if exc.code == grpc.StatusCode.UNAVAILABLE and await self._failover():
+                    delay = min(delay, random.uniform(FAILOVER_PAUSE / 2, FAILOVER_PAUSE))
+                    wake_on_connect = False
             except Exception as exc:  # never a dead link: log, back off, try again
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 delay = self._backoff.next_delay()
@@ -288,6 +311,21 @@ class ManagerLink:
                 if await self._pause(delay, wake_on_connect=wake_on_connect):
                     break
         log.info("link to manager stopped")
+
+    async def _failover(self) -> bool:
+        """Move to the next Manager address; False (and no move) with one address, or once
+        every address failed in a row since the last answered heartbeat (then: back off)."""
+        if len(self._addresses) < 2 or self._stop.is_set():
+            return False
+        self._failed_in_a_row += 1
+        old, previous = self._channel, self.address
+        self._current = (self._current + 1) % len(self._addresses)
+        self._set_channel(self._make_channel())
+        self.failovers += 1
+        log.info("failing over from manager %s to %s", previous, self.address)
+        if old is not None:
+            await old.close(grace=None)
+        return self._failed_in_a_row < len(self._addresses)
 
     def _channel_ready(self) -> bool:
         channel = self._channel
@@ -327,7 +365,7 @@ class ManagerLink:
                 change.cancel()
                 state = channel.get_state(try_to_connect=True)
             if not self._stop.is_set():
-                log.info("manager %s reachable again", self._cfg.address)
+                log.info("manager %s reachable again", self.address)
                 await sleep_or_stop(self._stop, random.uniform(0, READY_JITTER))
         finally:
             stop.cancel()
@@ -336,10 +374,10 @@ class ManagerLink:
         code = exc.code()
         shedding = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
         retry = pushback(exc) if shedding else None
-        return _SessionFailed(f"{what}: {code.name} {exc.details() or ''}".strip(), retry)
+        return _SessionFailed(f"{what}: {code.name} {exc.details() or ''}".strip(), retry, code)
 
     async def _register(self, manager: manager_pb2_grpc.ManagerServiceAsyncStub) -> None:
-        host, port = split_host_port(self._cfg.address, key="manager.address")
+        host, port = split_host_port(self.address, key="manager.address")
         request = manager_pb2.RegisterNodeRequest(
             node_id=self.node_id,
             hostname=self._host.hostname,
@@ -364,7 +402,7 @@ class ManagerLink:
         self._on_config_hash(None)
         log.info(
             "registered with manager %s as %s (ip %s, registration #%d)",
-            self._cfg.address,
+            self.address,
             self.node_id,
             request.ip,
             self.registrations,
@@ -418,6 +456,8 @@ class ManagerLink:
             self.connected = True
             if first:
                 self._backoff.reset()
+                self._failed_in_a_row = 0
+                log.info("reporting to manager %s", self.address)
                 first = False
             interval = self.settings.heartbeat_interval
             await sleep_or_stop(self._stop, interval * random.uniform(0.9, 1.1))

@@ -31,6 +31,7 @@ from opsfleet.manager.config import ManagerConfig
 from opsfleet.manager.domain import Artifact
 from opsfleet.manager.export.wiring import build_remote_write
 from opsfleet.manager.fleet_ca import load_fleet_ca, manager_material
+from opsfleet.manager.leadership import AlwaysLeader, Leadership
 from opsfleet.manager.rpc.artifacts import ArtifactServicer
 from opsfleet.manager.rpc.daemon_client import DaemonCallSettings, DaemonClientPool
 from opsfleet.manager.rpc.enrollment import EnrollmentServicer
@@ -57,9 +58,11 @@ from opsfleet.manager.services.rollouts import RolloutService, select_nodes
 from opsfleet.manager.services.users import UserService
 from opsfleet.manager.store.artifacts_sql import SqlArtifactStore
 from opsfleet.manager.store.enrollment_sql import SqlEnrollmentStore
+from opsfleet.manager.store.leader_pg import PgAdvisoryLeader
 from opsfleet.manager.store.policies_sql import SqlPolicyStore
 from opsfleet.manager.store.queries_sql import SqlFleetQueries
 from opsfleet.manager.store.rollouts_sql import SqlRolloutStore
+from opsfleet.manager.store.single_manager import SingleManagerLock, sqlite_path
 from opsfleet.manager.store.sql import SqlStore
 from opsfleet.manager.store.users_sql import SqlAuditStore, SqlUserStore
 from opsfleet.manager.telemetry import Telemetry
@@ -84,8 +87,14 @@ class ManagerApp:
 
     def __init__(self, config: ManagerConfig) -> None:
         self.config = config
+        url = config.database_url()
+        sqlite_file = sqlite_path(url)
+        self._sqlite_lock = SingleManagerLock(sqlite_file) if sqlite_file is not None else None
+        self.leadership: Leadership = (
+            PgAdvisoryLeader(url) if url.startswith("postgresql") else AlwaysLeader()
+        )
         self.store = SqlStore(
-            config.database_url(),
+            url,
             pool_size=config.database.pool_size,
             lock_timeout=config.database.lock_timeout,
         )
@@ -168,6 +177,7 @@ class ManagerApp:
             ),
             find_artifact=self.artifacts.find,
             list_nodes=lambda selector, component: select_nodes(self.nodes, self.store, selector, component),
+            leader=False,
         )
         self.pins = PinReconciler(
             PinDeps(
@@ -184,6 +194,9 @@ class ManagerApp:
             max_in_flight=config.rollouts.pin_max_in_flight,
         )
         self.nodes.add_register_listener(self.pins.node_registered)
+        leader = lambda: self.leadership.is_leader  # noqa: E731
+        self.nodes.is_leader = self.metrics.is_leader = self.pins.is_leader = leader
+        self.leadership.add_listener(self.rollouts.leadership_changed)
         self.metric_queries = MetricQueryService(queries, self.nodes, self.metrics)
         self.enrollment_store = SqlEnrollmentStore(self.store)
         self.identities = IdentityRegistry(self.enrollment_store, clone_window=config.enrollment.clone_window)
@@ -209,6 +222,8 @@ class ManagerApp:
     async def _start(self) -> None:
         cfg = self.config
         log.info("opsfleet manager %s starting", __version__)
+        if self._sqlite_lock is not None:
+            self._sqlite_lock.acquire()
         await self.store.start()
         await self.users.bootstrap_admin(cfg.auth.admin_password)
         await self.auth.start()
@@ -261,6 +276,7 @@ class ManagerApp:
         if self.enrollment is not None:
             await self._start_enrollment_server(guard)
         await self._start_http()
+        await self.leadership.start()
         await self.rollouts.start()
         await self.pins.start()
 
@@ -368,6 +384,7 @@ class ManagerApp:
             enrollment=self.enrollment,
             identities=self.identities,
             alerts=self.alerts,
+            leadership=self.leadership,
         )
 
     async def _start_http(self) -> None:
@@ -382,6 +399,8 @@ class ManagerApp:
         if self._stopped:
             return
         self._stopped = True
+        # First: the singleton work stops here and another replica takes it over meanwhile.
+        await stop_step("leadership", self.leadership.stop())
         await self.pins.stop()
         await self.rollouts.stop()
         if self._http is not None:
@@ -402,6 +421,8 @@ class ManagerApp:
         if self.remote_write is not None:
             await stop_step("remote write", self.remote_write.stop())
         await stop_step("database", self.store.close())
+        if self._sqlite_lock is not None:
+            self._sqlite_lock.release()
         log.info("stopped")
 
     async def run(self, stop: asyncio.Event) -> int:

@@ -4,6 +4,11 @@ Heartbeats only update an in-memory map; a flusher writes it to the store in bul
 least every ``flush_interval`` seconds. The liveness loop marks nodes offline after
 ``offline_after`` of silence, but never during the first ``offline_after`` after start,
 so a manager restart does not declare the fleet offline.
+
+With several Manager replicas on one database every replica flushes the heartbeats it
+receives, and only the elected one (``is_leader``) marks nodes offline, from the
+``last_seen_at`` stored in the database; the conditional update makes a silent node go
+offline once, with one offline event.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class NodeService:
         self._forget_listeners: list[Callable[[str], None]] = []
         self._register_listeners: list[Callable[[str, dict[str, str]], None]] = []
         self._status_listeners: list[Callable[[str, bool], None]] = []
+        self.is_leader: Callable[[], bool] = lambda: True
 
     def add_forget_listener(self, listener: Callable[[str], None]) -> None:
         """``listener(node_id)`` runs when a node is deleted or registers anew (caches drop it)."""
@@ -201,7 +207,7 @@ class NodeService:
     async def check_liveness(self) -> list[str]:
         """Mark silent nodes offline (not within ``offline_after`` of start); their ids."""
         now = self._clock()
-        if now - self._started_at < self._offline_after:
+        if now - self._started_at < self._offline_after or not self.is_leader():
             return []
         await self.flush()
         gone = await self._store.mark_offline(now - self._offline_after, now)
