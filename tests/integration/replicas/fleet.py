@@ -1,0 +1,101 @@
+"""Manager replicas and daemons as real processes, for the failover tests."""
+
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+
+from opsfleet.manager.domain import MetricSample
+from opsfleet.manager.store.sql import SqlStore
+from tests.processes import Proc
+
+HTTP_RE = r"HTTP listening on \S+:(\d+)"
+
+DAEMON_CONFIG = """
+manager:
+  address: [{addresses}]
+  heartbeat_interval: 1s
+  reconnect_interval: 200ms
+  reconnect_max: 2s
+  timeout: 3s
+collectors:
+  cpu: {{interval: 1s}}
+  memory: {{interval: 1s}}
+  disk: {{enabled: false}}
+  network: {{enabled: false}}
+"""
+
+
+class Replica:
+    """One ``opsfleet manager`` process on a shared database."""
+
+    def __init__(self, proc: Proc, grpc_port: int, http_port: int) -> None:
+        self.proc = proc
+        self.grpc_port = grpc_port
+        self.http_port = http_port
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @classmethod
+    async def start(cls, database_url: str, data_dir: Path, *, extra_env: dict[str, str] | None = None) -> Replica:
+        proc = await Proc.start(
+            [
+                *("manager", "--insecure", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"),
+                *("--database-url", database_url, "--data-dir", str(data_dir)),
+            ],
+            env={"OPSFLEET_JWT__SECRET": "replica-test-secret-0123456789abcdef", **(extra_env or {})},
+        )
+        grpc_port = await proc.grpc_port()
+        http = await proc.wait_for_line(HTTP_RE)
+        return cls(proc, grpc_port, int(http.group(1)))
+
+    def is_leader(self) -> bool:
+        return any("is now the leader" in line for line in self.proc.lines)
+
+
+class Daemon:
+    def __init__(self, proc: Proc) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, work: Path, addresses: list[str]) -> Daemon:
+        work.mkdir(parents=True, exist_ok=True)
+        cfg = work / "daemon.yaml"
+        cfg.write_text(DAEMON_CONFIG.format(addresses=", ".join(addresses)))
+        proc = await Proc.start(
+            ["daemon", "--config", str(cfg), "--work-dir", str(work / "w"), "--listen", "127.0.0.1:0"]
+        )
+        return cls(proc)
+
+    async def node_id(self) -> str:
+        return (await self.proc.wait_for_line(r"registered with manager \S+ as (\S+)")).group(1)
+
+    def reporting_to(self) -> list[str]:
+        """Every Manager address the daemon reported to, in order (one entry per session)."""
+        found = []
+        for line in self.proc.lines:
+            match = re.search(r"reporting to manager (\S+)", line)
+            if match:
+                found.append(match.group(1))
+        return found
+
+    async def stop(self) -> int:
+        return await self.proc.stop(signal.SIGTERM)
+
+
+async def samples(database_url: str, node_id: str, type_: str) -> list[MetricSample]:
+    store = SqlStore(database_url.replace("postgresql://", "postgresql+asyncpg://", 1))
+    await store.start()
+    try:
+        return await store.query_metrics(node_id, type_, 0, 2**40)
+    finally:
+        await store.close()
+
+
+def largest_gap(stored: list[MetricSample]) -> int:
+    """The largest step between consecutive sample timestamps (seconds)."""
+    stamps = [s.timestamp for s in stored]
+    return max((b - a for a, b in zip(stamps, stamps[1:], strict=False)), default=0)
