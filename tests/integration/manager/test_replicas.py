@@ -1,7 +1,8 @@
-"""Two Manager replicas on one database (how PostgreSQL deployments scale out)."""
+"""Two Manager replicas on one PostgreSQL database (SQLite allows one Manager: test_single_sqlite)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,8 @@ from opsfleet.proto import manager_pb2
 from tests.helpers import assert_eventually
 from tests.integration.manager.support import Running
 
+pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+
 FAST = {"node.offline_after": "1s", "node.check_interval": "0.1s", "metrics.heartbeat_flush_interval": "0.1s"}
 
 
@@ -20,12 +23,19 @@ async def test_replicas_share_nodes_and_liveness(
     database_url: str, start_manager: Callable[..., Any]
 ) -> None:
     a: Running = await start_manager(database_url, **FAST)
+    await assert_eventually(lambda: a.app.leadership.is_leader)
     b: Running = await start_manager(database_url, **FAST)
     await a.manager.RegisterNode(manager_pb2.RegisterNodeRequest(node_id="n1", hostname="h", ip="10.0.0.1"))
-    # A node registered through replica A may heartbeat through replica B.
-    assert (await b.manager.Heartbeat(manager_pb2.HeartbeatRequest(node_id="n1"))).success
+    # A node registered through replica A may heartbeat through replica B: the leader (A)
+    # reads last_seen_at from the database and keeps it online while B flushes heartbeats.
+    started = asyncio.get_running_loop().time()
+    while asyncio.get_running_loop().time() - started < 3.0:  # 3 x offline_after
+        assert (await b.manager.Heartbeat(manager_pb2.HeartbeatRequest(node_id="n1"))).success
+        assert (await a.app.nodes.get("n1")).status.value == "online"
+        await asyncio.sleep(0.2)
+    assert not b.app.leadership.is_leader
 
-    # Both replicas run liveness; the transition is recorded once.
+    # Only the leader detects silence; the transition is recorded once.
     async def offline() -> bool:
         return (await a.app.nodes.get("n1")).status.value == "offline"
 

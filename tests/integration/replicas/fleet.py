@@ -40,7 +40,9 @@ class Replica:
         return f"127.0.0.1:{self.grpc_port}"
 
     @classmethod
-    async def start(cls, database_url: str, data_dir: Path, *, extra_env: dict[str, str] | None = None) -> Replica:
+    async def start(
+        cls, database_url: str, data_dir: Path, *, extra_env: dict[str, str] | None = None
+    ) -> Replica:
         proc = await Proc.start(
             [
                 *("manager", "--insecure", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"),
