@@ -27,6 +27,14 @@ from opsfleet.common.pki import CertificateAuthority, TLSMaterial
 from opsfleet.common.tls import server_credentials
 from opsfleet.manager.alerts.wiring import build_alerts
 from opsfleet.manager.artifacts.settings import read_signing_key
+from opsfleet.manager.changes import (
+    IDENTITY_REVOKED,
+    NODE_DELETED,
+    POLICIES_CHANGED,
+    TOKEN_REVOKED,
+    Changes,
+    LocalChanges,
+)
 from opsfleet.manager.config import ManagerConfig
 from opsfleet.manager.domain import Artifact
 from opsfleet.manager.export.wiring import build_remote_write
@@ -57,6 +65,7 @@ from opsfleet.manager.services.rollout_runner import RunnerDeps, UpdateCalls
 from opsfleet.manager.services.rollouts import RolloutService, select_nodes
 from opsfleet.manager.services.users import UserService
 from opsfleet.manager.store.artifacts_sql import SqlArtifactStore
+from opsfleet.manager.store.changes_pg import PgChanges
 from opsfleet.manager.store.enrollment_sql import SqlEnrollmentStore
 from opsfleet.manager.store.leader_pg import PgAdvisoryLeader
 from opsfleet.manager.store.policies_sql import SqlPolicyStore
@@ -90,9 +99,9 @@ class ManagerApp:
         url = config.database_url()
         sqlite_file = sqlite_path(url)
         self._sqlite_lock = SingleManagerLock(sqlite_file) if sqlite_file is not None else None
-        self.leadership: Leadership = (
-            PgAdvisoryLeader(url) if url.startswith("postgresql") else AlwaysLeader()
-        )
+        replicated = url.startswith("postgresql")
+        self.leadership: Leadership = PgAdvisoryLeader(url) if replicated else AlwaysLeader()
+        self.changes: Changes = PgChanges(url) if replicated else LocalChanges()
         self.store = SqlStore(
             url,
             pool_size=config.database.pool_size,
@@ -197,6 +206,8 @@ class ManagerApp:
         leader = lambda: self.leadership.is_leader  # noqa: E731
         self.nodes.is_leader = self.metrics.is_leader = self.pins.is_leader = leader
         self.leadership.add_listener(self.rollouts.leadership_changed)
+        self.fleet.publish = self.policies.publish = self.changes.publish
+        self._subscribe_changes()
         self.metric_queries = MetricQueryService(queries, self.nodes, self.metrics)
         self.enrollment_store = SqlEnrollmentStore(self.store)
         self.identities = IdentityRegistry(self.enrollment_store, clone_window=config.enrollment.clone_window)
@@ -225,6 +236,7 @@ class ManagerApp:
         if self._sqlite_lock is not None:
             self._sqlite_lock.acquire()
         await self.store.start()
+        await self.changes.start()
         await self.users.bootstrap_admin(cfg.auth.admin_password)
         await self.auth.start()
         await self.nodes.start()
@@ -280,6 +292,27 @@ class ManagerApp:
         await self.rollouts.start()
         await self.pins.start()
 
+    def _subscribe_changes(self) -> None:
+        """What another replica's change drops or refreshes here (opsfleet.manager.changes)."""
+
+        async def node_deleted(node_id: str) -> None:
+            self.nodes.forget(node_id)
+
+        async def identity_revoked(node_id: str) -> None:
+            self.identities.revoke(node_id)
+
+        async def token_revoked(_token_id: str) -> None:
+            if self.enrollment is not None:
+                self.enrollment.token_revoked_elsewhere()
+
+        async def policies_changed(_name: str) -> None:
+            await self.policies.refresh()
+
+        self.changes.subscribe(NODE_DELETED, node_deleted)
+        self.changes.subscribe(IDENTITY_REVOKED, identity_revoked)
+        self.changes.subscribe(TOKEN_REVOKED, token_revoked)
+        self.changes.subscribe(POLICIES_CHANGED, policies_changed)
+
     async def _update_client(self, node_id: str) -> UpdateCalls:
         node = await self.nodes.get(node_id)
         return self.daemon_clients.client(node.node_id, node.daemon_address)
@@ -323,6 +356,7 @@ class ManagerApp:
             cert_lifetime=cfg.enrollment.cert_lifetime,
             max_token_lifetime=cfg.enrollment.max_token_lifetime,
         )
+        self.enrollment.publish = self.changes.publish
         await self.enrollment.start()
 
     def _main_credentials(self) -> grpc.ServerCredentials | None:
@@ -413,6 +447,7 @@ class ManagerApp:
         if self.enrollment is not None:
             await stop_step("enrollments", self.enrollment.stop())
         await stop_step("daemon clients", self.daemon_clients.close())
+        await stop_step("change notifications", self.changes.stop())
         await stop_step("policies", self.policies.stop())
         await stop_step("metrics", self.metrics.stop())
         await stop_step("nodes", self.nodes.stop())

@@ -16,6 +16,7 @@ from tests.integration.manager.support import Running
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
+COHERENCE_BOUND = 2.0  # seconds for a change through one replica to reach the others' caches
 FAST = {"node.offline_after": "1s", "node.check_interval": "0.1s", "metrics.heartbeat_flush_interval": "0.1s"}
 
 
@@ -53,3 +54,25 @@ async def test_replicas_share_nodes_and_liveness(
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await b.manager.Heartbeat(manager_pb2.HeartbeatRequest(node_id="n1"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_node_deleted_and_policy_changed_reach_other_replicas(
+    database_url: str, start_manager: Callable[..., Any]
+) -> None:
+    a: Running = await start_manager(database_url)
+    b: Running = await start_manager(database_url)
+    await a.manager.RegisterNode(manager_pb2.RegisterNodeRequest(node_id="n1", hostname="h", ip="10.0.0.1"))
+    assert (await b.manager.Heartbeat(manager_pb2.HeartbeatRequest(node_id="n1"))).success
+    await b.app.nodes.flush()
+
+    await a.app.fleet.delete_node("n1")
+    await assert_eventually(lambda: b.app.changes.received >= 1, timeout=COHERENCE_BOUND)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await b.manager.Heartbeat(manager_pb2.HeartbeatRequest(node_id="n1"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+    policy = {"name": "web", "selector": {"role": "web"}, "priority": 0, "config": {"agents": []}}
+    await a.app.policies.apply(policy, "alice")
+    await assert_eventually(
+        lambda: [p.name for p in b.app.policies.current()] == ["web"], timeout=COHERENCE_BOUND
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import signal
 from pathlib import Path
@@ -64,9 +65,7 @@ class Daemon:
 
     @classmethod
     async def start(cls, work: Path, addresses: list[str]) -> Daemon:
-        work.mkdir(parents=True, exist_ok=True)
-        cfg = work / "daemon.yaml"
-        cfg.write_text(DAEMON_CONFIG.format(addresses=", ".join(addresses)))
+        cfg = _daemon_config(work, addresses)
         proc = await Proc.start(
             ["daemon", "--config", str(cfg), "--work-dir", str(work / "w"), "--listen", "127.0.0.1:0"]
         )
@@ -88,6 +87,13 @@ class Daemon:
         return await self.proc.stop(signal.SIGTERM)
 
 
+def _daemon_config(work: Path, addresses: list[str]) -> Path:
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = work / "daemon.yaml"
+    cfg.write_text(DAEMON_CONFIG.format(addresses=", ".join(addresses)))
+    return cfg
+
+
 async def samples(database_url: str, node_id: str, type_: str) -> list[MetricSample]:
     store = SqlStore(database_url.replace("postgresql://", "postgresql+asyncpg://", 1))
     await store.start()
@@ -100,4 +106,4 @@ async def samples(database_url: str, node_id: str, type_: str) -> list[MetricSam
 def largest_gap(stored: list[MetricSample]) -> int:
     """The largest step between consecutive sample timestamps (seconds)."""
     stamps = [s.timestamp for s in stored]
-    return max((b - a for a, b in zip(stamps, stamps[1:], strict=False)), default=0)
+    return max((b - a for a, b in itertools.pairwise(stamps)), default=0)
