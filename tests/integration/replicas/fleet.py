@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from opsfleet.manager.domain import MetricSample
 from opsfleet.manager.store.sql import SqlStore
 from tests.processes import Proc
 
+ADMIN_PASSWORD = "fleet-replica-4711"
+JWT_SECRET = "replica-test-secret-0123456789abcdef"  # shared by every replica
 HTTP_RE = r"HTTP listening on \S+:(\d+)"
 
 DAEMON_CONFIG = """
@@ -49,14 +56,38 @@ class Replica:
                 *("manager", "--insecure", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"),
                 *("--database-url", database_url, "--data-dir", str(data_dir)),
             ],
-            env={"OPSFLEET_JWT__SECRET": "replica-test-secret-0123456789abcdef", **(extra_env or {})},
+            env={
+                "OPSFLEET_JWT__SECRET": JWT_SECRET,
+                "OPSFLEET_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                **(extra_env or {}),
+            },
         )
         grpc_port = await proc.grpc_port()
         http = await proc.wait_for_line(HTTP_RE)
         return cls(proc, grpc_port, int(http.group(1)))
 
-    def is_leader(self) -> bool:
-        return any("is now the leader" in line for line in self.proc.lines)
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    async def ready(self) -> dict[str, Any]:
+        """The /ready answer ({} when the replica does not answer)."""
+        try:
+            async with httpx.AsyncClient(base_url=self.http, timeout=2.0) as client:
+                body: dict[str, Any] = (await client.get("/ready")).json()
+                return body
+        except httpx.HTTPError:
+            return {}
+
+    @contextlib.asynccontextmanager
+    async def admin(self) -> AsyncIterator[httpx.AsyncClient]:
+        """An HTTP client logged in as the admin."""
+        async with httpx.AsyncClient(base_url=self.http, timeout=10.0) as client:
+            login = {"username": "admin", "password": ADMIN_PASSWORD}
+            r = await client.post("/api/v1/auth/login", json=login)
+            r.raise_for_status()
+            client.headers["Authorization"] = f"Bearer {r.json()['data']['token']}"
+            yield client
 
 
 class Daemon:
