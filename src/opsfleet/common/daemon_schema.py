@@ -255,7 +255,7 @@ def manager_addresses(value: str | Sequence[str], *, key: str) -> list[str]:
     """``HOST:PORT``, ``HOST:PORT,HOST:PORT`` or a list of them, each checked; ConfigError naming ``key``."""
     items = value.split(",") if isinstance(value, str) else list(value)
     addresses = [item.strip() for item in items if isinstance(item, str) and item.strip()]
-    if len(addresses) != len(items):
+    if not addresses or len(addresses) != len(items):
         raise ConfigError(f"config key '{key}': expected HOST:PORT or a list of HOST:PORT, got {value!r}")
     for i, address in enumerate(addresses):
         split_host_port(address, key=key if isinstance(value, str) else f"{key}[{i}]")
