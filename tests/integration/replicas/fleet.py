@@ -36,35 +36,76 @@ collectors:
 
 
 class Replica:
-    """One ``opsfleet manager`` process on a shared database."""
+    """One ``opsfleet manager`` process on a shared database.
 
-    def __init__(self, proc: Proc, grpc_port: int, http_port: int) -> None:
+    ``secure``: the fleet CA's mTLS; the first secure replica creates the CA in its data dir
+    and the others are given its files (``ca``), as replicas in production share them."""
+
+    def __init__(self, proc: Proc, grpc_port: int, http_port: int, data_dir: Path) -> None:
         self.proc = proc
         self.grpc_port = grpc_port
         self.http_port = http_port
+        self.data_dir = data_dir
+        self.enroll_port = 0
+        self.fingerprint = ""
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
+    @property
+    def ca_files(self) -> tuple[Path, Path]:
+        return self.data_dir / "ca" / "ca.pem", self.data_dir / "ca" / "ca.key"
+
     @classmethod
     async def start(
-        cls, database_url: str, data_dir: Path, *, extra_env: dict[str, str] | None = None
+        cls, database_url: str, data_dir: Path, *, secure: bool = False, ca: Replica | None = None
     ) -> Replica:
+        env = {"OPSFLEET_JWT__SECRET": JWT_SECRET, "OPSFLEET_ADMIN_PASSWORD": ADMIN_PASSWORD}
+        if secure:
+            env["OPSFLEET_ENROLLMENT__PORT"] = "0"
+        if ca is not None:
+            cert, key = ca.ca_files
+            env |= {
+                "OPSFLEET_ENROLLMENT__CA_CERT_FILE": str(cert),
+                "OPSFLEET_ENROLLMENT__CA_KEY_FILE": str(key),
+            }
         proc = await Proc.start(
             [
-                *("manager", "--insecure", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"),
+                *("manager", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"),
                 *("--database-url", database_url, "--data-dir", str(data_dir)),
+                *(() if secure else ("--insecure",)),
             ],
-            env={
-                "OPSFLEET_JWT__SECRET": JWT_SECRET,
-                "OPSFLEET_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                **(extra_env or {}),
-            },
+            env=env,
         )
         grpc_port = await proc.grpc_port()
         http = await proc.wait_for_line(HTTP_RE)
-        return cls(proc, grpc_port, int(http.group(1)))
+        replica = cls(proc, grpc_port, int(http.group(1)), data_dir)
+        if secure:
+            found = await proc.wait_for_line(r"fleet CA \S+ \(.*\): fingerprint (sha256:[0-9a-f]{64})")
+            replica.fingerprint = found.group(1)
+            enroll = await proc.wait_for_line(r"enrollment listening on \S+:(\d+)")
+            replica.enroll_port = int(enroll.group(1))
+        return replica
+
+    async def token(self, uses: int) -> str:
+        """A fresh enrollment token for ``uses`` nodes."""
+        async with self.admin() as http:
+            r = await http.post("/api/v1/enrollment-tokens", json={"max_uses": uses, "expires_in": 600})
+            assert r.status_code == 201, r.text
+            token: str = r.json()["data"]["token"]
+            return token
+
+    async def enroll(self, work: Path, token: str) -> str:
+        """``opsfleet daemon enroll`` into ``work``; the node id."""
+        proc = await Proc.start(
+            [
+                *("daemon", "enroll", "--manager", f"127.0.0.1:{self.enroll_port}", "--token", token),
+                *("--ca-fingerprint", self.fingerprint, "--work-dir", str(work)),
+            ]
+        )
+        assert await proc.wait(timeout=30) == 0, proc.output
+        return _node_id(work)
 
     @property
     def http(self) -> str:
@@ -96,6 +137,7 @@ class Daemon:
 
     @classmethod
     async def start(cls, work: Path, addresses: list[str]) -> Daemon:
+        """A daemon with its work dir in ``work/w`` (enrolled there: mTLS)."""
         cfg = _daemon_config(work, addresses)
         proc = await Proc.start(
             ["daemon", "--config", str(cfg), "--work-dir", str(work / "w"), "--listen", "127.0.0.1:0"]
@@ -116,6 +158,10 @@ class Daemon:
 
     async def stop(self) -> int:
         return await self.proc.stop(signal.SIGTERM)
+
+
+def _node_id(work: Path) -> str:
+    return (work / "node_id").read_text().strip()
 
 
 def _daemon_config(work: Path, addresses: list[str]) -> Path:

@@ -1,4 +1,5 @@
-"""Three Manager replicas on PostgreSQL with real daemons: kill -9 the elected one.
+"""Three Manager replicas on PostgreSQL (mTLS, one fleet CA shared through its files) with
+real enrolled daemons: kill -9 the elected one.
 
 Every node reports again, no stored sample is lost, another replica is elected, and a node
 deleted through one replica is refused by the others within the coherence bound."""
@@ -14,6 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from opsfleet.common.pki import MANAGER_DNS_NAME, load_node_material
 from opsfleet.proto import manager_pb2, manager_pb2_grpc
 from tests.helpers import assert_eventually
 from tests.integration.replicas.fleet import Daemon, Replica, largest_gap, samples
@@ -25,27 +27,47 @@ REPORTING_BOUND = 30.0
 COHERENCE_BOUND = 2.0
 
 
+def _mtls_channel(address: str, work: Path) -> grpc.aio.Channel:
+    """A channel presenting the node identity enrolled in ``work``."""
+    material = load_node_material(work)
+    assert material is not None
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=material.ca_pem, private_key=material.key_pem, certificate_chain=material.cert_pem
+    )
+    options = [("grpc.ssl_target_name_override", MANAGER_DNS_NAME)]
+    return grpc.aio.secure_channel(address, creds, options=options)
+
+
 async def _leaders(replicas: list[Replica]) -> list[Replica]:
     answers = await asyncio.gather(*(r.ready() for r in replicas))
     return [r for r, body in zip(replicas, answers, strict=True) if body.get("leader")]
 
 
 async def test_kill_the_leader(database_url: str, tmp_path: Path) -> None:
-    replicas = [await Replica.start(database_url, tmp_path / f"m{i}") for i in range(3)]
+    first = await Replica.start(database_url, tmp_path / "m0", secure=True)
+    replicas = [first]
     daemons: list[Daemon] = []
     try:
+        for i in (1, 2):
+            replicas.append(await Replica.start(database_url, tmp_path / f"m{i}", secure=True, ca=first))
+        assert {r.fingerprint for r in replicas} == {first.fingerprint}
         (leader,) = await assert_eventually(lambda: _leaders(replicas), timeout=10)
+        token = await first.token(DAEMONS + 1)
+        node_ids = []
+        for i in range(DAEMONS + 1):  # the last identity is for the node deleted below
+            node_ids.append(await replicas[i % 3].enroll(tmp_path / f"d{i}" / "w", token))
+        ghost = node_ids.pop()
         for i in range(DAEMONS):
             addresses = [r.address for r in replicas]
             random.shuffle(addresses)
             daemons.append(await Daemon.start(tmp_path / f"d{i}", addresses))
-        node_ids = [await d.node_id() for d in daemons]
+        assert [await d.node_id() for d in daemons] == node_ids
         for daemon in daemons:
             await assert_eventually(daemon.reporting_to, timeout=20)
         for node_id in node_ids:
             await assert_eventually(lambda n=node_id: samples(database_url, n, "memory"), timeout=20)
 
-        # Any replica operates any node's agents: it dials the daemon itself.
+        # Any replica operates any node's agents: it dials the daemon itself (mTLS).
         async with replicas[(replicas.index(leader) + 1) % 3].admin() as http:
             for node_id in node_ids:
                 r = await http.post(f"/api/v1/nodes/{node_id}/agents/sync")
@@ -87,22 +109,23 @@ async def test_kill_the_leader(database_url: str, tmp_path: Path) -> None:
         )
 
         # A node deleted through one replica is refused by another within the bound.
-        first, second = survivors
-        async with grpc.aio.insecure_channel(second.address) as channel:
+        one, another = survivors
+        async with _mtls_channel(another.address, tmp_path / f"d{DAEMONS}" / "w") as channel:
             stub = manager_pb2_grpc.ManagerServiceStub(channel)
             await stub.RegisterNode(
-                manager_pb2.RegisterNodeRequest(node_id="ghost", hostname="g", ip="10.9.9.9")
+                manager_pb2.RegisterNodeRequest(node_id=ghost, hostname="g", ip="10.9.9.9")
             )
-            assert (await stub.Heartbeat(manager_pb2.HeartbeatRequest(node_id="ghost"))).success
-            async with first.admin() as http:
-                assert (await http.delete("/api/v1/admin/nodes/ghost")).status_code == 200
+            assert (await stub.Heartbeat(manager_pb2.HeartbeatRequest(node_id=ghost))).success
+            async with one.admin() as http:
+                assert (await http.delete(f"/api/v1/admin/nodes/{ghost}")).status_code == 200
             deleted_at = time.monotonic()
 
             async def refused() -> bool:
                 try:
-                    await stub.Heartbeat(manager_pb2.HeartbeatRequest(node_id="ghost"))
+                    await stub.Heartbeat(manager_pb2.HeartbeatRequest(node_id=ghost))
                 except grpc.aio.AioRpcError as exc:
-                    return exc.code() == grpc.StatusCode.NOT_FOUND
+                    # Deleted: unknown node, or (identity dropped with it) an unknown certificate.
+                    return exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED)
                 return False
 
             await assert_eventually(refused, timeout=COHERENCE_BOUND, interval=0.02)
