@@ -8,8 +8,9 @@ channel connects again after a connection failure, so a daemon is back within se
 the manager listening again, whatever the outage's length.
 
 Failover: with several Manager addresses (replicas on one database) the link starts on a
-random one and stays there while it answers. When a call fails with UNAVAILABLE (the
-connection is lost or refused) it moves to the next address after a short pause
+random one and stays there while it answers. When a session call fails with UNAVAILABLE
+(the connection is lost or refused) or DEADLINE_EXCEEDED (a replica that hangs, or a
+network that drops its packets) it moves to the next address after a short pause
 (:data:`FAILOVER_PAUSE`); only once every address failed in a row does it back off as
 above. The spool carries the samples across: unacknowledged ones are sent again to the
 next replica, which stores a (node, type, timestamp) once. The backoff is reset by a
@@ -56,6 +57,7 @@ READY_JITTER = 1.0  # spread a fleet's return over this many seconds once the ma
 MIN_PAUSE = 1.0  # the shortest wait cut short by a reconnection
 REREGISTER_MIN_GAP = 5.0  # NOT_FOUND again sooner than this after a registration: back off
 FAILOVER_PAUSE = 0.5  # the most a daemon waits before trying the next Manager replica
+FAILOVER_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 def channel_reconnect_options() -> list[tuple[str, int]]:
@@ -297,7 +299,7 @@ class ManagerLink:
                     log.warning("disconnected from manager %s: %s", self.address, exc.reason)
                 else:
                     log.warning("cannot reach manager %s: %s", self.address, exc.reason)
-                if exc.code == grpc.StatusCode.UNAVAILABLE and await self._failover():
+                if exc.code in FAILOVER_CODES and await self._failover():
                     delay = min(delay, random.uniform(FAILOVER_PAUSE / 2, FAILOVER_PAUSE))
                     wake_on_connect = False
             except Exception as exc:  # never a dead link: log, back off, try again
