@@ -76,3 +76,39 @@ async def test_node_deleted_and_policy_changed_reach_other_replicas(
     await assert_eventually(
         lambda: [p.name for p in b.app.policies.current()] == ["web"], timeout=COHERENCE_BOUND
     )
+
+
+async def test_offline_alert_resolves_through_any_replica_and_survives_a_new_leader(
+    database_url: str, start_manager: Callable[..., Any]
+) -> None:
+    fast = {**FAST, "alerts.evaluation_interval": "0.1s"}
+    a: Running = await start_manager(database_url, **fast)
+    await assert_eventually(lambda: a.app.leadership.is_leader)
+    b: Running = await start_manager(database_url, **fast)
+    await b.manager.RegisterNode(manager_pb2.RegisterNodeRequest(node_id="n1", hostname="h", ip="10.0.0.1"))
+    beat = manager_pb2.HeartbeatRequest(node_id="n1")
+
+    async def firing_offline() -> int:
+        page = await b.app.alerts.search(1, 50, state="firing", rule="node_offline")
+        return page.total
+
+    async def none_firing() -> bool:
+        return await firing_offline() == 0
+
+    # Silent: the leader (A) fires the alert. Back through B: the leader resolves it.
+    await assert_eventually(lambda: "n1" in a.app.alerts.offline_nodes(), timeout=10)
+    assert await firing_offline() == 1
+    await b.manager.Heartbeat(beat)
+    await assert_eventually(lambda: "n1" not in a.app.alerts.offline_nodes(), timeout=5)
+    await assert_eventually(none_firing, timeout=5)
+
+    # Silent again, then the leader goes away: B is elected, takes the firing alert over and
+    # resolves it when the node is back.
+    await assert_eventually(lambda: "n1" in a.app.alerts.offline_nodes(), timeout=10)
+    await a.app.stop()
+    await assert_eventually(lambda: b.app.leadership.is_leader, timeout=5)
+    await assert_eventually(lambda: "n1" in b.app.alerts.offline_nodes(), timeout=5)
+    await b.manager.Heartbeat(beat)
+    await assert_eventually(none_firing, timeout=5)
+    kinds = [e.kind.value for e in await b.app.nodes.events("n1")]
+    assert kinds.count("offline") == 2 and kinds.count("online") == 2
