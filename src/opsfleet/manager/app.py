@@ -402,6 +402,7 @@ class ManagerApp:
 
     def web_context(self) -> WebContext:
         return WebContext(
+            leadership=self.leadership,
             store=self.store,
             nodes=self.nodes,
             metrics=self.metrics,
@@ -420,7 +421,6 @@ class ManagerApp:
             enrollment=self.enrollment,
             identities=self.identities,
             alerts=self.alerts,
-            leadership=self.leadership,
         )
 
     async def _start_http(self) -> None:
