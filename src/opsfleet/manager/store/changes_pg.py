@@ -80,7 +80,7 @@ class PgChanges:
             self._queue.put_nowait((str(kind), str(key)))
 
     async def _listen(self) -> None:
-        import asyncpg  # type: ignore[import-untyped]
+        import asyncpg  # type: ignore[import-untyped]  # only where PostgreSQL is used
 
         complained = False
         while not self._stop.is_set():

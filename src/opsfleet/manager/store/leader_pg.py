@@ -6,8 +6,13 @@ deadline) and listens for the connection's termination; when the connection is l
 gives up leadership at once (its singleton work stops) before anything else. PostgreSQL
 releases the lock when the leader's session ends, so when a leader process dies
 (kill -9, crash, host loss) another replica is elected within about ``retry_interval``
-after the server notices (at once for a closed socket). On ``stop()`` the leader unlocks
-and closes its connection, so a graceful shutdown hands over within ``retry_interval``.
+after the server notices (at once for a closed socket). A leader that hangs (a stopped
+process, a frozen VM) keeps its socket open, so its session sets ``idle_session_timeout``
+(PostgreSQL 14 and later): the server ends the session after :data:`SESSION_IDLE_TIMEOUT`
+seconds without a statement and another replica is elected; the old leader, when it runs
+again, finds its connection gone and steps down before doing anything else. On ``stop()``
+the leader unlocks and closes its connection, so a graceful shutdown hands over within
+``retry_interval``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ log = logging.getLogger(__name__)
 LEADER_LOCK_KEY = int.from_bytes(b"opsflead", "big")  # one advisory lock per database
 DEFAULT_RETRY_INTERVAL = 1.0
 DEFAULT_CHECK_INTERVAL = 1.0
+SESSION_IDLE_TIMEOUT = 10.0  # seconds; the leader runs a statement every check_interval
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -88,7 +94,7 @@ class PgAdvisoryLeader:
         self._listeners.notify(leader)
 
     async def _run(self) -> None:
-        import asyncpg  # type: ignore[import-untyped]
+        import asyncpg  # type: ignore[import-untyped]  # only where PostgreSQL is used
 
         complained = False
         while not self._stop.is_set():
@@ -112,9 +118,16 @@ class PgAdvisoryLeader:
 
     async def _hold(self, conn: Any) -> None:
         """Campaign for (and keep) the lock on ``conn`` until it fails or the loop stops."""
+        import asyncpg
+
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         deadline = max(1.0, self._check * 2)
+        idle_ms = round(max(SESSION_IDLE_TIMEOUT, self._check * 5, self._retry * 5) * 1000)
+        try:
+            await conn.execute(f"SET idle_session_timeout = {idle_ms}", timeout=deadline)
+        except asyncpg.UndefinedObjectError:  # before PostgreSQL 14: a hung leader holds the lock longer
+            log.warning("leadership: idle_session_timeout not supported by this PostgreSQL")
         while not self._stop.is_set():
             if lost.is_set():
                 raise ConnectionError("connection terminated")
