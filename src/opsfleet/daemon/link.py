@@ -13,7 +13,8 @@ random one and stays there while it answers. When a session call fails with UNAV
 network that drops its packets) it moves to the next address after a short pause
 (:data:`FAILOVER_PAUSE`); only once every address failed in a row does it back off as
 above. The spool carries the samples across: unacknowledged ones are sent again to the
-next replica, which stores a (node, type, timestamp) once. The backoff is reset by a
+next replica, which stores a (node, type, timestamp) once. A replica that answers with a
+retry delay (below) is not left: it is alive and shedding load. The backoff is reset by a
 heartbeat answered. A retry delay pushed by the manager (``grpc-retry-pushback-ms`` with
 UNAVAILABLE or RESOURCE_EXHAUSTED) is honoured. Metric delivery retries on its own
 (:mod:`opsfleet.daemon.delivery`) and never ends the session except on NOT_FOUND. Any other
@@ -299,7 +300,8 @@ class ManagerLink:
                     log.warning("disconnected from manager %s: %s", self.address, exc.reason)
                 else:
                     log.warning("cannot reach manager %s: %s", self.address, exc.reason)
-                if exc.code in FAILOVER_CODES and await self._failover():
+                # A replica pushing back a retry delay is alive and shedding load: honour it there.
+                if exc.code in FAILOVER_CODES and exc.retry_after is None and await self._failover():
                     delay = min(delay, random.uniform(FAILOVER_PAUSE / 2, FAILOVER_PAUSE))
                     wake_on_connect = False
             except Exception as exc:  # never a dead link: log, back off, try again

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import pytest
 
 from opsfleet.manager.app import ManagerApp
+from opsfleet.proto import manager_pb2, manager_pb2_grpc
 from tests.helpers import assert_eventually
 from tests.tcpproxy import TcpProxy
 
@@ -58,3 +60,43 @@ async def test_fails_over_when_the_manager_refuses(apps: Any, replicas: Any) -> 
 
 async def test_fails_over_when_the_manager_stops_answering(apps: Any, replicas: Any) -> None:
     await _failover(apps, replicas, "hung")
+
+
+class PushingBack(manager_pb2_grpc.ManagerServiceServicer):
+    """UNAVAILABLE with a 1 s retry pushback to the first two registrations (shedding load)."""
+
+    def __init__(self) -> None:
+        self.registrations = 0
+
+    async def RegisterNode(self, request: Any, context: Any) -> manager_pb2.RegisterNodeResponse:
+        self.registrations += 1
+        if self.registrations <= 2:
+            context.set_trailing_metadata((("grpc-retry-pushback-ms", "1000"),))
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "shedding load")
+        return manager_pb2.RegisterNodeResponse(success=True, message="ok")
+
+    async def Heartbeat(self, request: Any, context: Any) -> manager_pb2.HeartbeatResponse:
+        return manager_pb2.HeartbeatResponse(success=True)
+
+    async def ReportMetrics(self, request: Any, context: Any) -> manager_pb2.ReportMetricsResponse:
+        return manager_pb2.ReportMetricsResponse(success=True)
+
+
+async def test_a_replica_pushing_back_is_not_left(apps: Any) -> None:
+    servers, servicers, addresses = [], [], []
+    for _ in range(2):
+        servicer = PushingBack()
+        server = grpc.aio.server()
+        manager_pb2_grpc.add_ManagerServiceServicer_to_server(servicer, server)
+        addresses.append(f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}")
+        await server.start()
+        servers.append(server)
+        servicers.append(servicer)
+    try:
+        daemon = await apps.daemon(",".join(addresses))
+        await assert_eventually(lambda: daemon.link.connected, timeout=10)
+        used = servicers[addresses.index(daemon.link.address)]
+        assert used.registrations == 3 and daemon.link.failovers == 0
+    finally:
+        for server in servers:
+            await server.stop(None)
