@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from opsfleet.manager.store.leader_pg import LEADER_LOCK_KEY, PgAdvisoryLeader
+from opsfleet.manager.store.leader_pg import LEADER_LOCK_KEY, LEASE, PgAdvisoryLeader
 from tests.helpers import assert_eventually
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -56,3 +56,18 @@ async def test_lost_connection_ends_leadership_at_once(
     await assert_eventually(lambda: not first.is_leader, timeout=2)
     # Somebody (perhaps the same replica, reconnected) is elected again, and only one.
     await assert_eventually(lambda: len(_leaders(leaders)) == 1, timeout=5)
+
+
+async def test_leadership_is_a_lease(database_url: str) -> None:
+    """A leader whose loop did not confirm the lock for LEASE seconds (a stopped process that
+    runs again) is not the leader for the code asking, before its loop notices anything."""
+    now = [1000.0]
+    leader = PgAdvisoryLeader(database_url, retry_interval=0.2, check_interval=0.2, clock=lambda: now[0])
+    await leader.start()
+    try:
+        await assert_eventually(lambda: leader.is_leader, timeout=5)
+        now[0] += LEASE + 1  # as if the process had been stopped that long
+        assert not leader.is_leader
+        await assert_eventually(lambda: leader.is_leader, timeout=2)  # confirmed again
+    finally:
+        await leader.stop()

@@ -10,7 +10,10 @@ after the server notices (at once for a closed socket). A leader that hangs (a s
 process, a frozen VM) keeps its socket open, so its session sets ``idle_session_timeout``
 (PostgreSQL 14 and later): the server ends the session after :data:`SESSION_IDLE_TIMEOUT`
 seconds without a statement and another replica is elected; the old leader, when it runs
-again, finds its connection gone and steps down before doing anything else. On ``stop()``
+again, finds its connection gone and steps down. Until its loop has noticed, the leadership
+is also a lease: ``is_leader`` is False once the lock was last confirmed more than
+:data:`LEASE` seconds ago (the monotonic clock keeps running while a process is stopped),
+so the singleton loops asking it skip their work at once. On ``stop()``
 the leader unlocks and closes its connection, so a graceful shutdown hands over within
 ``retry_interval``.
 """
@@ -20,8 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
@@ -33,6 +39,7 @@ LEADER_LOCK_KEY = int.from_bytes(b"opsflead", "big")  # one advisory lock per da
 DEFAULT_RETRY_INTERVAL = 1.0
 DEFAULT_CHECK_INTERVAL = 1.0
 SESSION_IDLE_TIMEOUT = 10.0  # seconds; the leader runs a statement every check_interval
+LEASE = SESSION_IDLE_TIMEOUT / 2  # a confirmation older than this: not the leader any more
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -55,8 +62,11 @@ class PgAdvisoryLeader:
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
         check_interval: float = DEFAULT_CHECK_INTERVAL,
         key: int = LEADER_LOCK_KEY,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._dsn = asyncpg_dsn(url)
+        self._clock = clock
+        self._confirmed_at = -math.inf
         self._retry = retry_interval
         self._check = check_interval
         self._key = key
@@ -68,7 +78,7 @@ class PgAdvisoryLeader:
 
     @property
     def is_leader(self) -> bool:
-        return self._leader
+        return self._leader and self._clock() - self._confirmed_at < LEASE
 
     def add_listener(self, listener: LeaderListener) -> None:
         self._listeners.add(listener)
@@ -133,7 +143,9 @@ class PgAdvisoryLeader:
                 raise ConnectionError("connection terminated")
             if self._leader:
                 await conn.fetchval("SELECT 1", timeout=deadline)
+                self._confirmed_at = self._clock()
             elif await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key, timeout=deadline):
+                self._confirmed_at = self._clock()
                 self._set(True, "elected")
             await self._wait(lost, self._check if self._leader else self._retry)
         if self._leader:
