@@ -1,5 +1,6 @@
 """A TCP proxy for fault tests: ``cut()`` drops every connection and refuses new ones
-until ``restore()``."""
+until ``restore()``; ``freeze()`` keeps connections open but forwards nothing (a hung peer
+or a network dropping packets) until ``thaw()``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.connections = 0
+        self.frozen = False
 
     async def start(self, port: int = 0) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", port)
@@ -37,6 +39,8 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                if self.frozen:
+                    continue
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -57,6 +61,12 @@ class TcpProxy:
         self._writers.clear()
         for task in list(self._tasks):
             task.cancel()
+
+    def freeze(self) -> None:
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self.frozen = False
 
     async def restore(self) -> None:
         await self.start(self.port)

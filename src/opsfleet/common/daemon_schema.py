@@ -251,19 +251,39 @@ class ManagerTLS(Section):
     server_name: str = ""
 
 
+def manager_addresses(value: str | Sequence[str], *, key: str) -> list[str]:
+    """``HOST:PORT``, ``HOST:PORT,HOST:PORT`` or a list of them, each checked; ConfigError naming ``key``."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    addresses = [item.strip() for item in items if isinstance(item, str) and item.strip()]
+    if not addresses or len(addresses) != len(items):
+        raise ConfigError(f"config key '{key}': expected HOST:PORT or a list of HOST:PORT, got {value!r}")
+    for i, address in enumerate(addresses):
+        split_host_port(address, key=key if isinstance(value, str) else f"{key}[{i}]")
+    return addresses
+
+
 class ManagerSection(Section):
-    address: str = DEFAULT_MANAGER_ADDRESS
+    """``address``: one Manager, or several replicas (a list) the daemon fails over between."""
+
+    address: str | list[str] = DEFAULT_MANAGER_ADDRESS
     tls: ManagerTLS = ManagerTLS()
     heartbeat_interval: Duration = Field(default=30.0, ge=1.0)
     reconnect_interval: Duration = Field(default=5.0, gt=0)
     reconnect_max: Duration = Field(default=DEFAULT_RECONNECT_MAX, gt=0)
     timeout: Duration = Field(default=10.0, gt=0)
 
-    @field_validator("address")
+    @field_validator("address", mode="before")
     @classmethod
-    def _address(cls, value: str) -> str:
-        split_host_port(value, key="manager.address")
-        return value
+    def _address(cls, value: Any) -> Any:
+        if not isinstance(value, str | list | tuple):
+            raise ConfigError(f"config key 'manager.address': expected HOST:PORT or a list, got {value!r}")
+        manager_addresses(value, key="manager.address")
+        return list(value) if isinstance(value, tuple) else value
+
+    @property
+    def addresses(self) -> list[str]:
+        """Every configured Manager address, in configured order."""
+        return manager_addresses(self.address, key="manager.address")
 
     @property
     def tls_enabled(self) -> bool:

@@ -198,7 +198,8 @@ class DaemonApp:
             return cfg.advertise_address
         host = cfg.grpc_host
         if host in ("0.0.0.0", "::", ""):
-            manager_host, manager_port = split_host_port(self.config.manager.address, key="manager.address")
+            first = self.config.manager.addresses[0]
+            manager_host, manager_port = split_host_port(first, key="manager.address")
             host = local_ip_towards(manager_host, manager_port) or "127.0.0.1"
         return f"[{host}]:{self.grpc_port}" if ":" in host else f"{host}:{self.grpc_port}"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from opsfleet.common.config import split_host_port
+from opsfleet.common.daemon_schema import manager_addresses
 from opsfleet.common.lifecycle import install_signal_handlers
 from opsfleet.common.logs import configure_logging
 from opsfleet.daemon.config import DaemonConfig, load_daemon_config
@@ -62,7 +63,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--config", "-c", type=Path, metavar="FILE", help="YAML config file (see configs/daemon.yaml)"
     )
-    p.add_argument("--manager", metavar="HOST:PORT", help="Manager gRPC address (default 127.0.0.1:9090)")
+    p.add_argument(
+        "--manager",
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help="Manager gRPC address, or several replicas separated by commas (default 127.0.0.1:9090)",
+    )
     p.add_argument(
         "--listen",
         metavar="HOST:PORT",
@@ -104,7 +109,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "daemon.log_level": args.log_level,
     }
     if args.manager:
-        split_host_port(args.manager, key="--manager")
+        manager_addresses(args.manager, key="--manager")
     if args.listen:
         host, port = split_host_port(args.listen, key="--listen")
         overrides |= {"daemon.grpc_host": host, "daemon.grpc_port": port}

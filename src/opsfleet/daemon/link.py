@@ -5,7 +5,16 @@ the labels change) -> session (heartbeats, metric delivery, agent state sync) ->
 session fails, wait and start a new session. The wait is exponential backoff with full
 jitter (from ``reconnect_interval``, capped at ``reconnect_max``), cut short as soon as the
 channel connects again after a connection failure, so a daemon is back within seconds of
-the manager listening again, whatever the outage's length. The backoff is reset by a
+the manager listening again, whatever the outage's length.
+
+Failover: with several Manager addresses (replicas on one database) the link starts on a
+random one and stays there while it answers. When a session call fails with UNAVAILABLE
+(the connection is lost or refused) or DEADLINE_EXCEEDED (a replica that hangs, or a
+network that drops its packets) it moves to the next address after a short pause
+(:data:`FAILOVER_PAUSE`); only once every address failed in a row does it back off as
+above. The spool carries the samples across: unacknowledged ones are sent again to the
+next replica, which stores a (node, type, timestamp) once. A replica that answers with a
+retry delay (below) is not left: it is alive and shedding load. The backoff is reset by a
 heartbeat answered. A retry delay pushed by the manager (``grpc-retry-pushback-ms`` with
 UNAVAILABLE or RESOURCE_EXHAUSTED) is honoured. Metric delivery retries on its own
 (:mod:`opsfleet.daemon.delivery`) and never ends the session except on NOT_FOUND. Any other
@@ -49,6 +58,8 @@ MAX_STATE_REASON = 255  # AgentState.reason is cut to what the Manager keeps of 
 READY_JITTER = 1.0  # spread a fleet's return over this many seconds once the manager is back
 MIN_PAUSE = 1.0  # the shortest wait cut short by a reconnection
 REREGISTER_MIN_GAP = 5.0  # NOT_FOUND again sooner than this after a registration: back off
+FAILOVER_PAUSE = 0.5  # the most a daemon waits before trying the next Manager replica
+FAILOVER_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 def channel_reconnect_options() -> list[tuple[str, int]]:
@@ -90,10 +101,13 @@ class _Stopped(Exception):
 
 
 class _SessionFailed(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, code: grpc.StatusCode | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.code = code
 
 
 class _CurrentStub:
@@ -129,6 +143,10 @@ class ManagerLink:
         material: TLSMaterial | None = None,
     ) -> None:
         self._cfg = manager
+        self._addresses = manager.addresses
+        self._current = random.randrange(len(self._addresses))
+        self._failed_in_a_row = 0
+        self.failovers = 0
         self._material = material
         self.node_id = node_id
         self._outbox = outbox
@@ -180,6 +198,11 @@ class ManagerLink:
         self.connected = False
 
     @property
+    def address(self) -> str:
+        """The Manager address the link uses now."""
+        return self._addresses[self._current]
+
+    @property
     def channel(self) -> grpc.aio.Channel:
         """The current channel to the Manager (after ``start()``)."""
         assert self._channel is not None, "link not started"
@@ -225,7 +248,7 @@ class ManagerLink:
     # -- the loop ------------------------------------------------------------------------
 
     def _make_channel(self) -> grpc.aio.Channel:
-        target = self._cfg.address
+        target = self.address
         options = [
             *rpc_opts.channel_options(),
             *channel_reconnect_options(),
@@ -255,7 +278,7 @@ class ManagerLink:
         daemon = cast(
             "daemon_pb2_grpc.DaemonServiceAsyncStub", _CurrentStub(lambda: self._stubs and self._stubs[1])
         )
-        log.info("link to manager %s starting (node %s)", self._cfg.address, self.node_id)
+        log.info("link to manager %s starting (node %s)", ",".join(self._addresses), self.node_id)
         while not self._stop.is_set():
             delay: float | None = None
             wake_on_connect = False
@@ -277,9 +300,13 @@ class ManagerLink:
                 delay = exc.retry_after if exc.retry_after is not None else self._backoff.next_delay()
                 wake_on_connect = exc.retry_after is None and not self._channel_ready()
                 if self.connected:
-                    log.warning("disconnected from manager %s: %s", self._cfg.address, exc.reason)
+                    log.warning("disconnected from manager %s: %s", self.address, exc.reason)
                 else:
-                    log.warning("cannot reach manager %s: %s", self._cfg.address, exc.reason)
+                    log.warning("cannot reach manager %s: %s", self.address, exc.reason)
+                # A replica pushing back a retry delay is alive and shedding load: honour it there.
+                if exc.code in FAILOVER_CODES and exc.retry_after is None and await self._failover():
+                    delay = min(delay, random.uniform(FAILOVER_PAUSE / 2, FAILOVER_PAUSE))
+                    wake_on_connect = False
             except Exception as exc:  # never a dead link: log, back off, try again
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 delay = self._backoff.next_delay()
@@ -291,6 +318,21 @@ class ManagerLink:
                 if await self._pause(delay, wake_on_connect=wake_on_connect):
                     break
         log.info("link to manager stopped")
+
+    async def _failover(self) -> bool:
+        """Move to the next Manager address; False (and no move) with one address, or once
+        every address failed in a row since the last answered heartbeat (then: back off)."""
+        if len(self._addresses) < 2 or self._stop.is_set():
+            return False
+        self._failed_in_a_row += 1
+        old, previous = self._channel, self.address
+        self._current = (self._current + 1) % len(self._addresses)
+        self._set_channel(self._make_channel())
+        self.failovers += 1
+        log.info("failing over from manager %s to %s", previous, self.address)
+        if old is not None:
+            await old.close(grace=None)
+        return self._failed_in_a_row < len(self._addresses)
 
     def _channel_ready(self) -> bool:
         channel = self._channel
@@ -330,7 +372,7 @@ class ManagerLink:
                 change.cancel()
                 state = channel.get_state(try_to_connect=True)
             if not self._stop.is_set():
-                log.info("manager %s reachable again", self._cfg.address)
+                log.info("manager %s reachable again", self.address)
                 await sleep_or_stop(self._stop, random.uniform(0, READY_JITTER))
         finally:
             stop.cancel()
@@ -339,10 +381,10 @@ class ManagerLink:
         code = exc.code()
         shedding = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
         retry = pushback(exc) if shedding else None
-        return _SessionFailed(f"{what}: {code.name} {exc.details() or ''}".strip(), retry)
+        return _SessionFailed(f"{what}: {code.name} {exc.details() or ''}".strip(), retry, code)
 
     async def _register(self, manager: manager_pb2_grpc.ManagerServiceAsyncStub) -> None:
-        host, port = split_host_port(self._cfg.address, key="manager.address")
+        host, port = split_host_port(self.address, key="manager.address")
         request = manager_pb2.RegisterNodeRequest(
             node_id=self.node_id,
             hostname=self._host.hostname,
@@ -367,7 +409,7 @@ class ManagerLink:
         self._on_config_hash(None)
         log.info(
             "registered with manager %s as %s (ip %s, registration #%d)",
-            self._cfg.address,
+            self.address,
             self.node_id,
             request.ip,
             self.registrations,
@@ -421,6 +463,8 @@ class ManagerLink:
             self.connected = True
             if first:
                 self._backoff.reset()
+                self._failed_in_a_row = 0
+                log.info("reporting to manager %s", self.address)
                 first = False
             interval = self.settings.heartbeat_interval
             await sleep_or_stop(self._stop, interval * random.uniform(0.9, 1.1))

@@ -27,10 +27,19 @@ from opsfleet.common.pki import CertificateAuthority, TLSMaterial
 from opsfleet.common.tls import server_credentials
 from opsfleet.manager.alerts.wiring import build_alerts
 from opsfleet.manager.artifacts.settings import read_signing_key
+from opsfleet.manager.changes import (
+    IDENTITY_REVOKED,
+    NODE_DELETED,
+    POLICIES_CHANGED,
+    TOKEN_REVOKED,
+    Changes,
+    LocalChanges,
+)
 from opsfleet.manager.config import ManagerConfig
 from opsfleet.manager.domain import Artifact, EventKind
 from opsfleet.manager.export.wiring import build_remote_write
 from opsfleet.manager.fleet_ca import load_fleet_ca, manager_material
+from opsfleet.manager.leadership import AlwaysLeader, Leadership
 from opsfleet.manager.rpc.artifacts import ArtifactServicer
 from opsfleet.manager.rpc.daemon_client import DaemonCallSettings, DaemonClientPool
 from opsfleet.manager.rpc.enrollment import EnrollmentServicer
@@ -58,10 +67,13 @@ from opsfleet.manager.services.rollouts import RolloutService, select_nodes
 from opsfleet.manager.services.timeline import TimelineService
 from opsfleet.manager.services.users import UserService
 from opsfleet.manager.store.artifacts_sql import SqlArtifactStore
+from opsfleet.manager.store.changes_pg import PgChanges
 from opsfleet.manager.store.enrollment_sql import SqlEnrollmentStore
+from opsfleet.manager.store.leader_pg import PgAdvisoryLeader
 from opsfleet.manager.store.policies_sql import SqlPolicyStore
 from opsfleet.manager.store.queries_sql import SqlFleetQueries
 from opsfleet.manager.store.rollouts_sql import SqlRolloutStore
+from opsfleet.manager.store.single_manager import SingleManagerLock, sqlite_path
 from opsfleet.manager.store.sql import SqlStore
 from opsfleet.manager.store.timeline_sql import SqlTimeline
 from opsfleet.manager.store.users_sql import SqlAuditStore, SqlUserStore
@@ -87,8 +99,14 @@ class ManagerApp:
 
     def __init__(self, config: ManagerConfig) -> None:
         self.config = config
+        url = config.database_url()
+        sqlite_file = sqlite_path(url)
+        self._sqlite_lock = SingleManagerLock(sqlite_file) if sqlite_file is not None else None
+        replicated = url.startswith("postgresql")
+        self.leadership: Leadership = PgAdvisoryLeader(url) if replicated else AlwaysLeader()
+        self.changes: Changes = PgChanges(url) if replicated else LocalChanges()
         self.store = SqlStore(
-            config.database_url(),
+            url,
             pool_size=config.database.pool_size,
             lock_timeout=config.database.lock_timeout,
         )
@@ -180,6 +198,7 @@ class ManagerApp:
             ),
             find_artifact=self.artifacts.find,
             list_nodes=lambda selector, component: select_nodes(self.nodes, self.store, selector, component),
+            leader=False,
         )
         self.pins = PinReconciler(
             PinDeps(
@@ -196,6 +215,13 @@ class ManagerApp:
             max_in_flight=config.rollouts.pin_max_in_flight,
         )
         self.nodes.add_register_listener(self.pins.node_registered)
+        leader = lambda: self.leadership.is_leader  # noqa: E731
+        self.nodes.is_leader = self.metrics.is_leader = self.pins.is_leader = leader
+        self.leadership.add_listener(self.rollouts.leadership_changed)
+        self.leadership.add_listener(self.alerts.leadership_changed)
+        self.nodes.watch_offline = self.alerts.offline_nodes
+        self.fleet.publish = self.policies.publish = self.changes.publish
+        self._subscribe_changes()
         self.metric_queries = MetricQueryService(queries, self.nodes, self.metrics)
         self.enrollment_store = SqlEnrollmentStore(self.store)
         self.identities = IdentityRegistry(self.enrollment_store, clone_window=config.enrollment.clone_window)
@@ -221,7 +247,10 @@ class ManagerApp:
     async def _start(self) -> None:
         cfg = self.config
         log.info("opsfleet manager %s starting", __version__)
+        if self._sqlite_lock is not None:
+            self._sqlite_lock.acquire()
         await self.store.start()
+        await self.changes.start()
         await self.users.bootstrap_admin(cfg.auth.admin_password)
         await self.auth.start()
         await self.nodes.start()
@@ -273,8 +302,30 @@ class ManagerApp:
         if self.enrollment is not None:
             await self._start_enrollment_server(guard)
         await self._start_http()
+        await self.leadership.start()
         await self.rollouts.start()
         await self.pins.start()
+
+    def _subscribe_changes(self) -> None:
+        """What another replica's change drops or refreshes here (opsfleet.manager.changes)."""
+
+        async def node_deleted(node_id: str) -> None:
+            self.nodes.forget(node_id)
+
+        async def identity_revoked(node_id: str) -> None:
+            self.identities.revoke(node_id)
+
+        async def token_revoked(_token_id: str) -> None:
+            if self.enrollment is not None:
+                self.enrollment.token_revoked_elsewhere()
+
+        async def policies_changed(_name: str) -> None:
+            await self.policies.refresh()
+
+        self.changes.subscribe(NODE_DELETED, node_deleted)
+        self.changes.subscribe(IDENTITY_REVOKED, identity_revoked)
+        self.changes.subscribe(TOKEN_REVOKED, token_revoked)
+        self.changes.subscribe(POLICIES_CHANGED, policies_changed)
 
     async def _update_client(self, node_id: str) -> UpdateCalls:
         node = await self.nodes.get(node_id)
@@ -338,6 +389,7 @@ class ManagerApp:
             cert_lifetime=cfg.enrollment.cert_lifetime,
             max_token_lifetime=cfg.enrollment.max_token_lifetime,
         )
+        self.enrollment.publish = self.changes.publish
         await self.enrollment.start()
 
     def _main_credentials(self) -> grpc.ServerCredentials | None:
@@ -381,6 +433,7 @@ class ManagerApp:
 
     def web_context(self) -> WebContext:
         return WebContext(
+            leadership=self.leadership,
             store=self.store,
             nodes=self.nodes,
             metrics=self.metrics,
@@ -415,6 +468,8 @@ class ManagerApp:
         if self._stopped:
             return
         self._stopped = True
+        # First: the singleton work stops here and another replica takes it over meanwhile.
+        await stop_step("leadership", self.leadership.stop())
         await self.pins.stop()
         await self.rollouts.stop()
         if self._http is not None:
@@ -427,6 +482,7 @@ class ManagerApp:
         if self.enrollment is not None:
             await stop_step("enrollments", self.enrollment.stop())
         await stop_step("daemon clients", self.daemon_clients.close())
+        await stop_step("change notifications", self.changes.stop())
         await stop_step("policies", self.policies.stop())
         await stop_step("metrics", self.metrics.stop())
         await stop_step("nodes", self.nodes.stop())
@@ -435,6 +491,8 @@ class ManagerApp:
         if self.remote_write is not None:
             await stop_step("remote write", self.remote_write.stop())
         await stop_step("database", self.store.close())
+        if self._sqlite_lock is not None:
+            self._sqlite_lock.release()
         log.info("stopped")
 
     async def run(self, stop: asyncio.Event) -> int:

@@ -74,13 +74,17 @@ class _Stubs:
 class GrpcCaller:
     """``channels`` HTTP/2 connections to ``target``; node ``i`` always uses channel ``i % channels``.
 
+    ``target`` may name several Manager replicas (``HOST:PORT,HOST:PORT``): channel ``j``
+    goes to replica ``j % replicas``, so the simulated fleet is spread over them.
+
     Every channel gets its own subchannel pool, otherwise gRPC would share one connection
     between channels with equal arguments.
     """
 
     def __init__(self, target: str, *, channels: int, timeout: float, tls: TlsFiles | None = None) -> None:
-        self._target = target
-        self._count = channels
+        self._targets = [t.strip() for t in target.split(",") if t.strip()]
+        self._target = self._targets[0]
+        self._count = max(channels, len(self._targets))
         self._timeout = timeout
         self._tls = tls
         self._channels: list[grpc.aio.Channel] = []
@@ -97,11 +101,12 @@ class GrpcCaller:
                 key_file=self._tls.key_file,
                 key_prefix="--tls",
             )
-        for _ in range(self._count):
+        for i in range(self._count):
+            target = self._targets[i % len(self._targets)]
             if creds is not None:
-                channel = grpc.aio.secure_channel(self._target, creds, options=options)
+                channel = grpc.aio.secure_channel(target, creds, options=options)
             else:
-                channel = grpc.aio.insecure_channel(self._target, options=options)
+                channel = grpc.aio.insecure_channel(target, options=options)
             self._channels.append(channel)
             self._stubs.append(_Stubs(channel))
 

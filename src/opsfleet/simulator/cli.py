@@ -55,7 +55,10 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--target", default=c.DEFAULT_TARGET, metavar="HOST:PORT", help="Manager gRPC address (%(default)s)"
+        "--target",
+        default=c.DEFAULT_TARGET,
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help="Manager gRPC address, or several replicas to spread the fleet over (%(default)s)",
     )
     p.add_argument(
         "--nodes", type=int, default=c.DEFAULT_NODES, help="number of simulated nodes (%(default)s)"

@@ -87,7 +87,8 @@ class SimConfig:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        split_host_port(self.target, key="--target")
+        for target in self.target.split(","):
+            split_host_port(target.strip(), key="--target")
         _at_least("--nodes", self.nodes, 1)
         _at_most("--nodes", self.nodes, MAX_NODES)
         _positive("--heartbeat-interval", self.heartbeat_interval)

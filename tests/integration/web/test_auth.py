@@ -173,6 +173,7 @@ async def test_generated_admin_password_is_logged_once(
     await again.login("admin", password)
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # SQLite: one Manager
 async def test_replicas_share_the_generated_jwt_secret(web: Web, start_web: Callable[..., Any]) -> None:
     url = web.app.config.database.url
     other: Web = await start_web(url)

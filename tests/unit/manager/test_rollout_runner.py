@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -58,6 +59,9 @@ class FakeStore:
 
     async def set_node_state(self, node: RolloutNode) -> None:
         self.nodes[node.node_id] = node
+
+    async def rollouts_in_state(self, state: RolloutState) -> list[Rollout]:
+        return [self.rollout] if self.rollout.state is state else []
 
 
 class FakeDaemon:
@@ -171,3 +175,41 @@ async def test_a_halted_rollout_resumes_and_halts_again_at_the_next_failure() ->
     with pytest.raises(FailedPrecondition, match="is done; this needs paused, halted"):
         await service.resume(1)
     await service.stop()
+
+
+async def test_only_the_leader_runs_rollouts_and_the_next_leader_continues() -> None:
+    """Replicas: a follower leaves a running rollout alone; losing the leadership stops the
+    runner at once (it never reaches node b); the next leader continues from the store."""
+    deps, store, order = deps_for(rollout("1"), {"a": "done", "b": "done"})
+    gate = asyncio.Event()
+    calls = await deps.client_for("a")
+    answer = calls.update_status
+
+    async def gated(component: str) -> UpdateOutcome | None:
+        if calls.pushed:  # type: ignore[attr-defined]
+            await gate.wait()
+        return await answer(component)
+
+    calls.update_status = gated  # type: ignore[method-assign]
+    deps = replace(deps, node_timeout=30.0)
+    first = RolloutService(deps, find_artifact=None, list_nodes=None, leader=False)  # type: ignore[arg-type]
+    second = RolloutService(deps, find_artifact=None, list_nodes=None, leader=False)  # type: ignore[arg-type]
+    await first.start()
+    await second.start()
+    try:
+        first.leadership_changed(True)
+        await assert_eventually(lambda: order == ["a"])
+        first.leadership_changed(False)
+        assert store.nodes["a"].state is RolloutNodeState.UPDATING
+        gate.set()
+        second.leadership_changed(True)
+
+        async def done() -> bool:
+            return store.rollout.state is RolloutState.DONE
+
+        await assert_eventually(done, timeout=10)
+        # The fake daemon reports an old finish time, so the new leader pushes "a" once more.
+        assert order[-1] == "b" and order.count("b") == 1
+    finally:
+        await first.stop()
+        await second.stop()

@@ -18,7 +18,7 @@ from typing import Protocol
 from opsfleet.common.durations import parse_duration
 from opsfleet.common.errors import Conflict, InvalidArgument, NotFound
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
-from opsfleet.manager.alerts.engine import RULES, AgentSnapshot, AlertEngine
+from opsfleet.manager.alerts.engine import NODE_OFFLINE, RULES, AgentSnapshot, AlertEngine
 from opsfleet.manager.alerts.model import Alert, AlertState
 from opsfleet.manager.alerts.notifier import Notifier, TargetStats
 from opsfleet.manager.alerts.settings import AlertsSection
@@ -72,6 +72,7 @@ class AlertService:
         self._stop = asyncio.Event()
         self._tasks = TaskOwner("alerts")
         self._write_lock = asyncio.Lock()
+        self._adopt_wanted = False
         self.transitions = 0
 
     @property
@@ -140,6 +141,32 @@ class AlertService:
     def forget(self, node_id: str) -> None:
         self._nodes.pop(node_id, None)
         self.engine.forget(node_id)
+
+    # -- several Manager replicas ------------------------------------------------------------
+
+    def offline_nodes(self) -> list[str]:
+        """Nodes with a firing node_offline alert here (the leader checks whether they are back)."""
+        return [a.key.node_id for a in self.engine.firing() if a.key.rule == NODE_OFFLINE]
+
+    def leadership_changed(self, leader: bool) -> None:
+        """Elected: take over the node_offline alerts a previous leader left firing (at the next
+        evaluation), so that they resolve when their nodes come back."""
+        if leader:
+            self._adopt_wanted = True
+
+    async def adopt_offline_alerts(self) -> int:
+        """Load the firing node_offline alerts this replica does not hold; how many.
+
+        Only those: they come from the leader's liveness alone, while the other rules fire on
+        the replica that receives the node's data and stay with it."""
+        held = {a.key for a in self.engine.firing()}
+        found = [
+            a for a in await self._store.load_firing() if a.key.rule == NODE_OFFLINE and a.key not in held
+        ]
+        self.engine.restore(found)
+        if found:
+            log.info("alerts: took over %d firing node_offline alerts as the new leader", len(found))
+        return len(found)
 
     def _transition(self, alert: Alert) -> None:
         self.transitions += 1
@@ -214,6 +241,12 @@ class AlertService:
 
     async def _evaluate_loop(self) -> None:
         while not await sleep_or_stop(self._stop, self._settings.evaluation_interval):
+            if self._adopt_wanted and self.enabled:
+                try:
+                    await self.adopt_offline_alerts()
+                    self._adopt_wanted = False
+                except Exception:
+                    log.exception("alerts: loading the firing alerts failed; will retry")
             if self.enabled:
                 self.engine.tick()
 

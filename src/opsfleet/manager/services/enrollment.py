@@ -34,6 +34,7 @@ from opsfleet.common.errors import (
 )
 from opsfleet.common.pki import CertificateAuthority
 from opsfleet.common.validation import MAX_HOSTNAME, check_labels, check_node_id
+from opsfleet.manager.changes import IDENTITY_REVOKED, TOKEN_REVOKED, Publish, publish_nowhere
 from opsfleet.manager.domain import EnrollmentToken, NodeIdentity
 from opsfleet.manager.services.batching import GroupCommitter
 from opsfleet.manager.services.identities import IdentityRegistry
@@ -98,6 +99,8 @@ class EnrollmentService:
         self._store = store
         self._max_queued = max_queued
         self._token_cache: dict[str, tuple[EnrollmentToken, float]] = {}  # secret hash -> (token, read at)
+        self.publish: Publish = publish_nowhere
+        """Tells the other Manager replicas (opsfleet.manager.changes); set by the app."""
         self._committer: GroupCommitter[EnrollRequest, EnrollOutcome] = GroupCommitter(
             "enrollments", self._commit, max_batch=max_batch, max_queued=max_queued
         )
@@ -146,6 +149,7 @@ class EnrollmentService:
         self._token_cache.clear()
         if token is None:
             raise TokenNotFound(f"enrollment token {token_id} does not exist")
+        await self.publish(TOKEN_REVOKED, token.id)
         log.info("enrollment token %s revoked", token_id)
         return token
 
@@ -281,10 +285,15 @@ class EnrollmentService:
         log.info("node %s renewed its certificate (serial %x)", node_id, issued.serial)
         return Enrolled(node_id, issued.cert_pem, self._ca.cert_pem, issued.not_after, {})
 
+    def token_revoked_elsewhere(self) -> None:
+        """Another replica revoked a token: read tokens again from the database."""
+        self._token_cache.clear()
+
     async def revoke_node(self, node_id: str) -> int:
         """Revoke every certificate of the node at once (its calls are refused from now on)."""
         count = await self._store.revoke_identities(node_id, self._clock())
         self._registry.revoke(node_id)
+        await self.publish(IDENTITY_REVOKED, node_id)
         if count:
             log.info("node %s: %d certificates revoked", node_id, count)
         return count

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from opsfleet.common.errors import InvalidArgument
 from opsfleet.common.labels import split_label
 from opsfleet.common.validation import MAX_LABEL_KEY, MAX_LABEL_VALUE, check_node_id, check_text
+from opsfleet.manager.changes import NODE_DELETED, Publish, publish_nowhere
 from opsfleet.manager.domain import Node, NodeFilter, NodeStatus
 from opsfleet.manager.services.nodes import NodeNotFound, NodeService
 from opsfleet.manager.services.paging import Page, page_window
@@ -56,6 +57,8 @@ def make_filter(status: str | None, labels: Iterable[str], text: str, ref: str =
 
 class FleetService:
     def __init__(self, queries: FleetQueries, nodes: NodeService) -> None:
+        self.publish: Publish = publish_nowhere
+        """Tells the other Manager replicas (opsfleet.manager.changes); set by the app."""
         self._queries = queries
         self._nodes = nodes
 
@@ -84,4 +87,5 @@ class FleetService:
         self._nodes.forget(node_id)
         if not deleted:
             raise NodeNotFound(f"node {node_id} is not registered")
+        await self.publish(NODE_DELETED, node_id)
         log.info("node %s deleted with its agents, events and metric samples", node_id)

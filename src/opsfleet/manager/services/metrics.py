@@ -82,6 +82,8 @@ class MetricService:
             "metrics writer", self._insert, max_batch=max_batch_rows, max_queued=max_queued_rows, units=len
         )
         self._ingest_listeners: list[Callable[[str, Sequence[MetricSample]], None]] = []
+        self.is_leader: Callable[[], bool] = lambda: True
+        """Retention runs only while this is true (the elected replica; opsfleet.manager.leadership)."""
 
     def add_ingest_listener(self, listener: Callable[[str, Sequence[MetricSample]], None]) -> None:
         """``listener(node_id, samples)`` runs after the samples of a report are committed."""
@@ -185,10 +187,13 @@ class MetricService:
 
     async def _retention_loop(self) -> None:
         try:
-            await self.apply_retention()
+            if self.is_leader():
+                await self.apply_retention()
         except Exception:
             log.exception("retention pass failed; will retry")
         while not await sleep_or_stop(self._stop, self._retention_interval):
+            if not self.is_leader():
+                continue
             try:
                 await self.apply_retention()
             except Exception:

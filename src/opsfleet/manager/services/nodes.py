@@ -4,6 +4,13 @@ Heartbeats only update an in-memory map; a flusher writes it to the store in bul
 least every ``flush_interval`` seconds. The liveness loop marks nodes offline after
 ``offline_after`` of silence, but never during the first ``offline_after`` after start,
 so a manager restart does not declare the fleet offline.
+
+With several Manager replicas on one database every replica flushes the heartbeats it
+receives, and only the elected one (``is_leader``) marks nodes offline, from the
+``last_seen_at`` stored in the database; the conditional update makes a silent node go
+offline once, with one offline event. A node that comes back through another replica is
+reported online by that replica; the leader also looks again at the nodes ``watch_offline``
+names (those with a firing offline alert) and reports those found online.
 """
 
 from __future__ import annotations
@@ -12,16 +19,18 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from opsfleet.common.errors import InvalidArgument, NotFound
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
 from opsfleet.common.validation import check_node_id, check_registration_fields
-from opsfleet.manager.domain import Node, NodeEvent, NodeRegistration
+from opsfleet.manager.domain import Node, NodeEvent, NodeRegistration, NodeStatus
 from opsfleet.manager.services.batching import GroupCommitter
 from opsfleet.manager.store.base import Store
 
 log = logging.getLogger(__name__)
+
+MAX_RECHECK = 500  # watched offline nodes looked at again per liveness pass
 
 
 class NodeNotFound(NotFound):
@@ -57,6 +66,8 @@ class NodeService:
         self._forget_listeners: list[Callable[[str], None]] = []
         self._register_listeners: list[Callable[[str, dict[str, str]], None]] = []
         self._status_listeners: list[Callable[[str, bool], None]] = []
+        self.is_leader: Callable[[], bool] = lambda: True
+        self.watch_offline: Callable[[], Iterable[str]] = lambda: ()
 
     def add_forget_listener(self, listener: Callable[[str], None]) -> None:
         """``listener(node_id)`` runs when a node is deleted or registers anew (caches drop it)."""
@@ -209,14 +220,24 @@ class NodeService:
     async def check_liveness(self) -> list[str]:
         """Mark silent nodes offline (not within ``offline_after`` of start); their ids."""
         now = self._clock()
-        if now - self._started_at < self._offline_after:
+        if now - self._started_at < self._offline_after or not self.is_leader():
             return []
         await self.flush()
         gone = await self._store.mark_offline(now - self._offline_after, now)
         for node_id in gone:
             log.info("node %s offline (silent for %.0fs)", node_id, self._offline_after)
             self._status_changed(node_id, False)
+        await self._recheck_offline(set(gone))
         return gone
+
+    async def _recheck_offline(self, just_gone: set[str]) -> None:
+        """Report online the watched nodes that came back through another replica."""
+        watched = [n for n in self.watch_offline() if n not in just_gone][:MAX_RECHECK]
+        for node_id in watched:
+            node = await self._store.get_node(node_id)
+            if node is not None and node.status is NodeStatus.ONLINE:
+                log.info("node %s online (heartbeat through another replica)", node_id)
+                self._status_changed(node_id, True)
 
     async def _flush_loop(self) -> None:
         while not await sleep_or_stop(self._stop, self._flush_interval):

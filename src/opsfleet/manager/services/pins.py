@@ -88,6 +88,8 @@ class PinReconciler:
         self._quiet: dict[tuple[str, str], tuple[str, float]] = {}
         self._stop = asyncio.Event()
         self._tasks = TaskOwner("pins")
+        self.is_leader: Callable[[], bool] = lambda: True
+        """Passes run only while this is true (the elected replica; opsfleet.manager.leadership)."""
 
     async def start(self) -> None:
         self._tasks.spawn("pin-loop", self._loop())
@@ -108,7 +110,8 @@ class PinReconciler:
     async def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                await self.reconcile_once()
+                if self.is_leader():
+                    await self.reconcile_once()
             except Exception:
                 log.exception("version pins: the pass failed; the next one runs in %.0fs", self._interval)
             if await sleep_or_stop(self._stop, self._interval):

@@ -19,6 +19,7 @@ from typing import Any
 
 from opsfleet.common.errors import InvalidArgument, NotFound
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
+from opsfleet.manager.changes import POLICIES_CHANGED, Publish, publish_nowhere
 from opsfleet.manager.domain import PolicyRevision, PolicyRow
 from opsfleet.manager.services.configs import ActivePolicy, ConfigService
 from opsfleet.manager.services.policy_doc import (
@@ -77,6 +78,8 @@ class PolicyService:
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._tasks = TaskOwner("policies")
+        self.publish: Publish = publish_nowhere
+        """Tells the other Manager replicas (opsfleet.manager.changes); set by the app."""
 
     async def start(self) -> None:
         self._rows = {row.name: row for row in await self._store.load_policies()}
@@ -186,6 +189,7 @@ class PolicyService:
             await self._store.set_paused(name, False, self._clock())
             self._configs.resume(name)
             self._rows = {row.name: row for row in await self._store.load_policies()}
+            await self.publish(POLICIES_CHANGED, name)
             return self._rows[name]
 
     async def refresh(self) -> bool:
@@ -214,6 +218,7 @@ class PolicyService:
     async def _reload(self, *, changed: str) -> None:
         self._rows = {row.name: row for row in await self._store.load_policies()}
         self._configs.set_policies(self._active(), changed=changed)
+        await self.publish(POLICIES_CHANGED, changed)
 
     async def _refresh_loop(self) -> None:
         while not await sleep_or_stop(self._stop, self._refresh_interval):

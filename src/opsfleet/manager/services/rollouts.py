@@ -5,7 +5,12 @@ task per running rollout.
 Lifecycle: ``start()`` picks up the rollouts a previous Manager left running; ``stop()``
 cancels the running tasks (their rollouts stay ``running`` in the database and continue
 at the next start; nodes being updated are watched again, not pushed twice). ``stop()`` is
-idempotent. With several Manager replicas, only one should run rollouts (documented).
+idempotent.
+
+Several Manager replicas: only the elected one (``leadership_changed(True)``) runs rollout
+tasks. A rollout created or resumed through another replica is stored ``running`` and the
+leader's watch loop (every :data:`WATCH_INTERVAL`) starts it; a replica that loses the
+leadership cancels its tasks at once, and the next leader continues them from the database.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
 from opsfleet.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from opsfleet.common.lifecycle import TaskOwner
+from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
 from opsfleet.common.signing import check_target
 from opsfleet.manager.domain import Artifact, Rollout, RolloutNode, RolloutNodeState, RolloutState
 from opsfleet.manager.services.nodes import NodeService
@@ -27,6 +32,7 @@ from opsfleet.manager.store.base import Store
 
 log = logging.getLogger(__name__)
 
+WATCH_INTERVAL = 2.0
 MAX_PARALLEL_RE = re.compile(r"([1-9][0-9]{0,5})|([1-9][0-9]?|100)%")
 _RS = RolloutState
 
@@ -57,6 +63,7 @@ class RolloutService:
         find_artifact: Callable[[str, str], Awaitable[Artifact]],
         list_nodes: Callable[[Mapping[str, str], str], Awaitable[list[str]]],
         clock: Callable[[], float] = time.time,
+        leader: bool = True,
     ) -> None:
         """``list_nodes(selector, component)``: the ids of the nodes to update, in order."""
         self._deps = deps
@@ -66,14 +73,58 @@ class RolloutService:
         self._clock = clock
         self._tasks = TaskOwner("rollouts")
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._leader = asyncio.Event()
+        if leader:
+            self._leader.set()
+        self._stop = asyncio.Event()
+        self._started = False
 
     async def start(self) -> None:
-        for rollout in await self._store.rollouts_in_state(_RS.RUNNING):
-            log.info("rollout %d: continuing after a Manager restart", rollout.id)
-            self._spawn(rollout.id)
+        """Start the watch loop; rollouts run once this replica is the leader."""
+        if not self._started:
+            self._started = True
+            self._tasks.spawn("watch", self._watch())
 
     async def stop(self) -> None:
+        self._stop.set()
+        self._leader.clear()
         await self._tasks.stop()
+
+    def leadership_changed(self, leader: bool) -> None:
+        """Run rollouts while leader; on losing the leadership cancel the running ones now."""
+        if leader:
+            self._leader.set()
+            return
+        self._leader.clear()
+        for rollout_id, task in list(self._running.items()):
+            if not task.done():
+                log.info("rollout %d: paused here, this replica is no longer the leader", rollout_id)
+                task.cancel()
+        self._running.clear()
+
+    async def _watch(self) -> None:
+        """While leader: pick up the rollouts left running (a previous Manager or leader) and
+        those created or resumed through other replicas."""
+        first = True
+        while not self._stop.is_set():
+            stop = asyncio.create_task(self._stop.wait())
+            elected = asyncio.create_task(self._leader.wait())
+            await asyncio.wait({stop, elected}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            elected.cancel()
+            if self._stop.is_set():
+                return
+            try:
+                for rollout in await self._store.rollouts_in_state(_RS.RUNNING):
+                    if rollout.id not in self._running or self._running[rollout.id].done():
+                        if first:
+                            log.info("rollout %d: continuing (Manager restart or new leader)", rollout.id)
+                        self._spawn(rollout.id)
+            except Exception:
+                log.exception("rollouts: looking for running rollouts failed; will retry")
+            first = False
+            if await sleep_or_stop(self._stop, WATCH_INTERVAL):
+                return
 
     async def create(
         self,
@@ -194,6 +245,8 @@ class RolloutService:
         return moved
 
     def _spawn(self, rollout_id: int) -> None:
+        if not self._leader.is_set():
+            return  # the leader's watch loop starts it
         running = self._running.get(rollout_id)
         if running is not None and not running.done():
             return  # its loop re-reads the state after the current batch

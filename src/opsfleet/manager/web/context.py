@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from opsfleet.manager.alerts.service import AlertService
+from opsfleet.manager.leadership import Leadership
 from opsfleet.manager.services.agent_ops import AgentOpsService
 from opsfleet.manager.services.agents import AgentService
 from opsfleet.manager.services.artifacts import ArtifactService
@@ -51,6 +52,7 @@ class WebContext:
     enrollment: EnrollmentService | None = None  # None unless grpc.tls.mode is auto
     identities: IdentityRegistry | None = None
     alerts: AlertService | None = None
+    leadership: Leadership | None = None
 
 
 def get_context(request: Request) -> WebContext:

@@ -25,13 +25,17 @@ async def ready(ctx: Ctx) -> JSONResponse:
     """503 while writes fail (database locked by another process, disk full, database down).
 
     Answers from the outcome of the most recent writes while it is fresh, else from one
-    bounded probe write; it never takes much more than a second."""
+    bounded probe write; it never takes much more than a second. ``leader`` tells whether
+    this replica runs the singleton work (docs/operations.md, "Several Manager replicas")."""
+    lead = ctx.leadership
+    role = {"leader": lead is not None and lead.is_leader, "election": lead.kind if lead else "single"}
     try:
         await ctx.store.check_writable()
     except Exception as exc:  # any failure to write means "not ready"
         message = exc.message if isinstance(exc, OpsfleetError) else f"database unreachable: {exc}"
-        return JSONResponse({"status": "unavailable", "error": message, "time": rfc3339()}, status_code=503)
-    return JSONResponse({"status": "ready", "time": rfc3339()})
+        body = {"status": "unavailable", "error": message, **role, "time": rfc3339()}
+        return JSONResponse(body, status_code=503)
+    return JSONResponse({"status": "ready", **role, "time": rfc3339()})
 
 
 @router.get("/metrics", summary="Prometheus exposition of Manager internals and fleet gauges")
