@@ -47,7 +47,9 @@ async def test_lost_connection_ends_leadership_at_once(
         # The leader's session is the one holding the advisory lock.
         killed = await conn.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
-            "WHERE locktype = 'advisory' AND granted AND objid = $1::bigint % 4294967296",
+            "WHERE locktype = 'advisory' AND granted AND objid = $1::bigint % 4294967296 "
+            # Only this test's database: tests running in parallel hold the same lock key in theirs.
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             LEADER_LOCK_KEY,
         )
         assert killed == 1
