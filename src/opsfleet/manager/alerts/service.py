@@ -5,6 +5,14 @@ Hot paths (heartbeats, agent syncs, metric ingest) only touch dictionaries: tran
 go to a writer task that stores them in one transaction per batch and then notifies.
 Lifecycle: ``start()`` loads the firing alerts (one read) and starts the evaluator and the
 writer; ``stop()`` (idempotent) writes what is pending and stops the notifier.
+
+Several Manager replicas (a ``relay`` is given): only the leader evaluates, writes
+transitions and notifies. A follower forwards each rule input to the leader
+(:mod:`opsfleet.manager.alerts.relay`) and holds no alert state; its reads come from the
+database and its acknowledgements and silences are written there (the leader is told to
+re-read the alert). A replica elected leader loads every firing alert from the database
+once and carries it on (it resolves when its condition is seen to end, it is not fired
+again); a replica that loses leadership drops its alert state.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
 from opsfleet.manager.alerts.engine import NODE_OFFLINE, RULES, AgentSnapshot, AlertEngine
 from opsfleet.manager.alerts.model import Alert, AlertState
 from opsfleet.manager.alerts.notifier import Notifier, TargetStats
+from opsfleet.manager.alerts.relay import ALERT_OPERATOR, Event, InputRelay, decode, text
 from opsfleet.manager.alerts.settings import AlertsSection
 from opsfleet.manager.services.paging import Page, page_window
 
@@ -38,6 +47,10 @@ class AlertStore(Protocol):
     async def save_alerts(self, batch: Sequence[Alert]) -> list[int]: ...
 
     async def load_firing(self) -> list[Alert]: ...
+
+    async def save_operator(self, alert: Alert) -> None:
+        """Store the acknowledgement and silence fields of a stored alert (only those)."""
+        ...
 
     async def get_alert(self, alert_id: int) -> Alert | None: ...
 
@@ -59,8 +72,12 @@ class AlertService:
         *,
         lookup: Callable[[str], Awaitable[NodeInfo | None]],
         clock: Callable[[], float],
+        relay: InputRelay | None = None,
+        is_leader: Callable[[], bool] = lambda: True,
     ) -> None:
         self._settings = settings
+        self._relay = relay
+        self._is_leader = is_leader
         self._store = store
         self.notifier = notifier
         self._lookup = lookup
@@ -81,11 +98,17 @@ class AlertService:
 
     async def start(self, nodes: Iterable[tuple[str, str, dict[str, str], bool]] = ()) -> None:
         """Load firing alerts; ``nodes`` are (node_id, hostname, labels, online) as stored at
-        start: offline nodes get their alert, node_offline alerts of online nodes resolve."""
-        self.engine.restore(await self._store.load_firing())
+        start: offline nodes get their alert, node_offline alerts of online nodes resolve.
+        With a relay (several replicas) nothing is loaded here: the leader loads the firing
+        alerts when it is elected."""
+        if self._relay is None:
+            self.engine.restore(await self._store.load_firing())
         for node_id, hostname, labels, online in nodes:
             self._nodes[node_id] = (hostname, dict(labels))
-            self.node_status(node_id, online=online)
+            if self._relay is None:
+                self.node_status(node_id, online=online)
+        if self._relay is not None:
+            await self._relay.start()
         await self.notifier.start()
         self._tasks.spawn("writer", self._writer_loop())
         self._tasks.spawn("evaluator", self._evaluate_loop())
@@ -95,6 +118,8 @@ class AlertService:
         self._wake.set()
         await self._tasks.stop()
         try:
+            if self._relay is not None:
+                await self._relay.stop()
             await self.flush()
         finally:
             await self.notifier.stop()
@@ -102,12 +127,11 @@ class AlertService:
     # -- events (synchronous, in-memory) ---------------------------------------------------
 
     def node_status(self, node_id: str, *, online: bool) -> None:
-        if self.enabled:
-            self.engine.node_status(node_id, online)
+        self._input(["s", node_id, online])
 
     def agents_synced(self, node_id: str, agents: Iterable[tuple[str, str, int]]) -> None:
         if self.enabled:
-            self.engine.agents_synced(node_id, [AgentSnapshot(a, s, p) for a, s, p in agents])
+            self._input(["a", node_id, [[a, s, p] for a, s, p in agents]])
 
     def metrics_ingested(self, node_id: str, samples: Iterable[tuple[str, int, dict[str, float]]]) -> None:
         """(type, timestamp, values) of accepted samples: the newest usage_percent per type counts."""
@@ -124,15 +148,13 @@ class AlertService:
             if seen is None or timestamp >= seen[0]:
                 newest[type_] = (timestamp, float(value))
         for type_, (_, value) in newest.items():
-            self.engine.usage(node_id, type_, value)
+            self._input(["u", node_id, type_, value])
 
     def config_state(self, node_id: str, state: str, error: str) -> None:
-        if self.enabled:
-            self.engine.config_state(node_id, state, error)
+        self._input(["c", node_id, state, text(error)])
 
     def update_outcome(self, node_id: str, component: str, state: str, message: str) -> None:
-        if self.enabled:
-            self.engine.update_outcome(node_id, component, state, message)
+        self._input(["o", node_id, component, state, text(message)])
 
     def node_registered(self, node_id: str, labels: dict[str, str]) -> None:
         hostname = self._nodes.get(node_id, ("", {}))[0]
@@ -140,7 +162,50 @@ class AlertService:
 
     def forget(self, node_id: str) -> None:
         self._nodes.pop(node_id, None)
-        self.engine.forget(node_id)
+        self._input(["f", node_id])
+
+    def _input(self, event: Event) -> None:
+        """Evaluate here (single Manager, or the leader) or forward to the leader."""
+        if not self.enabled:
+            return
+        if self._relay is None or self._is_leader():
+            self._apply(event)
+        else:
+            self._relay.add(event)
+
+    def _apply(self, event: Event) -> None:
+        engine, kind, node_id, args = self.engine, event[0], event[1], event[2:]
+        try:
+            if kind == "s":
+                engine.node_status(node_id, bool(args[0]))
+            elif kind == "a":
+                engine.agents_synced(node_id, [AgentSnapshot(str(a), str(s), int(p)) for a, s, p in args[0]])
+            elif kind == "u":
+                engine.usage(node_id, str(args[0]), float(args[1]))
+            elif kind == "c":
+                engine.config_state(node_id, str(args[0]), str(args[1]))
+            elif kind == "o":
+                engine.update_outcome(node_id, str(args[0]), str(args[1]), str(args[2]))
+            elif kind == "f":
+                engine.forget(node_id)
+        except (IndexError, TypeError, ValueError):
+            log.warning("alerts: ignoring a malformed %r input of node %s", kind, node_id)
+
+    async def inputs_forwarded(self, payload: str) -> None:
+        """A follower's inputs (change feed): the leader evaluates them, the others ignore them."""
+        if not self.enabled or not self._is_leader():
+            return
+        for event in decode(payload):
+            self._apply(event)
+
+    async def operator_changed(self, key: str) -> None:
+        """An alert acknowledged or silenced through another replica: the leader re-reads it."""
+        held = self.engine.firing_by_id(int(key)) if key.isdigit() else None
+        if held is None:
+            return
+        stored = await self._store.get_alert(held.id)
+        if stored is not None:
+            _copy_operator(stored, held)
 
     # -- several Manager replicas ------------------------------------------------------------
 
@@ -149,23 +214,27 @@ class AlertService:
         return [a.key.node_id for a in self.engine.firing() if a.key.rule == NODE_OFFLINE]
 
     def leadership_changed(self, leader: bool) -> None:
-        """Elected: take over the node_offline alerts a previous leader left firing (at the next
-        evaluation), so that they resolve when their nodes come back."""
+        """Elected: take over the alerts a previous leader left firing (at the next evaluation),
+        so that they resolve when their condition ends instead of firing again. No longer
+        leader (several replicas): drop the alert state; the transitions already made are
+        still written."""
         if leader:
             self._adopt_wanted = True
+        elif self._relay is not None:
+            self._adopt_wanted = False
+            self.engine = AlertEngine(self._settings.rules, clock=self._clock, emit=self._transition)
 
-    async def adopt_offline_alerts(self) -> int:
-        """Load the firing node_offline alerts this replica does not hold; how many.
-
-        Only those: they come from the leader's liveness alone, while the other rules fire on
-        the replica that receives the node's data and stay with it."""
+    async def adopt_firing_alerts(self) -> int:
+        """Load the firing alerts this replica does not hold (one read); how many."""
+        await self.flush()
+        stored = await self._store.load_firing()
         held = {a.key for a in self.engine.firing()}
-        found = [
-            a for a in await self._store.load_firing() if a.key.rule == NODE_OFFLINE and a.key not in held
-        ]
+        found = [a for a in stored if a.key not in held]
+        if not self._is_leader():
+            return 0
         self.engine.restore(found)
         if found:
-            log.info("alerts: took over %d firing node_offline alerts as the new leader", len(found))
+            log.info("alerts: took over %d firing alerts as the leader", len(found))
         return len(found)
 
     def _transition(self, alert: Alert) -> None:
@@ -243,7 +312,7 @@ class AlertService:
         while not await sleep_or_stop(self._stop, self._settings.evaluation_interval):
             if self._adopt_wanted and self.enabled:
                 try:
-                    await self.adopt_offline_alerts()
+                    await self.adopt_firing_alerts()
                     self._adopt_wanted = False
                 except Exception:
                     log.exception("alerts: loading the firing alerts failed; will retry")
@@ -268,7 +337,14 @@ class AlertService:
         return self._clock()
 
     def firing_count(self) -> int:
+        """Firing alerts held here (all of them on the leader, none on a follower)."""
         return len(self.engine.firing())
+
+    async def count_firing(self) -> int:
+        """Firing alerts of the fleet, whichever replica answers."""
+        if self._relay is None or self._is_leader():
+            return self.firing_count()
+        return (await self._store.list_alerts(0, 0, state=AlertState.FIRING.value))[1]
 
     async def get(self, alert_id: int) -> Alert:
         await self.flush()
@@ -298,11 +374,21 @@ class AlertService:
     async def _save(self, alert: Alert) -> Alert:
         alert.updated_at = self._clock()
         async with self._write_lock:
-            await self._store.save_alerts([alert])
+            await self._store.save_operator(alert)
+        held = self.engine.firing_by_id(alert.id)
+        if held is not None and held is not alert:
+            _copy_operator(alert, held)
+        if self._relay is not None:
+            await self._relay.tell(ALERT_OPERATOR, str(alert.id))
         return alert
 
     def notification_stats(self) -> list[TargetStats]:
         return self.notifier.stats
+
+
+def _copy_operator(source: Alert, target: Alert) -> None:
+    target.acked_by, target.acked_at = source.acked_by, source.acked_at
+    target.silenced_by, target.silenced_until = source.silenced_by, source.silenced_until
 
 
 def _as_firing(alert: Alert) -> Alert:

@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING
 
 from opsfleet.manager.alerts.model import Alert
 from opsfleet.manager.alerts.notifier import Notifier
+from opsfleet.manager.alerts.relay import ALERT_INPUTS, ALERT_OPERATOR, InputRelay
 from opsfleet.manager.alerts.service import AlertService, NodeInfo
 from opsfleet.manager.services.nodes import NodeNotFound
 from opsfleet.manager.store.alerts_sql import SqlAlertStore
+from opsfleet.manager.store.changes_pg import PgChanges
 
 if TYPE_CHECKING:
     from opsfleet.manager.app import ManagerApp
@@ -49,7 +51,11 @@ def build_alerts(app: ManagerApp) -> AlertService:
         ),
         lookup=lookup,
         clock=time.time,
+        relay=InputRelay(app.changes.publish) if isinstance(app.changes, PgChanges) else None,
+        is_leader=lambda: app.leadership.is_leader,
     )
+    app.changes.subscribe(ALERT_INPUTS, service.inputs_forwarded)
+    app.changes.subscribe(ALERT_OPERATOR, service.operator_changed)
     app.nodes.add_status_listener(lambda node_id, online: service.node_status(node_id, online=online))
     app.nodes.add_register_listener(service.node_registered)
     app.nodes.add_forget_listener(service.forget)

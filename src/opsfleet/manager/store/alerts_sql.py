@@ -54,21 +54,35 @@ def _values(alert: Alert) -> dict[str, Any]:
     }
 
 
+_OPERATOR = ("acked_by", "acked_at", "silenced_by", "silenced_until")
+
+
 class SqlAlertStore(StoreModule):
     @shielded
     async def save_alerts(self, batch: Sequence[Alert]) -> list[int]:
-        """Insert alerts without an id, update the others, in one transaction; the ids in order."""
+        """Insert alerts without an id, update the others, in one transaction; the ids in order.
+
+        Updates leave the acknowledgement and silence alone (``save_operator`` writes them,
+        possibly through another replica)."""
         ids: list[int] = []
         async with self._store.write_tx(changes_rows=True) as conn:
             for alert in batch:
                 values = _values(alert)
                 if alert.id:
+                    for name in _OPERATOR:
+                        del values[name]
                     await conn.execute(alerts.update().where(alerts.c.id == alert.id).values(**values))
                     ids.append(alert.id)
                 else:
                     result = await conn.execute(alerts.insert().values(**values).returning(alerts.c.id))
                     ids.append(int(result.scalar_one()))
         return ids
+
+    @shielded
+    async def save_operator(self, alert: Alert) -> None:
+        values = {k: v for k, v in _values(alert).items() if k in (*_OPERATOR, "updated_at")}
+        async with self._store.write_tx(changes_rows=True) as conn:
+            await conn.execute(alerts.update().where(alerts.c.id == alert.id).values(**values))
 
     @shielded
     async def load_firing(self) -> list[Alert]:

@@ -62,7 +62,7 @@ async def list_alerts(
     result = await service.search(page, page_size, state=state, node_id=node, rule=rule)
     now = service.now()
     body = paged(result, [alert_json(a, now) for a in result.items])
-    body["data"]["firing"] = service.firing_count()
+    body["data"]["firing"] = await service.count_firing()
     return body
 
 
