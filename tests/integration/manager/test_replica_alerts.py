@@ -101,13 +101,14 @@ async def test_one_replica_owns_alerts_across_failover(
     await assert_eventually(lambda: a.app.alerts.engine.firing()[0].acked_by == "olga", timeout=5)
 
     # The leader stops: B is elected and adopts the firing alert (same id, acknowledgement kept);
-    # the failure reported again does not fire a new one.
+    # the failure reported again as soon as B leads (before it loaded the firing alerts) does
+    # not fire a new one.
     await a.app.stop()
     await assert_eventually(lambda: b.app.leadership.is_leader, timeout=5)
+    assert (await b.daemon.SyncAgentStates(agents("error"))).success
     await assert_eventually(lambda: b.app.alerts.firing_count() == 1, timeout=5)
     held = b.app.alerts.engine.firing()[0]
     assert (held.id, held.acked_by) == (alert_id, "olga")
-    assert (await b.daemon.SyncAgentStates(agents("error"))).success
     assert b.app.alerts.transitions == 0 and await firing() == [alert_id]
 
     # Resolved through a third replica (a follower): the leader (B) resolves it, notified once.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol
@@ -36,6 +37,7 @@ from opsfleet.manager.services.paging import Page, page_window
 log = logging.getLogger(__name__)
 
 MAX_SILENCE = 30 * 86400.0
+MAX_BACKLOG = 100_000  # inputs held while a new leader loads the firing alerts
 USAGE_TYPES = ("cpu", "memory", "disk")
 
 
@@ -90,6 +92,8 @@ class AlertService:
         self._tasks = TaskOwner("alerts")
         self._write_lock = asyncio.Lock()
         self._adopt_wanted = False
+        self._adopt_now = asyncio.Event()
+        self._backlog: deque[Event] | None = None
         self.transitions = 0
 
     @property
@@ -112,10 +116,12 @@ class AlertService:
         await self.notifier.start()
         self._tasks.spawn("writer", self._writer_loop())
         self._tasks.spawn("evaluator", self._evaluate_loop())
+        self._tasks.spawn("adopter", self._adopt_loop())
 
     async def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._adopt_now.set()
         await self._tasks.stop()
         try:
             if self._relay is not None:
@@ -169,9 +175,15 @@ class AlertService:
         if not self.enabled:
             return
         if self._relay is None or self._is_leader():
-            self._apply(event)
+            self._evaluate(event)
         else:
             self._relay.add(event)
+
+    def _evaluate(self, event: Event) -> None:
+        if self._backlog is not None:
+            self._backlog.append(event)
+        else:
+            self._apply(event)
 
     def _apply(self, event: Event) -> None:
         engine, kind, node_id, args = self.engine, event[0], event[1], event[2:]
@@ -196,7 +208,7 @@ class AlertService:
         if not self.enabled or not self._is_leader():
             return
         for event in decode(payload):
-            self._apply(event)
+            self._evaluate(event)
 
     async def operator_changed(self, key: str) -> None:
         """An alert acknowledged or silenced through another replica: the leader re-reads it."""
@@ -214,14 +226,18 @@ class AlertService:
         return [a.key.node_id for a in self.engine.firing() if a.key.rule == NODE_OFFLINE]
 
     def leadership_changed(self, leader: bool) -> None:
-        """Elected: take over the alerts a previous leader left firing (at the next evaluation),
-        so that they resolve when their condition ends instead of firing again. No longer
-        leader (several replicas): drop the alert state; the transitions already made are
-        still written."""
+        """Elected: take over the alerts a previous leader left firing, so that they resolve
+        when their condition ends instead of firing again; with several replicas the inputs
+        received meanwhile wait until they are loaded. No longer leader (several replicas):
+        drop the alert state; the transitions already made are still written."""
         if leader:
             self._adopt_wanted = True
+            if self._relay is not None:
+                self._backlog = deque(maxlen=MAX_BACKLOG)
+            self._adopt_now.set()
         elif self._relay is not None:
             self._adopt_wanted = False
+            self._backlog = None
             self.engine = AlertEngine(self._settings.rules, clock=self._clock, emit=self._transition)
 
     async def adopt_firing_alerts(self) -> int:
@@ -233,6 +249,10 @@ class AlertService:
         if not self._is_leader():
             return 0
         self.engine.restore(found)
+        backlog, self._backlog = self._backlog, None
+        self._adopt_wanted = False
+        for event in backlog or ():
+            self._apply(event)
         if found:
             log.info("alerts: took over %d firing alerts as the leader", len(found))
         return len(found)
@@ -308,14 +328,23 @@ class AlertService:
                     return
                 self._wake.set()
 
-    async def _evaluate_loop(self) -> None:
-        while not await sleep_or_stop(self._stop, self._settings.evaluation_interval):
-            if self._adopt_wanted and self.enabled:
+    async def _adopt_loop(self) -> None:
+        while True:
+            await self._adopt_now.wait()
+            self._adopt_now.clear()
+            if self._stop.is_set():
+                return
+            while self._adopt_wanted and self.enabled and not self._stop.is_set():
                 try:
                     await self.adopt_firing_alerts()
-                    self._adopt_wanted = False
+                    break
                 except Exception:
                     log.exception("alerts: loading the firing alerts failed; will retry")
+                    if await sleep_or_stop(self._stop, 1.0):
+                        return
+
+    async def _evaluate_loop(self) -> None:
+        while not await sleep_or_stop(self._stop, self._settings.evaluation_interval):
             if self.enabled:
                 self.engine.tick()
 
