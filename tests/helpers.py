@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
+
+import httpx
 
 T = TypeVar("T")
 
@@ -56,3 +60,41 @@ CONTRACT_METRIC_KEYS: dict[str, set[str]] = {
         *("error_in", "error_out", "drop_in", "drop_out", "interface_count", "interval_seconds"),
     },
 }
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for servers that need one up front)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def http_service(
+    argv: Sequence[str], url: str, *, name: str, ready_timeout: float
+) -> AsyncIterator[str]:
+    """Run a server process (a Prometheus-style binary with a ``/-/ready`` endpoint at ``url``)
+    until the block ends; yields ``url`` once it answers ready."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        async with httpx.AsyncClient() as client:
+
+            async def ready() -> bool:
+                assert proc.returncode is None, f"{name} exited with {proc.returncode}"
+                with contextlib.suppress(httpx.HTTPError):
+                    return (await client.get(f"{url}/-/ready")).status_code == 200
+                return False
+
+            await assert_eventually(ready, timeout=ready_timeout)
+        yield url
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()

@@ -18,8 +18,8 @@ from tests.browser.support import (
     Demo,
     OpenSession,
     Session,
-    free_port,
 )
+from tests.helpers import free_port
 from tests.processes import Proc
 
 DEMO_START_TIMEOUT = 60.0

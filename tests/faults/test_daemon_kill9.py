@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +22,7 @@ import psutil
 import pytest
 
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, free_port
 from tests.processes import Proc
 
 PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
@@ -55,13 +54,6 @@ agents:
 """
 
 AGENTS = {"web": "opsfleet.sample_agent", "fw": "forever.py"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def agent_pids(work: Path, agent_id: str) -> list[int]:

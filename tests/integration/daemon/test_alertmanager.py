@@ -3,10 +3,7 @@ a real Daemon's crashing agent, and sees it end once the agent is fixed and star
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import shutil
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, free_port, http_service
 
 PROGRAMS = Path(__file__).resolve().parents[2] / "programs"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
@@ -29,13 +26,6 @@ receivers:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def alertmanager(tmp_path: Path) -> AsyncIterator[str]:
     """The base URL of an Alertmanager of our own (no clustering, storage in tmp)."""
@@ -43,36 +33,16 @@ async def alertmanager(tmp_path: Path) -> AsyncIterator[str]:
         pytest.skip(f"{ALERTMANAGER} is not installed (run scripts/ensure_alertmanager.sh)")
     config = tmp_path / "alertmanager.yml"
     config.write_text(AM_CONFIG)
-    port = _free_port()
-    proc = await asyncio.create_subprocess_exec(
+    port = free_port()
+    argv = [
         ALERTMANAGER,
         f"--config.file={config}",
         f"--storage.path={tmp_path / 'am-data'}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--cluster.listen-address=",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as client:
-
-            async def ready() -> bool:
-                assert proc.returncode is None, f"alertmanager exited with {proc.returncode}"
-                with contextlib.suppress(httpx.HTTPError):
-                    return (await client.get(f"{url}/-/ready")).status_code == 200
-                return False
-
-            await assert_eventually(ready, timeout=20)
+    ]
+    async with http_service(argv, f"http://127.0.0.1:{port}", name="alertmanager", ready_timeout=20) as url:
         yield url
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
 
 
 def crashing_agent(flag: Path) -> dict[str, Any]:

@@ -3,10 +3,7 @@ stores the samples a real Manager forwards after ReportMetrics, with the node's 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,19 +16,12 @@ import pytest_asyncio
 
 from opsfleet.manager.app import ManagerApp
 from opsfleet.proto import manager_pb2, manager_pb2_grpc
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, free_port, http_service
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(90)]
 
 PROMETHEUS = "/usr/bin/prometheus"
 PROMETHEUS_CONFIG = "global:\n  scrape_interval: 1m\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _receiver_flag() -> str:
@@ -52,36 +42,16 @@ async def prometheus(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     tmp = tmp_path_factory.mktemp("prometheus")
     config = tmp / "prometheus.yml"
     config.write_text(PROMETHEUS_CONFIG)
-    port = _free_port()
-    proc = await asyncio.create_subprocess_exec(
+    port = free_port()
+    argv = [
         PROMETHEUS,
         f"--config.file={config}",
         f"--storage.tsdb.path={tmp / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
         _receiver_flag(),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as client:
-
-            async def ready() -> bool:
-                assert proc.returncode is None, f"prometheus exited with {proc.returncode}"
-                with contextlib.suppress(httpx.HTTPError):
-                    return (await client.get(f"{url}/-/ready")).status_code == 200
-                return False
-
-            await assert_eventually(ready, timeout=30)
+    ]
+    async with http_service(argv, f"http://127.0.0.1:{port}", name="prometheus", ready_timeout=30) as url:
         yield url
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
 
 
 async def query(url: str, promql: str) -> list[dict[str, Any]]:
