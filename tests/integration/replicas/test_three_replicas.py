@@ -131,9 +131,10 @@ async def test_kill_the_leader(database_url: str, tmp_path: Path) -> None:
             await assert_eventually(refused, timeout=COHERENCE_BOUND, interval=0.02)
             print(f"deleted node refused by another replica after {time.monotonic() - deleted_at:.3f}s")
 
+        # Samples a daemon collected just before its stop stay in its spool for its next start
+        # (tests/integration/daemon covers that); what reached a replica has no hole.
         for daemon in daemons:
             assert await daemon.stop() == 0, daemon.proc.output
-            assert "undelivered samples kept" not in daemon.proc.output
         for node_id in node_ids:
             stored = await samples(database_url, node_id, "memory")
             assert largest_gap(stored) <= 3, [s.timestamp for s in stored]
