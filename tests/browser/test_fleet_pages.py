@@ -1,10 +1,11 @@
 """The fleet-wide agents page (filters, a bulk restart by node selector) and the node
 timeline's kind filter, in headless Chromium against a real `opsfleet demo`. Screenshots of
-every step go to the test's tmp dir."""
+every step go to test-artifacts/browser/ and to the test's tmp dir."""
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module"), pytest
 
 
 async def _shot(s: Session, tmp_path: Path, step: str) -> None:
-    await s.page.screenshot(path=str(tmp_path / f"{s.name}-{step}.png"), full_page=True)
+    path = await s.shot(step)
+    shutil.copy(path, tmp_path / path.name)
 
 
 async def test_fleet_agents_page_bulk_restart(open_session: OpenSession, tmp_path: Path) -> None:
@@ -52,9 +54,9 @@ async def test_fleet_agents_page_bulk_restart(open_session: OpenSession, tmp_pat
     await s.page.get_by_test_id("bulk-preview").click()
     await expect(s.page.get_by_test_id("bulk-outcome")).to_have_text("0 nodes would be operated")
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [  # noqa: ASYNC240
-        "fleet-agents-list.png",
-        "fleet-agents-preview.png",
-        "fleet-agents-restarted.png",
+        "fleet-agents-01-list.png",
+        "fleet-agents-02-preview.png",
+        "fleet-agents-03-restarted.png",
     ]
 
 
