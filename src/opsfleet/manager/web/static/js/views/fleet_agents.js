@@ -68,7 +68,7 @@ export function renderFleetAgents(root, scope, query) {
         field("Search", q, "fleet-filter-q"),
         field("State", stateSel, "fleet-filter-state"),
         field("Agent id", agentIn, "fleet-filter-agent"),
-        field("Node selector (key=value, comma-separated)", selectorIn, "fleet-filter-selector"),
+        field("Node labels (key=value,…)", selectorIn, "fleet-filter-selector"),
       ),
       agentsTable.el,
       h("div", { class: "pager" }, summary, h("div", { class: "btn-group" }, prev, next)),
