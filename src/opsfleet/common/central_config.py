@@ -16,7 +16,6 @@ is what revision and config hashes are computed over.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from collections.abc import Mapping
@@ -25,7 +24,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from opsfleet.common.daemon_schema import AgentSpec, CollectorsSection, ManagerSection, merge_agents
+from opsfleet.common.config import describe_validation_error
+from opsfleet.common.daemon_schema import (
+    AgentSpec,
+    CollectorsSection,
+    ManagerSection,
+    merge_agents,
+)
 from opsfleet.common.errors import ConfigError
 
 CENTRAL_KEYS = ("agents", "agent_defaults", "collectors", "manager")
@@ -44,30 +49,6 @@ def content_hash(doc: Any) -> str:
 
 def to_yaml(doc: Any) -> str:
     return yaml.safe_dump(doc, sort_keys=True, default_flow_style=False, allow_unicode=True)
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        current = merged.get(key)
-        if isinstance(value, Mapping) and isinstance(current, Mapping):
-            merged[key] = deep_merge(current, value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def _pydantic_message(error: ValidationError, prefix: str) -> str:
-    parts = []
-    for item in error.errors():
-        key = ".".join([prefix, *(str(p) for p in item["loc"])])
-        msg = item["msg"]
-        if item["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        parts.append(f"config key '{key}': {msg}")
-    return "; ".join(parts)
 
 
 def _renamed(exc: ConfigError, prefix: str) -> ConfigError:
@@ -91,7 +72,7 @@ def validate_central(doc: Any, *, prefix: str = "config") -> list[AgentSpec]:
     try:
         CollectorsSection.model_validate(collectors)
     except ValidationError as exc:
-        raise ConfigError(_pydantic_message(exc, f"{prefix}.collectors")) from exc
+        raise ConfigError(describe_validation_error(exc, f"{prefix}.collectors")) from exc
     manager = doc.get("manager") or {}
     if not isinstance(manager, Mapping):
         raise ConfigError(f"config key '{prefix}.manager': expected a mapping")
@@ -104,7 +85,7 @@ def validate_central(doc: Any, *, prefix: str = "config") -> list[AgentSpec]:
     try:
         ManagerSection.model_validate(manager)
     except ValidationError as exc:
-        raise ConfigError(_pydantic_message(exc, f"{prefix}.manager")) from exc
+        raise ConfigError(describe_validation_error(exc, f"{prefix}.manager")) from exc
     try:
         return merge_agents(doc.get("agent_defaults") or {}, doc.get("agents") or [])
     except ConfigError as exc:

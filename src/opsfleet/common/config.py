@@ -89,10 +89,12 @@ def _drop_ignored(data: dict[str, Any], ignored: Iterable[str], source: str) -> 
             log.warning("config key '%s' in %s is not used by opsfleet; ignored", dotted, source)
 
 
-def _describe(error: ValidationError) -> str:
+def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
+    """One line per failed key, each naming it (``config key 'a.b': message``); ``prefix``
+    goes before the keys of a model validated as a section of a larger document."""
     lines = []
     for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"] if not isinstance(p, int) or True)
+        key = ".".join([*([prefix] if prefix else []), *(str(p) for p in item["loc"])])
         msg = item["msg"]
         if item["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -127,7 +129,7 @@ def load_config(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from exc
+        raise ConfigError(describe_validation_error(exc)) from exc
 
 
 def split_host_port(value: str, *, key: str) -> tuple[str, int]:

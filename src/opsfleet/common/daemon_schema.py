@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from opsfleet.common.config import Duration, Section, split_host_port
+from opsfleet.common.config import Duration, Section, describe_validation_error, split_host_port
 from opsfleet.common.errors import ConfigError
 from opsfleet.common.signing import load_public_key
 from opsfleet.common.validation import NODE_ID_RE
@@ -133,28 +133,16 @@ def default_args(agent_type: AgentType, config_file: str) -> list[str]:
     return []
 
 
-def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` over a copy of ``base``: maps merged key by key, anything else replaced."""
     merged = copy.deepcopy(dict(base))
     for key, value in override.items():
         current = merged.get(key)
         if isinstance(value, Mapping) and isinstance(current, Mapping):
-            merged[key] = _deep_merge(current, value)
+            merged[key] = deep_merge(current, value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
-
-
-def _describe(error: ValidationError, prefix: str) -> str:
-    parts = []
-    for item in error.errors():
-        key = ".".join([prefix, *(str(p) for p in item["loc"])])
-        msg = item["msg"]
-        if item["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        parts.append(f"config key '{key}': {msg}")
-    return "; ".join(parts)
 
 
 def merge_agents(
@@ -180,9 +168,9 @@ def merge_agents(
         if not isinstance(entry, Mapping):
             raise ConfigError(f"config key '{prefix}': expected a mapping")
         try:
-            spec = AgentSpec.model_validate(_deep_merge(defaults, entry))
+            spec = AgentSpec.model_validate(deep_merge(defaults, entry))
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, prefix)) from exc
+            raise ConfigError(describe_validation_error(exc, prefix)) from exc
         if spec.id in seen:
             raise ConfigError(
                 f"config key '{prefix}.id': duplicate agent id {spec.id!r} (also agents[{seen[spec.id]}])"

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opsfleet.common.central_config import deep_merge, validate_central
-from opsfleet.common.daemon_schema import AgentSpec, CollectorsSection, DaemonConfig
+from opsfleet.common.central_config import validate_central
+from opsfleet.common.daemon_schema import AgentSpec, CollectorsSection, DaemonConfig, deep_merge
 from opsfleet.common.durations import parse_duration
 from opsfleet.common.errors import ConfigError
 

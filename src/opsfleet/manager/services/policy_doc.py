@@ -25,7 +25,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opsfleet.common.central_config import content_hash, deep_merge, to_yaml, validate_central
+from opsfleet.common.central_config import content_hash, to_yaml, validate_central
+from opsfleet.common.daemon_schema import deep_merge
 from opsfleet.common.errors import ConfigError as _ConfigError
 from opsfleet.common.errors import Conflict, InvalidArgument
 from opsfleet.common.signing import check_target
