@@ -483,20 +483,7 @@ class SqlStore(ShieldedWork):
         query = sa.select(agents).where(agents.c.node_id == node_id).order_by(agents.c.agent_id)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [
-            Agent(
-                node_id=r.node_id,
-                agent_id=r.agent_id,
-                type=r.type,
-                version=r.version,
-                status=r.status,
-                pid=r.pid,
-                last_heartbeat=r.last_heartbeat,
-                last_sync_at=r.last_sync_at,
-                restart_count=r.restart_count,
-            )
-            for r in rows
-        ]
+        return [agent_from_row(r) for r in rows]
 
     @shielded
     async def record_operation(self, record: OperationRecord) -> int:
@@ -540,6 +527,21 @@ class SqlStore(ShieldedWork):
             )
             for r in rows
         ]
+
+
+def agent_from_row(r: Any) -> Agent:
+    """An Agent from a row with the ``agents`` table's columns."""
+    return Agent(
+        node_id=r.node_id,
+        agent_id=r.agent_id,
+        type=r.type,
+        version=r.version,
+        status=r.status,
+        pid=r.pid,
+        last_heartbeat=r.last_heartbeat,
+        last_sync_at=r.last_sync_at,
+        restart_count=r.restart_count,
+    )
 
 
 class StoreModule:

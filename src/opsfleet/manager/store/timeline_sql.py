@@ -8,7 +8,6 @@ import sqlalchemy as sa
 
 from opsfleet.manager.domain import (
     AGENT_REMOVED,
-    Agent,
     AgentFilter,
     EventFilter,
     EventKind,
@@ -17,7 +16,7 @@ from opsfleet.manager.domain import (
 )
 from opsfleet.manager.store.schema import agents, node_events, nodes
 from opsfleet.manager.store.shield import shielded
-from opsfleet.manager.store.sql import StoreModule
+from opsfleet.manager.store.sql import StoreModule, agent_from_row
 
 MAX_DETAIL = 255
 
@@ -109,17 +108,7 @@ class SqlTimeline(StoreModule):
             total = (await conn.execute(count)).scalar_one()
         return [
             FleetAgent(
-                agent=Agent(
-                    node_id=r.node_id,
-                    agent_id=r.agent_id,
-                    type=r.type,
-                    version=r.version,
-                    status=r.status,
-                    pid=r.pid,
-                    last_heartbeat=r.last_heartbeat,
-                    last_sync_at=r.last_sync_at,
-                    restart_count=r.restart_count,
-                ),
+                agent=agent_from_row(r),
                 hostname=r.hostname,
                 node_status=r.node_status,
                 labels=dict(r.labels or {}),
