@@ -47,7 +47,12 @@ def _duration(text: str) -> str:
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    alerts = group(sub, "alerts", help="alerts", description="List, acknowledge and silence alerts.")
+    alerts = group(
+        sub,
+        "alerts",
+        help="firing and resolved alerts: list, acknowledge, silence",
+        description="List, acknowledge and silence alerts.",
+    )
     p = add_command(
         alerts, "alerts list", list_alerts, help="list alerts", description=LIST_HELP, parents=parents
     )
