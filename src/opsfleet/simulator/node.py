@@ -221,7 +221,8 @@ class SimNode:
         code = "UNAVAILABLE"
         while code == "UNAVAILABLE":
             await self._sleep(self._backoff.next_delay())
-            code = await self._call(Method.HEARTBEAT, self._caller.heartbeat(self.identity, int(self._wall())))
+            beat = self._caller.heartbeat(self.identity, int(self._wall()))
+            code = await self._call(Method.HEARTBEAT, beat)
         if code == "NOT_FOUND":
             await self.register()
         elif code != OK:

@@ -145,6 +145,14 @@ async def test_backoff_is_capped_and_reset_after_success() -> None:
     assert max(sleep.delays) <= 2.0
     sleep.delays.clear()
     manager.available = False
+    manager.register = original  # type: ignore[method-assign]
+
+    async def back_after_one_attempt(ident: object, timestamp: int) -> str:
+        code = await FakeManager.heartbeat(manager, ident, timestamp)  # type: ignore[arg-type]
+        manager.available = True
+        return code
+
+    manager.heartbeat = back_after_one_attempt  # type: ignore[method-assign]
     await node.heartbeat()
     assert sleep.delays[0] <= 1.0  # reset: the first ceiling is the base again
 
