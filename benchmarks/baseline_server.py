@@ -32,7 +32,7 @@ import grpc
 from opsfleet.common import rpc as rpc_opts
 from opsfleet.common.config import split_host_port
 from opsfleet.common.errors import ConfigError, OpsfleetError
-from opsfleet.common.lifecycle import install_signal_handlers
+from opsfleet.common.lifecycle import install_signal_handlers, run_server_loop
 from opsfleet.common.logs import configure_logging
 from opsfleet.manager.cli import GC_GEN0_THRESHOLD
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc, manager_pb2, manager_pb2_grpc
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         await serve(host, port, stop, credentials)
 
     try:
-        asyncio.run(_main())
+        run_server_loop(_main())
     except OpsfleetError as exc:
         print(f"baseline_server: {exc.message}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsfleet.common.config import split_host_port
-from opsfleet.common.lifecycle import install_signal_handlers
+from opsfleet.common.lifecycle import install_signal_handlers, run_server_loop
 from opsfleet.common.logs import configure_logging
 from opsfleet.manager.config import ManagerConfig, load_manager_config
 
@@ -114,4 +114,4 @@ def serve(app: ManagerApp) -> int:
         install_signal_handlers(stop, on_force=lambda: os._exit(130))
         return await app.run(stop)
 
-    return asyncio.run(_main())
+    return run_server_loop(_main())

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from opsfleet.common.lifecycle import run_server_loop
 from opsfleet.simulator.calls import Caller, GrpcCaller
 from opsfleet.simulator.config import Mode, SimConfig, shard
 from opsfleet.simulator.node import Drained, InFlight, SimNode, pick
@@ -188,7 +189,7 @@ def worker_main(spec: WorkerSpec, control: Connection, outbox: Outbox) -> None:
         t0 = float(message[1])
         cfg = spec.config
         caller = _grpc_caller(cfg)
-        report = asyncio.run(Worker(spec, caller, t0=t0, control=control, outbox=outbox).run())
+        report = run_server_loop(Worker(spec, caller, t0=t0, control=control, outbox=outbox).run())
         outbox.put((MSG_FINAL, wid, report))
     except BaseException:
         outbox.put((MSG_FAILED, wid, traceback.format_exc()))
