@@ -58,7 +58,7 @@ from opsfleet.manager.services.fleet_agents import FleetAgentService
 from opsfleet.manager.services.identities import IdentityRegistry
 from opsfleet.manager.services.login_throttle import LoginThrottle, ThrottlePolicy
 from opsfleet.manager.services.metric_queries import MetricQueryService
-from opsfleet.manager.services.metrics import MetricService
+from opsfleet.manager.services.metrics import MetricService, Retention
 from opsfleet.manager.services.nodes import NodeService
 from opsfleet.manager.services.pins import PinDeps, PinReconciler
 from opsfleet.manager.services.policies import PolicyService
@@ -120,6 +120,11 @@ class ManagerApp:
             self.store,
             self.nodes,
             retention_days=config.metrics.retention_days,
+            retention=Retention(
+                raw=int(config.metrics.retention.raw),
+                rollup_5m=int(config.metrics.retention.rollup_5m),
+                rollup_1h=int(config.metrics.retention.rollup_1h),
+            ),
             retention_interval=config.metrics.retention_interval,
             max_batch_rows=config.metrics.max_batch_rows,
             max_queued_rows=config.metrics.max_queued_rows,

@@ -80,6 +80,10 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
         ("grpc:\n  tls:\n    enabled: true\n", "grpc.tls"),
         ("grpcc:\n  port: 1\n", "grpcc"),
         ("metrics:\n  retention_days: 0\n", "metrics.retention_days"),
+        ("metrics:\n  retention:\n    raw: 1s\n", "metrics.retention.raw"),
+        ("metrics:\n  retention:\n    raw: 100d\n", "metrics.retention': metrics.retention.rollup_5m"),
+        ("metrics:\n  retention:\n    rollup_1h: 30d\n", "metrics.retention': metrics.retention.rollup_1h"),
+        ("metrics:\n  retention:\n    hourly: 30d\n", "metrics.retention.hourly"),
         ("database:\n  url: ftp://x\n", "database.url"),
     ],
 )
@@ -89,6 +93,14 @@ def test_invalid_values_name_the_key(tmp_path: Path, text: str, key: str) -> Non
     with pytest.raises(ConfigError) as info:
         load_manager_config(path, {}, {})
     assert f"'{key}" in info.value.message
+
+
+def test_metric_retention_defaults_and_durations(tmp_path: Path) -> None:
+    assert load_manager_config(None, {}, {}).metrics.retention.raw == 7 * 86400
+    path = tmp_path / "m.yaml"
+    path.write_text("metrics:\n  retention:\n    raw: 2d\n    rollup_5m: 30d\n    rollup_1h: 365d\n")
+    retention = load_manager_config(path, {}, {}).metrics.retention
+    assert (retention.raw, retention.rollup_5m, retention.rollup_1h) == (2 * 86400, 30 * 86400, 365 * 86400)
 
 
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
