@@ -109,6 +109,7 @@ class ManagerApp:
             url,
             pool_size=config.database.pool_size,
             lock_timeout=config.database.lock_timeout,
+            rollup_flush_interval=config.metrics.rollup_flush_interval,
         )
         self.nodes = NodeService(
             self.store,

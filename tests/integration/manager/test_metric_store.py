@@ -140,6 +140,7 @@ async def test_a_rollup_row_another_writer_inserts_meanwhile_is_merged_not_overw
     t0 = _now_hour()
     metrics = running.app.store.metrics
     await running.app.metrics.ingest("n1", [_cpu(t0 - 3600, 1.0)])  # keys exist before the race
+    await metrics.flush()
     original = metrics._lock_rollups
     raced: list[bool] = []
 
@@ -161,6 +162,7 @@ async def test_a_rollup_row_another_writer_inserts_meanwhile_is_merged_not_overw
 
     monkeypatch.setattr(metrics, "_lock_rollups", lock_then_race)
     await running.app.metrics.ingest("n1", [_cpu(t0 + 60, 10.0)])
+    await metrics.flush()  # the flusher merges the open buckets into the stored rows
     assert raced
     for res in (300, 3600):
         [(_, rollup)] = await metrics.rollups("n1", "cpu", res, t0, t0 + 299)

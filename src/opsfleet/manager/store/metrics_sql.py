@@ -6,17 +6,31 @@ row keyed ``(node_key, ts)`` (SQLite ``WITHOUT ROWID``; the PostgreSQL primary k
 1 h) and bucket; ``metric_latest`` the newest sample per node and type. Encodings are in
 metric_codec.py, the key maps in metric_keys.py.
 
-One ``insert`` is one transaction: the new points, then (for the samples actually added, so
-a sample sent twice counts once) the latest rows and a read-merge-write of the touched
-rollup rows. On PostgreSQL the touched rollup rows that exist are locked
-(``FOR UPDATE``) and new ones inserted with ``ON CONFLICT DO NOTHING`` (a row another replica
-inserted meanwhile is then read and merged), so replicas merge into them one after the other.
+One ``insert`` is one transaction: the new points and (for the samples actually added, so a
+sample sent twice counts once) the latest rows. The rollups stay off that path: once the
+transaction has committed, the batch's rollups are merged into open buckets in memory
+(metric_open.py), and the flusher merges those into the stored rollup rows every
+``rollup_flush_interval`` in its own transaction (and once more at a clean stop). There, on
+PostgreSQL, the touched rollup rows that exist are locked (``FOR UPDATE``) and new ones
+inserted with ``ON CONFLICT DO NOTHING`` (a row another replica inserted meanwhile is then
+read and merged), so replicas merge into them one after the other. Rollup reads add the open
+buckets of this process to the stored rows.
+
+Crash safety: the ``settings`` row ``metric_rollups_mark`` holds a watermark: every sample
+older than it is in the stored rollups, except samples arriving later than ``LATE_MARGIN``
+behind it, which lower it in their own transaction. A clean stop marks it ``clean``. At
+start, when it is not clean (the last process was killed), the 5-minute rollups from
+``mark - LATE_MARGIN`` on are rebuilt from the raw points (an indexed read per node key, a few
+minutes of samples) and the hours from them; rebuilt rows replace the stored ones.
 Retention deletes by key range, node by node (there is no index on time alone).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
+import time
 from collections.abc import Callable, Sequence
 from operator import add
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,6 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
 from opsfleet.common.validation import check_value_keys
 from opsfleet.manager.domain import MetricSample
 from opsfleet.manager.store.metric_codec import (
@@ -42,7 +57,8 @@ from opsfleet.manager.store.metric_codec import (
     point_entry,
 )
 from opsfleet.manager.store.metric_keys import MetricKeys
-from opsfleet.manager.store.schema import metric_latest, metric_points, metric_rollups, node_keys
+from opsfleet.manager.store.metric_open import OpenBuckets, RollupKey
+from opsfleet.manager.store.schema import metric_latest, metric_points, metric_rollups, node_keys, settings
 from opsfleet.manager.store.shield import shielded
 from opsfleet.manager.store.sql_base import StoreModule
 
@@ -54,6 +70,13 @@ RES_1H = 3600
 ROLLUP_RESOLUTIONS = (RES_5M, RES_1H)
 RAW = 0
 """The resolution value naming raw samples (retention)."""
+LATE_MARGIN = 300
+"""Seconds a sample may be older than the watermark without lowering it (report periods,
+clock skew); the rebuild at start reads this much more."""
+MARK_KEY = "metric_rollups_mark"
+DEFAULT_FLUSH_INTERVAL = 10.0
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 500
 T = TypeVar("T")
@@ -98,7 +121,6 @@ def rollup_lookup_sqlite(rows: int) -> str:
 
 # One added sample: node key, timestamp, type key, value keys, values, encoded sample.
 Added = tuple[int, int, int, Keys, list[float], bytes]
-RollupKey = tuple[int, int, int, int]
 
 
 class SqlMetrics(StoreModule):
@@ -107,6 +129,11 @@ class SqlMetrics(StoreModule):
     def __init__(self, store: SqlStore) -> None:
         super().__init__(store)
         self.keys = MetricKeys()
+        self._open = OpenBuckets()
+        self._flush_lock = asyncio.Lock()
+        self._mark: int | None = None
+        self._tasks: TaskOwner | None = None
+        self._stopping = asyncio.Event()
 
     @property
     def _pg(self) -> bool:
@@ -145,6 +172,23 @@ class SqlMetrics(StoreModule):
             entries[(node_key, ts)] = mine
             rows.append((node_key, len(mine), ts, encode_point((a[2], a[5]) for a in mine)))
         rows.sort(key=lambda r: (r[0], r[2]))
+        oldest = min(r[2] for r in rows)
+        if self._mark is not None and oldest < self._mark - LATE_MARGIN:
+            # Late samples (a daemon's backlog): the watermark goes down with them, and no
+            # flush may raise it meanwhile.
+            async with self._flush_lock:
+                self._opened(await self._insert_tx(rows, entries, oldest))
+                self._mark = oldest
+        else:
+            self._opened(await self._insert_tx(rows, entries, None))
+
+    async def _insert_tx(
+        self,
+        rows: list[tuple[int, int, int, bytes]],
+        entries: dict[tuple[int, int], list[Added]],
+        lower_mark: int | None,
+    ) -> list[Added]:
+        """The transaction of one batch: points and latest rows; the samples added."""
         async with self._store.write_tx(changes_rows=True) as conn:
             inserted = await self._insert_points(conn, rows)
             added = [a for key in inserted for a in entries[key]]
@@ -153,7 +197,134 @@ class SqlMetrics(StoreModule):
                 added += await self._merge_points(conn, clashes, entries)
             if added:
                 await self._update_latest(conn, added)
-                await self._update_rollups(conn, added)
+            if lower_mark is not None:
+                await self._write_mark(conn, lower_mark)
+        return added
+
+    def _opened(self, added: list[Added]) -> None:
+        """After the commit (no await in between, so a flush sees the batch whole or not)."""
+        if added:
+            self._open.merge(_partials(added), max(a[1] for a in added))
+
+    # -- rollup flushing ------------------------------------------------------------------
+
+    async def start(self, flush_interval: float = DEFAULT_FLUSH_INTERVAL) -> None:
+        """Rebuild what a killed process left unflushed, then flush every ``flush_interval``."""
+        await self._recover()
+        self._stopping = asyncio.Event()
+        self._tasks = TaskOwner("metric-rollups")
+        self._tasks.spawn("flush", self._flush_loop(flush_interval))
+
+    async def stop(self) -> None:
+        """Stop the flusher and flush the rest; the watermark is marked clean."""
+        if self._tasks is None:
+            return
+        self._stopping.set()
+        await self._tasks.stop()
+        self._tasks = None
+        await self.flush(clean=True)
+
+    async def _flush_loop(self, interval: float) -> None:
+        while not await sleep_or_stop(self._stopping, interval):
+            try:
+                await self.flush()
+            except Exception as exc:  # the deltas were put back: the next round retries
+                log.warning("metric rollup flush failed (%s: %s); retrying", type(exc).__name__, exc)
+
+    @shielded
+    async def flush(self, *, clean: bool = False) -> None:
+        """Merge the open buckets into the stored rollups and raise the watermark."""
+        async with self._flush_lock:
+            taken, newest = self._open.take()
+            if not taken and not clean:
+                return
+            mark = self._mark or 0
+            if newest >= 0:
+                mark = min(newest + 1, int(time.time()))
+            try:
+                async with self._store.write_tx(changes_rows=True) as conn:
+                    if taken:
+                        await self._update_rollups(conn, taken)
+                    await self._write_mark(conn, mark, clean=clean)
+            except BaseException:
+                self._open.put_back(taken, newest)
+                raise
+            self._mark = mark
+
+    async def _write_mark(self, conn: AsyncConnection, mark: int, *, clean: bool = False) -> None:
+        value = f"{mark} clean" if clean else str(mark)
+        stmt = self._store._insert(settings).values(key=MARK_KEY, value=value)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[settings.c.key], set_={"value": stmt.excluded.value}
+        )
+        await conn.execute(stmt)
+
+    async def _recover(self) -> None:
+        async with self._store.write_tx(changes_rows=True) as conn:
+            query = sa.select(settings.c.value).where(settings.c.key == MARK_KEY)
+            value = (await conn.execute(query)).scalar()
+            if value is None:  # a new database, or rollups kept in every transaction until now
+                newest = (await conn.execute(sa.select(sa.func.max(metric_latest.c.ts)))).scalar()
+                mark = 0 if newest is None else int(newest) + 1
+            else:
+                text, _, state = str(value).partition(" ")
+                mark = int(text)
+                if state != "clean":
+                    await self._rebuild(conn, mark - LATE_MARGIN)
+            await self._write_mark(conn, mark)
+        self._mark = mark
+
+    async def _rebuild(self, conn: AsyncConnection, since: int) -> None:
+        """Recompute the 5-minute rollups from ``since`` on from the raw points, then the hours
+        from the 5-minute rollups; replace the stored rows."""
+        since -= since % RES_5M
+        hour = since - since % RES_1H
+        await self.keys.load(conn, keysets=True)
+        nodes = [int(k) for k in (await conn.execute(sa.select(node_keys.c.node_key))).scalars()]
+        rebuilt = 0
+        for i in range(0, len(nodes), _CHUNK):
+            chunk = nodes[i : i + _CHUNK]
+            points = (
+                await conn.execute(
+                    sa.select(metric_points.c.node_key, metric_points.c.ts, metric_points.c.data).where(
+                        metric_points.c.node_key.in_(chunk), metric_points.c.ts >= since
+                    )
+                )
+            ).all()
+            added: list[Added] = []
+            for node_key, ts, data in points:
+                for type_key, blob in point_entries(bytes(data)):
+                    values = decode_sample(blob, self.keys.keys_of)
+                    added.append(
+                        (int(node_key), int(ts), type_key, tuple(values), list(values.values()), blob)
+                    )
+            fives = {k: r for k, r in _partials(added).items() if k[2] == RES_5M}
+            await self._replace_rollups(conn, fives)
+            r = metric_rollups
+            stored = (
+                await conn.execute(
+                    sa.select(r.c.node_key, r.c.type_key, r.c.bucket, r.c.data).where(
+                        r.c.node_key.in_(chunk), r.c.res == RES_5M, r.c.bucket >= hour
+                    )
+                )
+            ).all()
+            hours: dict[RollupKey, Rollup] = {}
+            for node_key, type_key, bucket, data in stored:
+                key = (int(node_key), int(type_key), RES_1H, int(bucket) - int(bucket) % RES_1H)
+                rollup = decode_rollup(bytes(data), self.keys.keys_of)
+                acc = hours.get(key)
+                if acc is None:
+                    hours[key] = rollup
+                else:
+                    acc.merge(rollup)
+            await self._replace_rollups(conn, hours)
+            rebuilt += len(fives)
+        log.info("metric rollups rebuilt from raw samples since %d (%d five-minute buckets)", since, rebuilt)
+
+    async def _replace_rollups(self, conn: AsyncConnection, rollups: dict[RollupKey, Rollup]) -> None:
+        rows = [(*key, self._encode_rollup(key, rollups[key])) for key in sorted(rollups)]
+        for i in range(0, len(rows), _CHUNK):
+            await conn.exec_driver_sql(_ROLLUP_UPSERT.format(p=self._params(5)), rows[i : i + _CHUNK])
 
     async def _ensure_keys(self, groups: dict[tuple[str, int], dict[str, dict[str, float]]]) -> None:
         k = self.keys
@@ -224,12 +395,11 @@ class SqlMetrics(StoreModule):
         rows = [(a[0], a[2], a[1], a[5]) for _, a in sorted(newest.items())]
         await conn.exec_driver_sql(_LATEST.format(p=self._params(4)), rows)
 
-    async def _update_rollups(self, conn: AsyncConnection, added: list[Added]) -> None:
-        """Merge the batch's rollups into the stored rows: rows that exist are read (locked on
+    async def _update_rollups(self, conn: AsyncConnection, partial: dict[RollupKey, Rollup]) -> None:
+        """Merge rollup deltas into the stored rows: rows that exist are read (locked on
         PostgreSQL) and rewritten; new rows are inserted as they are, and any that another
         writer inserted meanwhile (PostgreSQL replicas) are read, merged and rewritten. No
         placeholder rows: on PostgreSQL every extra row version is a dead tuple."""
-        partial = _partials(added)
         order = sorted(partial)
         stored = await self._lock_rollups(conn, order)
         fresh = [(*key, self._encode_rollup(key, partial[key])) for key in order if key not in stored]
@@ -391,7 +561,8 @@ class SqlMetrics(StoreModule):
 
     async def _rollup_rows(
         self, node_id: str, type_: str, res: int, start: int, end: int
-    ) -> list[tuple[int, bytes]]:
+    ) -> tuple[list[tuple[int, bytes]], dict[int, Rollup]]:
+        """The stored rollup rows (bucket, data) and copies of this process's open buckets."""
         r = metric_rollups
         where = (
             r.c.node_key == sa.bindparam("n"),
@@ -402,8 +573,9 @@ class SqlMetrics(StoreModule):
         async with self._engine.connect() as conn:
             keys = await self._keys(conn, node_id, type_)
             if keys is None:
-                return []
+                return [], {}
             params = {"n": keys[0], "t": keys[1]}
+            open_ = self._open.overlay(keys[0], keys[1], res, start - start % res, end)
             if self._pg:
                 # Two arrays in one row instead of a row object per bucket: a year of hourly
                 # rollups is 8,760 rows, and their objects made garbage collection pauses.
@@ -412,18 +584,29 @@ class SqlMetrics(StoreModule):
                     sa.func.array_agg(aggregate_order_by(r.c.data, r.c.bucket)),
                 ).where(*where)
                 buckets, blobs = (await conn.execute(agg, params)).one()
-                return list(zip(buckets or [], blobs or [], strict=True))
+                return list(zip(buckets or [], blobs or [], strict=True)), open_
             query = sa.select(r.c.bucket, r.c.data).where(*where).order_by(r.c.bucket)
             rows = (await conn.execute(query, params)).all()
-        return [(int(b), bytes(d)) for b, d in rows]
+        return [(int(b), bytes(d)) for b, d in rows], open_
 
     @shielded
     async def rollups(
         self, node_id: str, type_: str, res: int, start: int, end: int
     ) -> list[tuple[int, Rollup]]:
         """The rollups of ``res`` seconds whose bucket overlaps [start, end], oldest first."""
-        rows = await self._rollup_rows(node_id, type_, res, start, end)
-        return await self._decode(lambda lookup: [(b, decode_rollup(d, lookup)) for b, d in rows])
+        rows, open_ = await self._rollup_rows(node_id, type_, res, start, end)
+
+        def decode(lookup: dict[int, Keys]) -> list[tuple[int, Rollup]]:
+            out = {b: decode_rollup(d, lookup) for b, d in rows}
+            for b, rollup in open_.items():
+                found = out.get(b)
+                if found is None:
+                    out[b] = rollup
+                else:
+                    found.merge(rollup)
+            return sorted(out.items(), key=lambda item: item[0])
+
+        return await self._decode(decode)
 
     @shielded
     async def averages(
@@ -431,12 +614,15 @@ class SqlMetrics(StoreModule):
     ) -> list[tuple[int, dict[str, float], int]]:
         """(bucket start, average per key, samples) over buckets of ``bucket_seconds`` (a
         multiple of ``res``, aligned on multiples of itself), from the ``res`` rollups."""
-        rows = await self._rollup_rows(node_id, type_, res, start, end)
+        rows, open_ = await self._rollup_rows(node_id, type_, res, start, end)
 
         def fold(lookup: dict[int, Keys]) -> list[tuple[int, dict[str, float], int]]:
             out: dict[int, Rollup] = {}
-            for bucket, data in rows:
-                keys, n, count, sums = decode_rollup_sums(data, lookup)
+            parts = (
+                *((bucket, *decode_rollup_sums(data, lookup)) for bucket, data in rows),
+                *((bucket, r.keys, r.n, r.count, r.total) for bucket, r in open_.items()),
+            )
+            for bucket, keys, n, count, sums in parts:
                 start = bucket - bucket % bucket_seconds
                 acc = out.get(start)
                 if acc is None:
@@ -460,6 +646,8 @@ class SqlMetrics(StoreModule):
         """Delete samples (``res`` 0) or rollups of ``res`` older than ``cutoff`` for up to
         ``max_nodes`` nodes with a key above ``after``, in one transaction. The samples or
         rollups deleted, and the cursor for the next call (None when every node was swept)."""
+        if res != RAW:
+            await self.flush()  # open buckets past the cutoff go with the stored rows
         async with self._store.write_tx() as conn:
             query = (
                 sa.select(node_keys.c.node_key)
@@ -499,6 +687,7 @@ class SqlMetrics(StoreModule):
         ).scalar()
         if node_key is None:
             return
+        self._open.drop_node(int(node_key))
         for table in (metric_points, metric_rollups, metric_latest):
             await conn.execute(table.delete().where(table.c.node_key == node_key))
 

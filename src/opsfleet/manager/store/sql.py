@@ -31,7 +31,7 @@ from opsfleet.manager.domain import (
     NodeStatus,
     OperationRecord,
 )
-from opsfleet.manager.store.metrics_sql import SqlMetrics
+from opsfleet.manager.store.metrics_sql import DEFAULT_FLUSH_INTERVAL, SqlMetrics
 from opsfleet.manager.store.schema import (
     agent_operations,
     agents,
@@ -114,8 +114,16 @@ class SqlStore(ShieldedWork):
     then fails with DatabaseUnavailable and a retry delay.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        rollup_flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+    ) -> None:
         super().__init__()
+        self._rollup_flush_interval = rollup_flush_interval
         self.url = url
         self._pool_size = pool_size
         self._lock_timeout = lock_timeout
@@ -216,12 +224,15 @@ class SqlStore(ShieldedWork):
             self._engine = None
             raise Unavailable(f"cannot open database {self.safe_url}: {exc}") from exc
         log.info("database ready (%s)", self.safe_url)
+        await self.metrics.start(self._rollup_flush_interval)
 
     @property
     def safe_url(self) -> str:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
 
     async def close(self) -> None:
+        if self._engine is not None:
+            await self.metrics.stop()
         await self.drain()
         if self._engine is not None:
             await self._engine.dispose()
