@@ -103,6 +103,16 @@ def test_metric_retention_defaults_and_durations(tmp_path: Path) -> None:
     assert (retention.raw, retention.rollup_5m, retention.rollup_1h) == (2 * 86400, 30 * 86400, 365 * 86400)
 
 
+def test_rollup_flush_interval_default_duration_and_bounds(tmp_path: Path) -> None:
+    assert load_manager_config(None, {}, {}).metrics.rollup_flush_interval == 10.0
+    path = tmp_path / "m.yaml"
+    path.write_text("metrics:\n  rollup_flush_interval: 30s\n")
+    assert load_manager_config(path, {}, {}).metrics.rollup_flush_interval == 30.0
+    path.write_text("metrics:\n  rollup_flush_interval: 1h\n")
+    with pytest.raises(ConfigError, match="rollup_flush_interval"):
+        load_manager_config(path, {}, {})
+
+
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_manager_config(tmp_path / "missing.yaml", {}, {})
