@@ -232,7 +232,10 @@ class SqlStore(ShieldedWork):
 
     async def close(self) -> None:
         if self._engine is not None:
-            await self.metrics.stop()
+            try:
+                await self.metrics.stop()
+            except Exception as exc:  # the mark stays unclean: the next start rebuilds them
+                log.warning("final metric rollup flush failed (%s: %s)", type(exc).__name__, exc)
         await self.drain()
         if self._engine is not None:
             await self._engine.dispose()
