@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from opsfleet.manager.config import DatabaseSection, resolve_database_url
 from opsfleet.manager.domain import MetricSample
+from opsfleet.manager.store import metrics_sql
 from opsfleet.manager.store.metric_codec import Rollup
 from opsfleet.manager.store.metrics_sql import LATE_MARGIN, MARK_KEY, RES_1H, RES_5M
 from opsfleet.manager.store.schema import metric_rollups, settings
@@ -152,5 +155,38 @@ async def test_the_flusher_runs_on_its_interval(database_url: str, tmp_path: Pat
             assert time.monotonic() < deadline, "no flush within 10 s"
             await asyncio.sleep(0.02)
         assert len(store.metrics._open) == 0
+    finally:
+        await store.close()
+
+
+async def test_a_failed_flush_keeps_what_it_did_not_write(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = resolve_database_url(DatabaseSection(url=database_url), tmp_path)
+    store = SqlStore(url, rollup_flush_interval=NEVER)
+    await store.start()
+    try:
+        monkeypatch.setattr(metrics_sql, "_FLUSH_CHUNK", 2)  # one transaction per two rollups
+        t0 = (int(time.time()) - 7200) // RES_1H * RES_1H
+        await store.insert_metrics(_samples("n1", t0, 20, 1.0))  # four 5-minute buckets, one hour
+        original = store.metrics._update_rollups
+        calls: list[int] = []
+
+        async def second_fails(conn: Any, partial: dict[Any, Rollup]) -> None:
+            calls.append(len(partial))
+            if len(calls) == 2:
+                raise RuntimeError("database went away")
+            await original(conn, partial)
+
+        monkeypatch.setattr(store.metrics, "_update_rollups", second_fails)
+        with pytest.raises(RuntimeError):
+            await store.metrics.flush()
+        assert await _rollup_rows(store) == 2  # the first transaction's rollups
+        assert len(store.metrics._open) == 3  # the rest is open again
+        await store.metrics.flush()
+        assert len(store.metrics._open) == 0
+        for res in (RES_5M, RES_1H):
+            expected = await _expected(store, "n1", res, t0, t0 + RES_1H)
+            assert await _stored(store, "n1", res, t0, t0 + RES_1H) == expected
     finally:
         await store.close()

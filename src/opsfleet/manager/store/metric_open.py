@@ -9,7 +9,9 @@ counts add, extremes compare), so the order of batches and flushes does not matt
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from opsfleet.manager.store.metric_codec import Rollup
 
@@ -31,12 +33,26 @@ class OpenBuckets:
     """Unflushed rollup deltas, per series (node key, type key), and the newest sample
     timestamp they hold."""
 
-    def __init__(self) -> None:
+    def __init__(self, rollups_of: Callable[[list[Any]], dict[RollupKey, Rollup]]) -> None:
         self._series: dict[tuple[int, int], dict[tuple[int, int], Rollup]] = {}
         self._newest = -1
+        self._rollups_of = rollups_of
+        self._samples: list[Any] = []
 
     def __len__(self) -> int:
+        self._fold()
         return sum(map(len, self._series.values()))
+
+    def add_samples(self, samples: list[Any], newest: int) -> None:
+        """Keep a committed batch's samples; their rollups are computed when next needed (by
+        the flusher or a read), not on the reply path of the batch."""
+        self._samples += samples
+        self._newest = max(self._newest, newest)
+
+    def _fold(self) -> None:
+        if self._samples:
+            samples, self._samples = self._samples, []
+            self.merge(self._rollups_of(samples), self._newest)
 
     def merge(self, partial: dict[RollupKey, Rollup], newest: int) -> None:
         """Fold a committed batch's rollups in (the dict's rollups are taken over)."""
@@ -54,6 +70,7 @@ class OpenBuckets:
 
     def take(self) -> tuple[dict[RollupKey, Rollup], int]:
         """Everything pending and its newest timestamp (-1: none); pending is empty afterwards."""
+        self._fold()
         taken = {
             (node_key, type_key, res, bucket): rollup
             for (node_key, type_key), buckets in self._series.items()
@@ -69,6 +86,7 @@ class OpenBuckets:
 
     def overlay(self, node_key: int, type_key: int, res: int, start: int, end: int) -> dict[int, Rollup]:
         """Copies of the open buckets of one series whose bucket start is in [start, end]."""
+        self._fold()
         buckets = self._series.get((node_key, type_key), {})
         return {
             bucket: copy_rollup(rollup)
@@ -77,5 +95,6 @@ class OpenBuckets:
         }
 
     def drop_node(self, node_key: int) -> None:
+        self._fold()
         for series in [s for s in self._series if s[0] == node_key]:
             del self._series[series]

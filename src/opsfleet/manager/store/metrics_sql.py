@@ -79,6 +79,7 @@ DEFAULT_FLUSH_INTERVAL = 10.0
 log = logging.getLogger(__name__)
 
 _CHUNK = 500
+_FLUSH_CHUNK = 1000
 T = TypeVar("T")
 
 _POINTS_PG = (
@@ -129,7 +130,7 @@ class SqlMetrics(StoreModule):
     def __init__(self, store: SqlStore) -> None:
         super().__init__(store)
         self.keys = MetricKeys()
-        self._open = OpenBuckets()
+        self._open = OpenBuckets(_partials)
         self._flush_lock = asyncio.Lock()
         self._mark: int | None = None
         self._tasks: TaskOwner | None = None
@@ -204,7 +205,7 @@ class SqlMetrics(StoreModule):
     def _opened(self, added: list[Added]) -> None:
         """After the commit (no await in between, so a flush sees the batch whole or not)."""
         if added:
-            self._open.merge(_partials(added), max(a[1] for a in added))
+            self._open.add_samples(added, max(a[1] for a in added))
 
     # -- rollup flushing ------------------------------------------------------------------
 
@@ -241,14 +242,20 @@ class SqlMetrics(StoreModule):
             mark = self._mark or 0
             if newest >= 0:
                 mark = min(newest + 1, int(time.time()))
-            try:
-                async with self._store.write_tx(changes_rows=True) as conn:
-                    if taken:
-                        await self._update_rollups(conn, taken)
-                    await self._write_mark(conn, mark, clean=clean)
-            except BaseException:
-                self._open.put_back(taken, newest)
-                raise
+            # Transactions of _FLUSH_CHUNK rollups: each holds the write turn (SQLite) and the
+            # event loop (decode, merge, encode) only briefly. The watermark goes with the last.
+            order = sorted(taken)
+            chunks = [order[i : i + _FLUSH_CHUNK] for i in range(0, len(order), _FLUSH_CHUNK)] or [[]]
+            for i, chunk in enumerate(chunks):
+                try:
+                    async with self._store.write_tx(changes_rows=True) as conn:
+                        if chunk:
+                            await self._update_rollups(conn, {key: taken[key] for key in chunk})
+                        if i == len(chunks) - 1:
+                            await self._write_mark(conn, mark, clean=clean)
+                except BaseException:
+                    self._open.put_back({key: taken[key] for c in chunks[i:] for key in c}, newest)
+                    raise
             self._mark = mark
 
     async def _write_mark(self, conn: AsyncConnection, mark: int, *, clean: bool = False) -> None:
