@@ -174,7 +174,8 @@ class MetricsSection(Section):
     retention: RetentionSection = RetentionSection()
     retention_interval: Duration = Field(default=3600.0, gt=0)
     heartbeat_flush_interval: Duration = Field(default=1.0, gt=0, le=1.0)
-    rollup_flush_interval: Duration = Field(default=10.0, gt=0, le=300.0)
+    rollup_interval: Duration = Field(default=60.0, gt=0, le=300.0)
+    rollup_grace: Duration = Field(default=120.0, ge=10.0, le=3600.0)
     max_batch_rows: int = Field(default=5000, ge=1)
     max_queued_rows: int = Field(default=200_000, ge=1000)
 

@@ -103,12 +103,20 @@ def test_metric_retention_defaults_and_durations(tmp_path: Path) -> None:
     assert (retention.raw, retention.rollup_5m, retention.rollup_1h) == (2 * 86400, 30 * 86400, 365 * 86400)
 
 
-def test_rollup_flush_interval_default_duration_and_bounds(tmp_path: Path) -> None:
-    assert load_manager_config(None, {}, {}).metrics.rollup_flush_interval == 10.0
+def test_rollup_interval_and_grace_defaults_durations_and_bounds(tmp_path: Path) -> None:
+    metrics = load_manager_config(None, {}, {}).metrics
+    assert (metrics.rollup_interval, metrics.rollup_grace) == (60.0, 120.0)
     path = tmp_path / "m.yaml"
-    path.write_text("metrics:\n  rollup_flush_interval: 30s\n")
-    assert load_manager_config(path, {}, {}).metrics.rollup_flush_interval == 30.0
-    path.write_text("metrics:\n  rollup_flush_interval: 1h\n")
+    path.write_text("metrics:\n  rollup_interval: 30s\n  rollup_grace: 5m\n")
+    metrics = load_manager_config(path, {}, {}).metrics
+    assert (metrics.rollup_interval, metrics.rollup_grace) == (30.0, 300.0)
+    path.write_text("metrics:\n  rollup_interval: 1h\n")
+    with pytest.raises(ConfigError, match="rollup_interval"):
+        load_manager_config(path, {}, {})
+    path.write_text("metrics:\n  rollup_grace: 1s\n")
+    with pytest.raises(ConfigError, match="rollup_grace"):
+        load_manager_config(path, {}, {})
+    path.write_text("metrics:\n  rollup_flush_interval: 10s\n")
     with pytest.raises(ConfigError, match="rollup_flush_interval"):
         load_manager_config(path, {}, {})
 

@@ -164,22 +164,3 @@ def test_truncated_blobs_are_codec_errors() -> None:
         decode_sample(blob[:-1], {1: ("a", "b", "c")})  # a value fewer
     with pytest.raises(CodecError):
         point_entries(encode_point([(1, b"abcdef")])[:-1])
-
-
-def test_sqlite_reads_touched_rollups_through_the_primary_key() -> None:
-    """A batch reads its rollup rows by key; a plan that scans the table slowed every batch
-    down as the table grew."""
-    import sqlite3
-
-    import sqlalchemy as sa
-    from sqlalchemy.schema import CreateTable
-
-    from opsfleet.manager.store.metrics_sql import rollup_lookup_sqlite
-    from opsfleet.manager.store.schema import metric_rollups
-
-    conn = sqlite3.connect(":memory:")
-    conn.execute(str(CreateTable(metric_rollups).compile(dialect=sa.dialects.sqlite.dialect())))
-    plan = conn.execute("EXPLAIN QUERY PLAN " + rollup_lookup_sqlite(3), (1, 1, 300, 0) * 3).fetchall()
-    details = [row[3] for row in plan]
-    assert any("USING PRIMARY KEY" in d for d in details), details
-    assert not any(d.startswith("SCAN r") or d == "SCAN metric_rollups" for d in details), details

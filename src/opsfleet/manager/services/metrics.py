@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 RETENTION_NODES = 500
 """Nodes swept per retention transaction (deletion goes by key range, node by node)."""
 DAY = 86400
+RAW_SLACK = 1800
+"""Samples must be this much younger than the raw retention: a late sample makes the rollup
+job recompute its bucket from the raw samples, which must all still be there."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,8 @@ class MetricService:
 
         InvalidArgument names the first invalid sample: ``metrics[<i>].<field>: <reason>``
         (daemons use the index to drop only that sample). A timestamp of 0 (unset) means now.
+        Samples older than ``retention_days`` or than the raw retention less ``RAW_SLACK``
+        are refused.
         """
         items = list(metrics)
         if len(items) > MAX_METRICS_PER_REQUEST:
@@ -136,7 +141,7 @@ class MetricService:
                 f"too many metrics in one request: {len(items)} > {MAX_METRICS_PER_REQUEST}"
             )
         now = int(self._clock())
-        max_age = self._retention_days * 86400
+        max_age = min(self._retention_days * DAY, self.retention.raw - RAW_SLACK)
         samples: list[MetricSample] = []
         dropped = 0
         for index, item in enumerate(items):

@@ -1,4 +1,4 @@
-"""Metric storage of the SqlStore: compact sample rows, incremental rollups, the latest sample.
+"""Metric storage of the SqlStore: compact sample rows, the latest sample, rollup reads.
 
 Tables (schema.py): ``metric_points`` holds every sample of one node at one timestamp in one
 row keyed ``(node_key, ts)`` (SQLite ``WITHOUT ROWID``; the PostgreSQL primary key index);
@@ -7,31 +7,21 @@ row keyed ``(node_key, ts)`` (SQLite ``WITHOUT ROWID``; the PostgreSQL primary k
 metric_codec.py, the key maps in metric_keys.py.
 
 One ``insert`` is one transaction: the new points and (for the samples actually added, so a
-sample sent twice counts once) the latest rows. The rollups stay off that path: once the
-transaction has committed, the batch's rollups are merged into open buckets in memory
-(metric_open.py), and the flusher merges those into the stored rollup rows every
-``rollup_flush_interval`` in its own transaction (and once more at a clean stop). There, on
-PostgreSQL, the touched rollup rows that exist are locked (``FOR UPDATE``) and new ones
-inserted with ``ON CONFLICT DO NOTHING`` (a row another replica inserted meanwhile is then
-read and merged), so replicas merge into them one after the other. Rollup reads add the open
-buckets of this process to the stored rows.
+sample sent twice counts once) the latest rows. Rollups are not computed or written there:
+the elected replica's rollup job (metric_rollups_sql.py) finalizes closed buckets from the
+raw points. Only a late sample (metric_rollup_mark.py) adds a row to ``metric_rollup_dirty``
+in the same transaction, so the job recomputes its bucket.
 
-Crash safety: the ``settings`` row ``metric_rollups_mark`` holds a watermark: every sample
-older than it is in the stored rollups, except samples arriving later than ``LATE_MARGIN``
-behind it, which lower it in their own transaction. A clean stop marks it ``clean``. At
-start, when it is not clean (the last process was killed), the 5-minute rollups from
-``mark - LATE_MARGIN`` on are rebuilt from the raw points (an indexed read per node key, a few
-minutes of samples) and the hours from them; rebuilt rows replace the stored ones.
-Retention deletes by key range, node by node (there is no index on time alone).
+Rollup reads take the stored rows up to the watermark and compute the rest (the open tail,
+and any dirty bucket) from the raw points of that one node. Retention deletes by key range,
+node by node (there is no index on time alone); raw points of buckets not final yet stay.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from operator import add
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,7 +29,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
 from opsfleet.common.validation import check_value_keys
 from opsfleet.manager.domain import MetricSample
 from opsfleet.manager.store.metric_codec import (
@@ -57,30 +46,41 @@ from opsfleet.manager.store.metric_codec import (
     point_entry,
 )
 from opsfleet.manager.store.metric_keys import MetricKeys
-from opsfleet.manager.store.metric_open import OpenBuckets, RollupKey
-from opsfleet.manager.store.schema import metric_latest, metric_points, metric_rollups, node_keys, settings
+from opsfleet.manager.store.metric_rollup_mark import (
+    MARK_KEY,
+    RES_1H,
+    RES_5M,
+    RollupMark,
+    bucket_of,
+    is_late,
+)
+from opsfleet.manager.store.schema import (
+    metric_latest,
+    metric_points,
+    metric_rollup_dirty,
+    metric_rollups,
+    node_keys,
+    settings,
+)
 from opsfleet.manager.store.shield import shielded
 from opsfleet.manager.store.sql_base import StoreModule
 
 if TYPE_CHECKING:
     from opsfleet.manager.store.sql import SqlStore
 
-RES_5M = 300
-RES_1H = 3600
+__all__ = ["RES_1H", "RES_5M", "ROLLUP_RESOLUTIONS", "SqlMetrics"]
+
 ROLLUP_RESOLUTIONS = (RES_5M, RES_1H)
 RAW = 0
 """The resolution value naming raw samples (retention)."""
-LATE_MARGIN = 300
-"""Seconds a sample may be older than the watermark without lowering it (report periods,
-clock skew); the rebuild at start reads this much more."""
-MARK_KEY = "metric_rollups_mark"
-DEFAULT_FLUSH_INTERVAL = 10.0
+DEFAULT_GRACE = 120.0
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 500
-_FLUSH_CHUNK = 1000
 T = TypeVar("T")
+RollupKey = tuple[int, int, int, int]
+"""(node key, type key, resolution, bucket start)."""
 
 _POINTS_PG = (
     "INSERT INTO metric_points (node_key, n, ts, data) "
@@ -92,32 +92,17 @@ _LATEST = (
     "ON CONFLICT (node_key, type_key) DO UPDATE SET ts = excluded.ts, data = excluded.data "
     "WHERE excluded.ts > metric_latest.ts"
 )
-_ROLLUP_UPSERT = (
+ROLLUP_UPSERT = (
     "INSERT INTO metric_rollups (node_key, type_key, res, bucket, data) VALUES ({p}) "
     "ON CONFLICT (node_key, type_key, res, bucket) DO UPDATE SET data = excluded.data"
 )
-_ROLLUP_INSERT_PG = (
-    "INSERT INTO metric_rollups (node_key, type_key, res, bucket, data) "
-    "SELECT * FROM unnest($1::int4[], $2::int2[], $3::int2[], $4::int8[], $5::bytea[]) "
-    "ON CONFLICT DO NOTHING RETURNING node_key, type_key, res, bucket"
+# DO UPDATE, not DO NOTHING: the update locks the row until this transaction commits, so the
+# rollup job, which deletes the marks it takes before reading the raw points, waits for the
+# late points to be committed (DO NOTHING would let it take the mark and miss them).
+_DIRTY = (
+    "INSERT INTO metric_rollup_dirty (node_key, bucket) VALUES ({p}) "
+    "ON CONFLICT (node_key, bucket) DO UPDATE SET bucket = excluded.bucket"
 )
-_ROLLUP_LOCK_PG = (
-    "SELECT r.node_key, r.type_key, r.res, r.bucket, r.data FROM metric_rollups AS r "
-    "JOIN unnest($1::int4[], $2::int2[], $3::int2[], $4::int8[]) AS k(a, b, c, d) "
-    "ON r.node_key = k.a AND r.type_key = k.b AND r.res = k.c AND r.bucket = k.d "
-    "ORDER BY r.node_key, r.type_key, r.res, r.bucket FOR UPDATE OF r"
-)
-
-
-def rollup_lookup_sqlite(rows: int) -> str:
-    """SQLite: the rollup rows of ``rows`` keys given as parameters. A join on VALUES, not
-    ``(...) IN (VALUES ...)``, for which SQLite scans the whole table."""
-    return (
-        "SELECT r.node_key, r.type_key, r.res, r.bucket, r.data FROM (VALUES "
-        + ", ".join(["(?, ?, ?, ?)"] * rows)
-        + ") AS k JOIN metric_rollups AS r ON r.node_key = k.column1 AND r.type_key = k.column2 "
-        "AND r.res = k.column3 AND r.bucket = k.column4"
-    )
 
 
 # One added sample: node key, timestamp, type key, value keys, values, encoded sample.
@@ -125,16 +110,21 @@ Added = tuple[int, int, int, Keys, list[float], bytes]
 
 
 class SqlMetrics(StoreModule):
-    """Metric samples and rollups over the SqlStore's engine; usable once it has started."""
+    """Metric samples and rollup reads over the SqlStore's engine; usable once it has started.
 
-    def __init__(self, store: SqlStore) -> None:
+    ``grace``: the rollup job finalizes buckets that ended this long ago (metric_rollup_mark).
+    ``mark`` is this process's cached rollup watermark: the job sets it on the leader, and
+    :meth:`refresh_mark` on the others.
+    """
+
+    def __init__(self, store: SqlStore, *, grace: float = DEFAULT_GRACE) -> None:
         super().__init__(store)
         self.keys = MetricKeys()
-        self._open = OpenBuckets(_partials)
-        self._flush_lock = asyncio.Lock()
-        self._mark: int | None = None
-        self._tasks: TaskOwner | None = None
-        self._stopping = asyncio.Event()
+        self.grace = grace
+        self.mark = RollupMark()
+        self.clock: Callable[[], float] = time.time
+        self.late_marked = 0
+        """Dirty marks written by this process's metrics transactions (late samples)."""
 
     @property
     def _pg(self) -> bool:
@@ -144,8 +134,24 @@ class SqlMetrics(StoreModule):
         """The driver's positional parameter markers."""
         return [f"${i}" for i in range(1, n + 1)] if self._pg else ["?"] * n
 
-    def _params(self, n: int) -> str:
+    def params(self, n: int) -> str:
         return ", ".join(self._marks(n))
+
+    async def read_mark(self, conn: AsyncConnection, *, lock: bool = False) -> RollupMark | None:
+        """The stored watermark (None before the job's first pass); ``lock``: FOR UPDATE."""
+        query = sa.select(settings.c.value).where(settings.c.key == MARK_KEY)
+        if lock and self._pg:
+            query = query.with_for_update()
+        value = (await conn.execute(query)).scalar()
+        return None if value is None else RollupMark.decode(str(value))
+
+    async def refresh_mark(self) -> RollupMark:
+        """Read the stored watermark into the cache (followers, every rollup interval)."""
+        async with self._engine.connect() as conn:
+            mark = await self.read_mark(conn)
+        if mark is not None and _progress(mark) >= _progress(self.mark):
+            self.mark = mark
+        return self.mark
 
     # -- writes -------------------------------------------------------------------------
 
@@ -173,23 +179,6 @@ class SqlMetrics(StoreModule):
             entries[(node_key, ts)] = mine
             rows.append((node_key, len(mine), ts, encode_point((a[2], a[5]) for a in mine)))
         rows.sort(key=lambda r: (r[0], r[2]))
-        oldest = min(r[2] for r in rows)
-        if self._mark is not None and oldest < self._mark - LATE_MARGIN:
-            # Late samples (a daemon's backlog): the watermark goes down with them, and no
-            # flush may raise it meanwhile.
-            async with self._flush_lock:
-                self._opened(await self._insert_tx(rows, entries, oldest))
-                self._mark = oldest
-        else:
-            self._opened(await self._insert_tx(rows, entries, None))
-
-    async def _insert_tx(
-        self,
-        rows: list[tuple[int, int, int, bytes]],
-        entries: dict[tuple[int, int], list[Added]],
-        lower_mark: int | None,
-    ) -> list[Added]:
-        """The transaction of one batch: points and latest rows; the samples added."""
         async with self._store.write_tx(changes_rows=True) as conn:
             inserted = await self._insert_points(conn, rows)
             added = [a for key in inserted for a in entries[key]]
@@ -198,140 +187,16 @@ class SqlMetrics(StoreModule):
                 added += await self._merge_points(conn, clashes, entries)
             if added:
                 await self._update_latest(conn, added)
-            if lower_mark is not None:
-                await self._write_mark(conn, lower_mark)
-        return added
+                await self._mark_late(conn, added)
 
-    def _opened(self, added: list[Added]) -> None:
-        """After the commit (no await in between, so a flush sees the batch whole or not)."""
-        if added:
-            self._open.add_samples(added, max(a[1] for a in added))
-
-    # -- rollup flushing ------------------------------------------------------------------
-
-    async def start(self, flush_interval: float = DEFAULT_FLUSH_INTERVAL) -> None:
-        """Rebuild what a killed process left unflushed, then flush every ``flush_interval``."""
-        await self._recover()
-        self._stopping = asyncio.Event()
-        self._tasks = TaskOwner("metric-rollups")
-        self._tasks.spawn("flush", self._flush_loop(flush_interval))
-
-    async def stop(self) -> None:
-        """Stop the flusher and flush the rest; the watermark is marked clean."""
-        if self._tasks is None:
-            return
-        self._stopping.set()
-        await self._tasks.stop()
-        self._tasks = None
-        await self.flush(clean=True)
-
-    async def _flush_loop(self, interval: float) -> None:
-        while not await sleep_or_stop(self._stopping, interval):
-            try:
-                await self.flush()
-            except Exception as exc:  # the deltas were put back: the next round retries
-                log.warning("metric rollup flush failed (%s: %s); retrying", type(exc).__name__, exc)
-
-    @shielded
-    async def flush(self, *, clean: bool = False) -> None:
-        """Merge the open buckets into the stored rollups and raise the watermark."""
-        async with self._flush_lock:
-            taken, newest = self._open.take()
-            if not taken and not clean:
-                return
-            mark = self._mark or 0
-            if newest >= 0:
-                mark = min(newest + 1, int(time.time()))
-            # Transactions of _FLUSH_CHUNK rollups: each holds the write turn (SQLite) and the
-            # event loop (decode, merge, encode) only briefly. The watermark goes with the last.
-            order = sorted(taken)
-            chunks = [order[i : i + _FLUSH_CHUNK] for i in range(0, len(order), _FLUSH_CHUNK)] or [[]]
-            for i, chunk in enumerate(chunks):
-                try:
-                    async with self._store.write_tx(changes_rows=True) as conn:
-                        if chunk:
-                            await self._update_rollups(conn, {key: taken[key] for key in chunk})
-                        if i == len(chunks) - 1:
-                            await self._write_mark(conn, mark, clean=clean)
-                except BaseException:
-                    self._open.put_back({key: taken[key] for c in chunks[i:] for key in c}, newest)
-                    raise
-            self._mark = mark
-
-    async def _write_mark(self, conn: AsyncConnection, mark: int, *, clean: bool = False) -> None:
-        value = f"{mark} clean" if clean else str(mark)
-        stmt = self._store._insert(settings).values(key=MARK_KEY, value=value)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[settings.c.key], set_={"value": stmt.excluded.value}
-        )
-        await conn.execute(stmt)
-
-    async def _recover(self) -> None:
-        async with self._store.write_tx(changes_rows=True) as conn:
-            query = sa.select(settings.c.value).where(settings.c.key == MARK_KEY)
-            value = (await conn.execute(query)).scalar()
-            if value is None:  # a new database, or rollups kept in every transaction until now
-                newest = (await conn.execute(sa.select(sa.func.max(metric_latest.c.ts)))).scalar()
-                mark = 0 if newest is None else int(newest) + 1
-            else:
-                text, _, state = str(value).partition(" ")
-                mark = int(text)
-                if state != "clean":
-                    await self._rebuild(conn, mark - LATE_MARGIN)
-            await self._write_mark(conn, mark)
-        self._mark = mark
-
-    async def _rebuild(self, conn: AsyncConnection, since: int) -> None:
-        """Recompute the 5-minute rollups from ``since`` on from the raw points, then the hours
-        from the 5-minute rollups; replace the stored rows."""
-        since -= since % RES_5M
-        hour = since - since % RES_1H
-        await self.keys.load(conn, keysets=True)
-        nodes = [int(k) for k in (await conn.execute(sa.select(node_keys.c.node_key))).scalars()]
-        rebuilt = 0
-        for i in range(0, len(nodes), _CHUNK):
-            chunk = nodes[i : i + _CHUNK]
-            points = (
-                await conn.execute(
-                    sa.select(metric_points.c.node_key, metric_points.c.ts, metric_points.c.data).where(
-                        metric_points.c.node_key.in_(chunk), metric_points.c.ts >= since
-                    )
-                )
-            ).all()
-            added: list[Added] = []
-            for node_key, ts, data in points:
-                for type_key, blob in point_entries(bytes(data)):
-                    values = decode_sample(blob, self.keys.keys_of)
-                    added.append(
-                        (int(node_key), int(ts), type_key, tuple(values), list(values.values()), blob)
-                    )
-            fives = {k: r for k, r in _partials(added).items() if k[2] == RES_5M}
-            await self._replace_rollups(conn, fives)
-            r = metric_rollups
-            stored = (
-                await conn.execute(
-                    sa.select(r.c.node_key, r.c.type_key, r.c.bucket, r.c.data).where(
-                        r.c.node_key.in_(chunk), r.c.res == RES_5M, r.c.bucket >= hour
-                    )
-                )
-            ).all()
-            hours: dict[RollupKey, Rollup] = {}
-            for node_key, type_key, bucket, data in stored:
-                key = (int(node_key), int(type_key), RES_1H, int(bucket) - int(bucket) % RES_1H)
-                rollup = decode_rollup(bytes(data), self.keys.keys_of)
-                acc = hours.get(key)
-                if acc is None:
-                    hours[key] = rollup
-                else:
-                    acc.merge(rollup)
-            await self._replace_rollups(conn, hours)
-            rebuilt += len(fives)
-        log.info("metric rollups rebuilt from raw samples since %d (%d five-minute buckets)", since, rebuilt)
-
-    async def _replace_rollups(self, conn: AsyncConnection, rollups: dict[RollupKey, Rollup]) -> None:
-        rows = [(*key, self._encode_rollup(key, rollups[key])) for key in sorted(rollups)]
-        for i in range(0, len(rows), _CHUNK):
-            await conn.exec_driver_sql(_ROLLUP_UPSERT.format(p=self._params(5)), rows[i : i + _CHUNK])
+    async def _mark_late(self, conn: AsyncConnection, added: list[Added]) -> None:
+        """Dirty marks for the added samples of buckets the job may have finalized. Decided
+        last in the transaction, so the commit follows the clock reading closely."""
+        now, grace, mark = self.clock(), self.grace, self.mark
+        late = sorted({(a[0], bucket_of(a[1])) for a in added if is_late(a[1], now, grace, mark)})
+        if late:
+            await conn.exec_driver_sql(_DIRTY.format(p=self.params(2)), late)
+            self.late_marked += len(late)
 
     async def _ensure_keys(self, groups: dict[tuple[str, int], dict[str, dict[str, float]]]) -> None:
         k = self.keys
@@ -400,73 +265,18 @@ class SqlMetrics(StoreModule):
             if seen is None or a[1] > seen[1]:
                 newest[(a[0], a[2])] = a
         rows = [(a[0], a[2], a[1], a[5]) for _, a in sorted(newest.items())]
-        await conn.exec_driver_sql(_LATEST.format(p=self._params(4)), rows)
+        await conn.exec_driver_sql(_LATEST.format(p=self.params(4)), rows)
 
-    async def _update_rollups(self, conn: AsyncConnection, partial: dict[RollupKey, Rollup]) -> None:
-        """Merge rollup deltas into the stored rows: rows that exist are read (locked on
-        PostgreSQL) and rewritten; new rows are inserted as they are, and any that another
-        writer inserted meanwhile (PostgreSQL replicas) are read, merged and rewritten. No
-        placeholder rows: on PostgreSQL every extra row version is a dead tuple."""
-        order = sorted(partial)
-        stored = await self._lock_rollups(conn, order)
-        fresh = [(*key, self._encode_rollup(key, partial[key])) for key in order if key not in stored]
-        inserted = await self._insert_rollups(conn, fresh)
-        lost = [key for key in order if key not in stored and key not in inserted]
-        if lost:
-            stored.update(await self._lock_rollups(conn, lost))
-        rows = []
-        for key in order:
-            old = stored.get(key)
-            if old is not None:
-                merged = await self._decode(functools.partial(_stored_rollup, old), conn)
-                merged.merge(partial[key])
-                rows.append((*key, self._encode_rollup(key, merged)))
-        if rows:
-            await conn.exec_driver_sql(_ROLLUP_UPSERT.format(p=self._params(5)), rows)
-
-    def _encode_rollup(self, key: RollupKey, rollup: Rollup) -> bytes:
+    def encode_rollup(self, key: RollupKey, rollup: Rollup) -> bytes:
         keyset = self.keys.keysets.get(rollup.keys, 0)
         return encode_rollup(keyset, rollup, packed=key[2] == RES_5M)
 
-    async def _insert_rollups(
-        self, conn: AsyncConnection, rows: list[tuple[int, int, int, int, bytes]]
-    ) -> set[RollupKey]:
-        """Insert rows whose key is free; the keys inserted."""
-        inserted: set[RollupKey] = set()
+    async def replace_rollups(self, conn: AsyncConnection, rollups: dict[RollupKey, Rollup]) -> None:
+        rows = [(*key, self.encode_rollup(key, rollups[key])) for key in sorted(rollups)]
         for i in range(0, len(rows), _CHUNK):
-            chunk = rows[i : i + _CHUNK]
-            result: Any
-            if self._pg:
-                columns = tuple(list(c) for c in zip(*chunk, strict=True))
-                result = await conn.exec_driver_sql(_ROLLUP_INSERT_PG, columns)
-            else:
-                sql = (
-                    "INSERT INTO metric_rollups (node_key, type_key, res, bucket, data) VALUES "
-                    + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
-                    + " ON CONFLICT DO NOTHING RETURNING node_key, type_key, res, bucket"
-                )
-                result = await conn.exec_driver_sql(sql, tuple(v for r in chunk for v in r))
-            inserted.update((int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in result.all())
-        return inserted
+            await conn.exec_driver_sql(ROLLUP_UPSERT.format(p=self.params(5)), rows[i : i + _CHUNK])
 
-    async def _lock_rollups(self, conn: AsyncConnection, order: list[RollupKey]) -> dict[RollupKey, bytes]:
-        """The stored data of those of these rollup rows that exist (locked until commit on
-        PostgreSQL; SQLite has one writer at a time)."""
-        stored: dict[RollupKey, bytes] = {}
-        for i in range(0, len(order), _CHUNK):
-            chunk = order[i : i + _CHUNK]
-            result: Any
-            if self._pg:
-                columns = tuple(list(c) for c in zip(*chunk, strict=True))
-                result = await conn.exec_driver_sql(_ROLLUP_LOCK_PG, columns)
-            else:
-                sql = rollup_lookup_sqlite(len(chunk))
-                result = await conn.exec_driver_sql(sql, tuple(v for key in chunk for v in key))
-            for row in result.all():
-                stored[(int(row[0]), int(row[1]), int(row[2]), int(row[3]))] = bytes(row[4])
-        return stored
-
-    async def _decode(self, fn: Callable[[dict[int, Keys]], T], conn: AsyncConnection | None = None) -> T:
+    async def decode(self, fn: Callable[[dict[int, Keys]], T], conn: AsyncConnection | None = None) -> T:
         """``fn(keys_of)``, reloading the keysets once when a blob names one made elsewhere."""
         try:
             return fn(self.keys.keys_of)
@@ -506,7 +316,7 @@ class SqlMetrics(StoreModule):
         def decode(lookup: dict[int, Keys]) -> list[MetricSample]:
             return [MetricSample(node_id, type_, ts, decode_sample(blob, lookup)) for ts, blob in found]
 
-        return await self._decode(decode)
+        return await self.decode(decode)
 
     @shielded
     async def count(self, node_id: str | None = None) -> int:
@@ -532,7 +342,7 @@ class SqlMetrics(StoreModule):
         if row is None:
             return None
         blob = bytes(row[1])
-        values = await self._decode(lambda lookup: decode_sample(blob, lookup))
+        values = await self.decode(lambda lookup: decode_sample(blob, lookup))
         return MetricSample(node_id, type_, int(row[0]), values)
 
     @shielded
@@ -564,56 +374,88 @@ class SqlMetrics(StoreModule):
                     out.append((str(node_id), names[int(type_key)], int(ts), value))
             return out
 
-        return sorted(await self._decode(decode), key=lambda r: (r[0], r[1]))
+        return sorted(await self.decode(decode), key=lambda r: (r[0], r[1]))
 
     async def _rollup_rows(
         self, node_id: str, type_: str, res: int, start: int, end: int
     ) -> tuple[list[tuple[int, bytes]], dict[int, Rollup]]:
-        """The stored rollup rows (bucket, data) and copies of this process's open buckets."""
-        r = metric_rollups
-        where = (
-            r.c.node_key == sa.bindparam("n"),
-            r.c.type_key == sa.bindparam("t"),
-            r.c.res == res,
-            r.c.bucket.between(start - start % res, end),
-        )
+        """The stored rollup rows (bucket, data) that are final, and the other buckets of
+        the range computed from the raw points: those past the watermark and any dirty one."""
+        lo, hi = start - start % res, end - end % res + res
         async with self._engine.connect() as conn:
             keys = await self._keys(conn, node_id, type_)
             if keys is None:
                 return [], {}
-            params = {"n": keys[0], "t": keys[1]}
-            open_ = self._open.overlay(keys[0], keys[1], res, start - start % res, end)
-            if self._pg:
-                # Two arrays in one row instead of a row object per bucket: a year of hourly
-                # rollups is 8,760 rows, and their objects made garbage collection pauses.
-                agg = sa.select(
-                    sa.func.array_agg(aggregate_order_by(r.c.bucket, r.c.bucket)),
-                    sa.func.array_agg(aggregate_order_by(r.c.data, r.c.bucket)),
-                ).where(*where)
-                buckets, blobs = (await conn.execute(agg, params)).one()
-                return list(zip(buckets or [], blobs or [], strict=True)), open_
-            query = sa.select(r.c.bucket, r.c.data).where(*where).order_by(r.c.bucket)
-            rows = (await conn.execute(query, params)).all()
-        return [(int(b), bytes(d)) for b, d in rows], open_
+            node_key, type_key = keys
+            mark = await self.read_mark(conn) or RollupMark()
+            until = mark.stored_until(node_key)
+            tail = max(lo, until - until % res)
+            ranges = [(tail, hi)] if tail < hi else []
+            if lo < tail:
+                dirty = metric_rollup_dirty
+                query = sa.select(dirty.c.bucket).where(
+                    dirty.c.node_key == node_key, dirty.c.bucket >= lo, dirty.c.bucket < tail
+                )
+                fixes = sorted({int(b) - int(b) % res for b in (await conn.execute(query)).scalars()})
+                ranges = [(b, b + res) for b in fixes] + ranges
+            points: list[tuple[int, bytes]] = []
+            for first, stop in ranges:
+                query = sa.select(metric_points.c.ts, metric_points.c.data).where(
+                    metric_points.c.node_key == node_key,
+                    metric_points.c.ts >= first,
+                    metric_points.c.ts < stop,
+                )
+                points += [
+                    (int(ts), blob)
+                    for ts, data in (await conn.execute(query)).all()
+                    if (blob := point_entry(bytes(data), type_key)) is not None
+                ]
+            computed = await self.decode(lambda lookup: _raw_rollups(points, res, lookup), conn)
+            for first, stop in ranges:  # buckets computed empty stay out of the stored rows too
+                computed.update({b: Rollup() for b in range(first, stop, res) if b not in computed})
+            stored = await self._stored_rows(conn, node_key, type_key, res, lo, tail)
+        return [(b, d) for b, d in stored if b not in computed], {
+            b: rollup for b, rollup in computed.items() if rollup.n and lo <= b < hi
+        }
+
+    async def _stored_rows(
+        self, conn: AsyncConnection, node_key: int, type_key: int, res: int, lo: int, hi: int
+    ) -> list[tuple[int, bytes]]:
+        if hi <= lo:
+            return []
+        r = metric_rollups
+        where = (
+            r.c.node_key == node_key,
+            r.c.type_key == type_key,
+            r.c.res == res,
+            r.c.bucket >= lo,
+            r.c.bucket < hi,
+        )
+        if self._pg:
+            # Two arrays in one row instead of a row object per bucket: a year of hourly
+            # rollups is 8,760 rows, and their objects made garbage collection pauses.
+            agg = sa.select(
+                sa.func.array_agg(aggregate_order_by(r.c.bucket, r.c.bucket)),
+                sa.func.array_agg(aggregate_order_by(r.c.data, r.c.bucket)),
+            ).where(*where)
+            buckets, blobs = (await conn.execute(agg)).one()
+            return list(zip(buckets or [], blobs or [], strict=True))
+        query = sa.select(r.c.bucket, r.c.data).where(*where).order_by(r.c.bucket)
+        return [(int(b), bytes(d)) for b, d in (await conn.execute(query)).all()]
 
     @shielded
     async def rollups(
         self, node_id: str, type_: str, res: int, start: int, end: int
     ) -> list[tuple[int, Rollup]]:
         """The rollups of ``res`` seconds whose bucket overlaps [start, end], oldest first."""
-        rows, open_ = await self._rollup_rows(node_id, type_, res, start, end)
+        rows, computed = await self._rollup_rows(node_id, type_, res, start, end)
 
         def decode(lookup: dict[int, Keys]) -> list[tuple[int, Rollup]]:
             out = {b: decode_rollup(d, lookup) for b, d in rows}
-            for b, rollup in open_.items():
-                found = out.get(b)
-                if found is None:
-                    out[b] = rollup
-                else:
-                    found.merge(rollup)
+            out.update(computed)
             return sorted(out.items(), key=lambda item: item[0])
 
-        return await self._decode(decode)
+        return await self.decode(decode)
 
     @shielded
     async def averages(
@@ -621,13 +463,13 @@ class SqlMetrics(StoreModule):
     ) -> list[tuple[int, dict[str, float], int]]:
         """(bucket start, average per key, samples) over buckets of ``bucket_seconds`` (a
         multiple of ``res``, aligned on multiples of itself), from the ``res`` rollups."""
-        rows, open_ = await self._rollup_rows(node_id, type_, res, start, end)
+        rows, computed = await self._rollup_rows(node_id, type_, res, start, end)
 
         def fold(lookup: dict[int, Keys]) -> list[tuple[int, dict[str, float], int]]:
             out: dict[int, Rollup] = {}
             parts = (
                 *((bucket, *decode_rollup_sums(data, lookup)) for bucket, data in rows),
-                *((bucket, r.keys, r.n, r.count, r.total) for bucket, r in open_.items()),
+                *((bucket, r.keys, r.n, r.count, r.total) for bucket, r in computed.items()),
             )
             for bucket, keys, n, count, sums in parts:
                 start = bucket - bucket % bucket_seconds
@@ -642,7 +484,7 @@ class SqlMetrics(StoreModule):
                     _merge_sums(acc, keys, n, count, sums)
             return [(b, acc.averages(), acc.n) for b, acc in sorted(out.items())]
 
-        return await self._decode(fold)
+        return await self.decode(fold)
 
     # -- deletion -------------------------------------------------------------------------
 
@@ -653,9 +495,9 @@ class SqlMetrics(StoreModule):
         """Delete samples (``res`` 0) or rollups of ``res`` older than ``cutoff`` for up to
         ``max_nodes`` nodes with a key above ``after``, in one transaction. The samples or
         rollups deleted, and the cursor for the next call (None when every node was swept)."""
-        if res != RAW:
-            await self.flush()  # open buckets past the cutoff go with the stored rows
         async with self._store.write_tx() as conn:
+            if res == RAW:
+                cutoff = bucket_of(min(cutoff, await self._raw_kept_from(conn)))
             query = (
                 sa.select(node_keys.c.node_key)
                 .where(node_keys.c.node_key > after)
@@ -687,6 +529,15 @@ class SqlMetrics(StoreModule):
                         deleted += max(0, result.rowcount)
         return deleted, nodes[-1] if len(nodes) == max_nodes else None
 
+    async def _raw_kept_from(self, conn: AsyncConnection) -> int:
+        """Raw points from this time on stay: their buckets are not final yet (past the
+        watermark, or dirty), and the rollup job still has to read them."""
+        mark = await self.read_mark(conn)
+        if mark is None:
+            return 0
+        oldest_dirty = (await conn.execute(sa.select(sa.func.min(metric_rollup_dirty.c.bucket)))).scalar()
+        return min(mark.done, mark.done if oldest_dirty is None else int(oldest_dirty))
+
     async def delete_node(self, conn: AsyncConnection, node_id: str) -> None:
         """Inside the caller's transaction: every sample, rollup and latest row of the node."""
         node_key = (
@@ -694,28 +545,28 @@ class SqlMetrics(StoreModule):
         ).scalar()
         if node_key is None:
             return
-        self._open.drop_node(int(node_key))
-        for table in (metric_points, metric_rollups, metric_latest):
+        for table in (metric_points, metric_rollups, metric_latest, metric_rollup_dirty):
             await conn.execute(table.delete().where(table.c.node_key == node_key))
 
 
-def _stored_rollup(data: bytes, lookup: dict[int, Keys]) -> Rollup:
-    return decode_rollup(data, lookup)
+def _progress(mark: RollupMark) -> tuple[int, int, int]:
+    """Marks only move forward, in this order."""
+    return mark.done, mark.end, mark.cursor
 
 
-def _partials(added: list[Added]) -> dict[RollupKey, Rollup]:
-    """The 5-minute and 1-hour rollups of the added samples: per 5-minute bucket in column
-    operations (C loops: ``sum``, ``min``, ``max`` over each key), then hours from those."""
+def rollups_5m(added: Iterable[Added]) -> dict[RollupKey, Rollup]:
+    """The 5-minute rollups of samples: per bucket in column operations (C loops: ``sum``,
+    ``min``, ``max`` over each key) when the samples share their keys."""
     groups: dict[RollupKey, list[Added]] = {}
     for a in added:
         groups.setdefault((a[0], a[2], RES_5M, a[1] - a[1] % RES_5M), []).append(a)
-    partial: dict[RollupKey, Rollup] = {}
+    out: dict[RollupKey, Rollup] = {}
     for key, members in groups.items():
         keys = members[0][3]
         if all(m[3] == keys for m in members):
             columns = list(zip(*(m[4] for m in members), strict=True))
             n = len(members)
-            rollup = Rollup(
+            out[key] = Rollup(
                 keys,
                 n,
                 [n] * len(keys),
@@ -724,19 +575,27 @@ def _partials(added: list[Added]) -> dict[RollupKey, Rollup]:
                 list(map(max, columns)),
             )
         else:
-            rollup = Rollup()
+            rollup = out[key] = Rollup()
             for m in members:
                 rollup.add(m[3], m[4])
-        partial[key] = rollup
-        node_key, type_key, _, bucket = key
-        hour = (node_key, type_key, RES_1H, bucket - bucket % RES_1H)
-        found = partial.get(hour)
+    return out
+
+
+def _raw_rollups(points: list[tuple[int, bytes]], res: int, lookup: dict[int, Keys]) -> dict[int, Rollup]:
+    """Rollups of ``res`` by bucket of one series' encoded samples (timestamp, blob)."""
+    added: list[Added] = []
+    for ts, blob in points:
+        values = decode_sample(blob, lookup)
+        added.append((0, ts, 0, tuple(values), list(values.values()), blob))
+    out: dict[int, Rollup] = {}
+    for (_, _, _, bucket), rollup in rollups_5m(added).items():
+        b = bucket - bucket % res
+        found = out.get(b)
         if found is None:
-            partial[hour] = Rollup(
-                keys, 0, [0] * len(keys), [0.0] * len(keys), list(rollup.low), list(rollup.high)
-            )
-        partial[hour].merge(rollup)
-    return partial
+            out[b] = rollup
+        else:
+            found.merge(rollup)
+    return out
 
 
 def _merge_sums(acc: Rollup, keys: Keys, n: int, count: Sequence[int], sums: Sequence[float]) -> None:

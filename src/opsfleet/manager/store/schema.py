@@ -48,7 +48,7 @@ SmallKey = sa.SmallInteger
 # Metrics (store/metrics_sql.py, store/metric_codec.py). Nodes, metric types and key tuples
 # get small integer keys; samples are stored one row per node and timestamp (every type of a
 # report together) in a compact binary encoding, clustered on (node_key, ts). On PostgreSQL
-# the migration gives metric_rollups and metric_latest a fillfactor (rows rewritten in place).
+# the migration gives metric_latest a fillfactor (rows rewritten in place).
 node_keys = sa.Table(
     "node_keys",
     metadata,
@@ -91,6 +91,16 @@ metric_rollups = sa.Table(
     sa.Column("data", BlobType, nullable=False),
     sqlite_with_rowid=False,
 )
+
+metric_rollup_dirty = sa.Table(
+    "metric_rollup_dirty",
+    metadata,
+    sa.Column("node_key", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),
+    sqlite_with_rowid=False,
+)
+"""5-minute buckets whose final rollups a late sample changed; the rollup job recomputes
+them from the raw samples (metric_rollup_mark.py)."""
 
 metric_latest = sa.Table(
     "metric_latest",

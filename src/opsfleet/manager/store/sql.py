@@ -31,7 +31,8 @@ from opsfleet.manager.domain import (
     NodeStatus,
     OperationRecord,
 )
-from opsfleet.manager.store.metrics_sql import DEFAULT_FLUSH_INTERVAL, SqlMetrics
+from opsfleet.manager.store.metric_rollups_sql import SqlRollupJob
+from opsfleet.manager.store.metrics_sql import DEFAULT_GRACE, SqlMetrics
 from opsfleet.manager.store.schema import (
     agent_operations,
     agents,
@@ -120,10 +121,9 @@ class SqlStore(ShieldedWork):
         *,
         pool_size: int = 10,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-        rollup_flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        rollup_grace: float = DEFAULT_GRACE,
     ) -> None:
         super().__init__()
-        self._rollup_flush_interval = rollup_flush_interval
         self.url = url
         self._pool_size = pool_size
         self._lock_timeout = lock_timeout
@@ -133,7 +133,8 @@ class SqlStore(ShieldedWork):
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if url.startswith("sqlite") else None
         self.writes = WriteHealth()
         self._ready = ReadyProbe(self.writes, self._probe_write)
-        self.metrics = SqlMetrics(self)
+        self.metrics = SqlMetrics(self, grace=rollup_grace)
+        self.rollup_job = SqlRollupJob(self)
 
     @property
     def dialect(self) -> str:
@@ -224,18 +225,13 @@ class SqlStore(ShieldedWork):
             self._engine = None
             raise Unavailable(f"cannot open database {self.safe_url}: {exc}") from exc
         log.info("database ready (%s)", self.safe_url)
-        await self.metrics.start(self._rollup_flush_interval)
+        await self.metrics.refresh_mark()
 
     @property
     def safe_url(self) -> str:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
 
     async def close(self) -> None:
-        if self._engine is not None:
-            try:
-                await self.metrics.stop()
-            except Exception as exc:  # the mark stays unclean: the next start rebuilds them
-                log.warning("final metric rollup flush failed (%s: %s)", type(exc).__name__, exc)
         await self.drain()
         if self._engine is not None:
             await self._engine.dispose()

@@ -1,6 +1,8 @@
 """Compact metric storage: small integer keys, one binary row per node and timestamp,
-5-minute and 1-hour rollups, the latest sample per node and type. Existing samples move
-over (with their rollups computed once, here) and ``metric_samples`` is dropped.
+5-minute and 1-hour rollups, dirty rollup buckets, the latest sample per node and type.
+Existing samples move over and ``metric_samples`` is dropped. Their rollups are not
+computed here: the rollup job's first pass starts at the oldest moved sample and catches
+up window by window (store/metric_rollups_sql.py); raw points stay until then.
 
 Revision ID: 0011
 Revises: 0010 (agent restart counts, event index)
@@ -18,10 +20,8 @@ from sqlalchemy.dialects import postgresql
 
 from opsfleet.manager.store.metric_codec import (
     Keys,
-    Rollup,
     decode_sample,
     encode_point,
-    encode_rollup,
     encode_sample,
     point_entries,
 )
@@ -34,7 +34,6 @@ depends_on = None
 
 Blob = sa.LargeBinary().with_variant(postgresql.BYTEA(), "postgresql")
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-RESOLUTIONS = (300, 3600)
 CHUNK = 2000
 
 old_samples = sa.table(
@@ -57,14 +56,6 @@ points = sa.table(
     sa.column("node_key", sa.Integer),
     sa.column("n", sa.SmallInteger),
     sa.column("ts", sa.BigInteger),
-    sa.column("data", Blob),
-)
-rollups = sa.table(
-    "metric_rollups",
-    sa.column("node_key", sa.Integer),
-    sa.column("type_key", sa.SmallInteger),
-    sa.column("res", sa.SmallInteger),
-    sa.column("bucket", sa.BigInteger),
     sa.column("data", Blob),
 )
 latest = sa.table(
@@ -110,11 +101,12 @@ def _create_tables() -> None:
         sa.Column("data", Blob, nullable=False),
         sqlite_with_rowid=False,
     )
-    if op.get_bind().dialect.name == "postgresql":
-        # Rollup and latest rows are rewritten as samples arrive: room on each page lets
-        # PostgreSQL keep the new row version there (a HOT update, no index entry) and prune
-        # the old one without waiting for vacuum.
-        op.execute("ALTER TABLE metric_rollups SET (fillfactor = 80)")
+    op.create_table(
+        "metric_rollup_dirty",
+        sa.Column("node_key", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),
+        sqlite_with_rowid=False,
+    )
     op.create_table(
         "metric_latest",
         sa.Column("node_key", sa.Integer, primary_key=True, autoincrement=False),
@@ -124,6 +116,9 @@ def _create_tables() -> None:
         sqlite_with_rowid=False,
     )
     if op.get_bind().dialect.name == "postgresql":
+        # Latest rows are rewritten as samples arrive: room on each page lets PostgreSQL keep
+        # the new row version there (a HOT update, no index entry) and prune the old one
+        # without waiting for vacuum.
         op.execute("ALTER TABLE metric_latest SET (fillfactor = 50)")
 
 
@@ -173,7 +168,6 @@ def _move_node(conn: sa.Connection, keys: _Keys, node_id: str) -> None:
         .order_by(old_samples.c.ts, old_samples.c.type)
     )
     by_ts: dict[int, list[tuple[int, bytes]]] = {}
-    partial: dict[tuple[int, int, int], Rollup] = {}
     newest: dict[int, tuple[int, bytes]] = {}
     for type_, ts, raw in conn.execute(query):
         values = _numbers(raw)
@@ -183,26 +177,12 @@ def _move_node(conn: sa.Connection, keys: _Keys, node_id: str) -> None:
         blob = encode_sample(keys.keyset(sample_keys), sample_keys, vals)
         by_ts.setdefault(int(ts), []).append((type_key, blob))
         newest[type_key] = (int(ts), blob)
-        for res in RESOLUTIONS:
-            partial.setdefault((type_key, res, int(ts) - int(ts) % res), Rollup()).add(sample_keys, vals)
     point_rows = [
         {"node_key": node_key, "n": len(entries), "ts": ts, "data": encode_point(entries)}
         for ts, entries in by_ts.items()
     ]
     for chunk in _chunks(point_rows):
         conn.execute(points.insert(), chunk)
-    rollup_rows = [
-        {
-            "node_key": node_key,
-            "type_key": t,
-            "res": res,
-            "bucket": bucket,
-            "data": encode_rollup(keys.keysets.get(r.keys, 0), r, packed=res == RESOLUTIONS[0]),
-        }
-        for (t, res, bucket), r in partial.items()
-    ]
-    for chunk in _chunks(rollup_rows):
-        conn.execute(rollups.insert(), chunk)
     latest_rows = [
         {"node_key": node_key, "type_key": t, "ts": ts, "data": blob} for t, (ts, blob) in newest.items()
     ]
@@ -250,6 +230,7 @@ def downgrade() -> None:
             conn.execute(old_samples.insert(), chunk)
     for table in (
         "metric_latest",
+        "metric_rollup_dirty",
         "metric_rollups",
         "metric_points",
         "metric_keysets",
