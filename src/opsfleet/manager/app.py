@@ -226,6 +226,7 @@ class ManagerApp:
         self.nodes.is_leader = self.metrics.is_leader = self.pins.is_leader = leader
         self.leadership.add_listener(self.rollouts.leadership_changed)
         self.leadership.add_listener(self.alerts.leadership_changed)
+        self.leadership.add_listener(self.rollups.leadership_changed)
         self.nodes.watch_offline = self.alerts.offline_nodes
         self.fleet.publish = self.policies.publish = self.changes.publish
         self._subscribe_changes()

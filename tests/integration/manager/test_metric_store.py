@@ -4,12 +4,9 @@ split reports, key caches of a second store, node deletion (SQLite and PostgreSQ
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from opsfleet.manager.domain import MetricSample, NodeRegistration
 from opsfleet.manager.services.metrics import RawMetric
-from opsfleet.manager.store.metric_codec import Rollup, encode_rollup
-from opsfleet.manager.store.schema import metric_rollups
 from opsfleet.manager.store.sql import SqlStore
 from tests.integration.manager.support import Running
 

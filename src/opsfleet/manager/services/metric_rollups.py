@@ -7,7 +7,8 @@ refreshes its cached watermark (its metrics transactions use it to spot late sam
 
 Lifecycle: ``start()`` spawns one owned task; ``stop()`` (idempotent, safe before
 ``start()``) lets the running step commit or roll back, and no step starts after it returns.
-A failing pass is logged and retried next interval.
+A failing pass is logged and retried next interval. A newly elected replica runs a pass at
+once (:meth:`leadership_changed`).
 """
 
 from __future__ import annotations
@@ -64,17 +65,24 @@ class RollupJob:
         self._is_leader = is_leader
         self._clock = clock
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
         self._tasks = TaskOwner("metric-rollups")
+        self._turn = asyncio.Lock()
         self.passes = 0
         """Passes run by this replica (as leader)."""
 
     async def start(self) -> None:
-        self._stop.clear()
         self._tasks.spawn("job", self._loop())
 
     async def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         await self._tasks.stop(timeout=30.0)
+
+    def leadership_changed(self, leader: bool) -> None:
+        """A replica just elected runs a pass now instead of at the end of its interval."""
+        if leader:
+            self._wake.set()
 
     async def _loop(self) -> None:
         while not self._stop.is_set():
@@ -85,11 +93,16 @@ class RollupJob:
                     await self._steps.refresh_mark()
             except Exception:
                 log.exception("metric rollup pass failed; will retry")
-            if await sleep_or_stop(self._stop, self._interval):
-                return
+            await sleep_or_stop(self._wake, self._interval)
+            self._wake.clear()
 
     async def run_pass(self) -> PassResult:
-        """Steps until nothing is due (or leadership is lost, or the job stops)."""
+        """Steps until nothing is due (or leadership is lost, or the job stops); one pass at
+        a time per process."""
+        async with self._turn:
+            return await self._pass()
+
+    async def _pass(self) -> PassResult:
         result = PassResult()
         started = time.monotonic()
         reported = started
