@@ -1,4 +1,5 @@
-"""Migration 0011 moves samples of the old JSON table into compact rows and rollups, and back."""
+"""Migration 0011 moves samples of the old JSON table into compact rows, and back; the rollup
+job then builds their rollups."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from opsfleet.manager.config import DatabaseSection, resolve_database_url
 from opsfleet.manager.domain import MetricSample
+from opsfleet.manager.services.metric_rollups import RollupJob
 from opsfleet.manager.store.sql import MIGRATIONS_DIR, SqlStore
+from tests.integration.manager.rollup_support import final_rows_match_raw, rollup_rows
 
 T0 = 1_790_000_000 - 1_790_000_000 % 3600
 HOUR_END = 3599
@@ -89,6 +92,11 @@ async def test_old_samples_are_readable_after_the_upgrade_and_come_back_on_downg
         assert bucket == T0 and five.n == 5 and five.stats("usage_percent") == (10.0, 14.0, 60.0, 5)
         [(_, hour)] = await store.metrics.rollups("n1", "cpu", 3600, T0, T0 + 10)
         assert hour.n == 8
+        # The rollup job's first pass starts at the oldest moved sample and catches up.
+        assert await rollup_rows(store) == 0
+        assert (await RollupJob(store.rollup_job).run_pass()).samples == len(OLD_ROWS)
+        assert await rollup_rows(store) == 3 + 2 + 2 + 2  # n1 cpu has two 5-minute buckets
+        assert await final_rows_match_raw(store, ["n1"], T0, T0 + HOUR_END + 1) == 3
         latest = await store.metrics.latest("n1", "cpu")
         assert latest is not None and latest.timestamp == T0 + 7 * 60
         # New samples go on next to the moved ones.

@@ -16,8 +16,9 @@ commit ended:
   the window once every node key is done). The read happens before the write turn: a
   sample committed after it is late and leaves a dirty mark, recomputed once final.
 
-A window spans at most ``MAX_WINDOW`` seconds (catch-up after downtime goes window by
-window). Rows are only ever replaced by a recomputation, never merged into, so doing a
+A window spans at most ``MAX_WINDOW`` seconds of raw points (catch-up after downtime or
+after the migration of older samples goes window by window; a stretch without points is
+stepped over). Rows are only ever replaced by a recomputation, never merged into, so doing a
 step twice cannot count a sample twice.
 """
 
@@ -90,17 +91,20 @@ class SqlRollupJob(StoreModule):
             mark = await self._store.metrics.read_mark(conn, lock=True)
             if mark is not None:
                 return mark
-            p = metric_points.alias("p")
-            per_node = sa.select(sa.func.min(p.c.ts)).where(p.c.node_key == node_keys.c.node_key)
-            oldest = (await conn.execute(sa.select(sa.func.min(per_node.scalar_subquery())))).scalar()
-            if oldest is None:
-                start = closed_before(now, self._store.metrics.grace)
-            else:
-                start = bucket_of(int(oldest))
+            oldest = await self._oldest_point(conn, 0)
+            grace = self._store.metrics.grace
+            start = closed_before(now, grace) if oldest is None else bucket_of(oldest)
             mark = RollupMark(start, start, 0)
             await self._write_mark(conn, mark)
         log.info("metric rollups: watermark starts at %d", start)
         return mark
+
+    async def _oldest_point(self, conn: AsyncConnection, since: int) -> int | None:
+        """The timestamp of the oldest raw point at or after ``since`` (an index probe per node)."""
+        p = metric_points.alias("p")
+        per_node = sa.select(sa.func.min(p.c.ts)).where(p.c.node_key == node_keys.c.node_key, p.c.ts >= since)
+        oldest = (await conn.execute(sa.select(sa.func.min(per_node.scalar_subquery())))).scalar()
+        return None if oldest is None else int(oldest)
 
     # -- late samples -------------------------------------------------------------------
 
@@ -156,9 +160,14 @@ class SqlRollupJob(StoreModule):
         if mark.open:
             planned = mark
         else:
-            end = min(closed_before(now, metrics.grace), mark.done + MAX_WINDOW)
+            limit = closed_before(now, metrics.grace)
+            end = min(limit, mark.done + MAX_WINDOW)
             if end <= mark.done:
                 return RollupStep("idle", mark)
+            if end < limit:  # catching up: a window goes past a gap without raw points
+                async with self._engine.connect() as conn:
+                    oldest = await self._oldest_point(conn, mark.done)
+                end = limit if oldest is None else min(limit, max(end, bucket_of(oldest) + MAX_WINDOW))
             planned = RollupMark(mark.done, end, 0)
         points: list[tuple[int, int, bytes]] = []
         last = planned.cursor
