@@ -146,7 +146,7 @@ async def _load(
             sample = model.sample(float(ts))
             batch.extend(MetricSample(node_id, t, ts, sample.get(t, {"value": 1.0})) for t in types)
         if len(batch) >= args.batch:
-            clock[0] = ts + 5.0
+            clock[0] = batch[0].timestamp + 5.0  # the batch's oldest samples are not late yet
             t = time.perf_counter()
             await store.insert_metrics(batch)
             insert_s += time.perf_counter() - t
@@ -161,7 +161,7 @@ async def _load(
                     file=sys.stderr,
                 )
     if batch:
-        clock[0] = end + 5.0
+        clock[0] = batch[0].timestamp + 5.0
         t = time.perf_counter()
         await store.insert_metrics(batch)
         insert_s += time.perf_counter() - t

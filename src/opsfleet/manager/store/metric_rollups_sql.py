@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import replace
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -157,17 +158,13 @@ class SqlRollupJob(StoreModule):
 
     async def _window_step(self, mark: RollupMark, now: float) -> RollupStep:
         metrics = self._store.metrics
+        limit = closed_before(now, metrics.grace)
         if mark.open:
             planned = mark
         else:
-            limit = closed_before(now, metrics.grace)
-            end = min(limit, mark.done + MAX_WINDOW)
+            end = _window_end(mark.done, limit)
             if end <= mark.done:
                 return RollupStep("idle", mark)
-            if end < limit:  # catching up: a window goes past a gap without raw points
-                async with self._engine.connect() as conn:
-                    oldest = await self._oldest_point(conn, mark.done)
-                end = limit if oldest is None else min(limit, max(end, bucket_of(oldest) + MAX_WINDOW))
             planned = RollupMark(mark.done, end, 0)
         points: list[tuple[int, int, bytes]] = []
         last = planned.cursor
@@ -196,23 +193,55 @@ class SqlRollupJob(StoreModule):
                     exhausted = True
                     break
             fives, samples = await self._rollups(conn, points)
-        if exhausted:
-            after = RollupMark(planned.end, planned.end, 0)
-        else:
+        if not exhausted:
             after = RollupMark(planned.done, planned.end, last)
+        elif planned.cursor == 0 and not points and planned.end < limit:
+            # A whole window without raw points (downtime, or before the oldest migrated
+            # sample): the mark goes on to the next point's window.
+            async with self._engine.connect() as conn:
+                oldest = await self._oldest_point(conn, planned.end)
+            done = limit if oldest is None else min(limit, bucket_of(oldest))
+            after = RollupMark(done, done, 0)
+        else:
+            after = RollupMark(planned.end, planned.end, 0)
         async with self._store.write_tx(changes_rows=True) as conn:
             current = await metrics.read_mark(conn, lock=True)
             if current != mark:
                 log.info("metric rollups: the watermark moved elsewhere (%s, not %s)", current, mark)
                 return RollupStep("conflict", current or mark)
             await metrics.replace_rollups(conn, fives)
-            nodes = sorted({key[0] for key in fives})
-            first_hour = planned.done - planned.done % RES_1H
-            hours = set(range(first_hour, planned.end, RES_1H))
-            await self._rebuild_hours(conn, nodes, hours, planned.end)
+            await metrics.replace_rollups(conn, await self._window_hours(conn, planned, fives))
             await self._write_mark(conn, after)
         metrics.mark = after
         return RollupStep("window", after, points=len(points), samples=samples, buckets=len(fives))
+
+    async def _window_hours(
+        self, conn: AsyncConnection, window: RollupMark, fives: dict[RollupKey, Rollup]
+    ) -> dict[RollupKey, Rollup]:
+        """The 1-hour rows of the window's nodes that it touches: its new 5-minute rollups and,
+        for an hour begun before the window, the final 5-minute rows stored before it."""
+        hours: dict[RollupKey, Rollup] = {}
+        first_hour = window.done - window.done % RES_1H
+        if first_hour < window.done:
+            nodes = sorted({key[0] for key in fives})
+            r = metric_rollups
+            earlier: list[tuple[int, int, int, bytes]] = []
+            for i in range(0, len(nodes), 500):
+                query = sa.select(r.c.node_key, r.c.type_key, r.c.bucket, r.c.data).where(
+                    r.c.node_key.in_(nodes[i : i + 500]),
+                    r.c.res == RES_5M,
+                    r.c.bucket >= first_hour,
+                    r.c.bucket < window.done,
+                )
+                found = (await conn.execute(query)).all()
+                earlier += [(int(k), int(t), int(b), bytes(d)) for k, t, b, d in found]
+
+            def decode(lookup: dict[int, Keys]) -> list[tuple[RollupKey, Rollup]]:
+                return [((k, t, RES_5M, b), decode_rollup(d, lookup)) for k, t, b, d in earlier]
+
+            _fold_hours(hours, await self._store.metrics.decode(decode, conn))
+        _fold_hours(hours, ((key, copy_rollup(rollup)) for key, rollup in fives.items()))
+        return hours
 
     # -- computing --------------------------------------------------------------------------
 
@@ -264,3 +293,31 @@ class SqlRollupJob(StoreModule):
             return out
 
         await self._store.metrics.replace_rollups(conn, await self._store.metrics.decode(fold, conn))
+
+
+def _window_end(done: int, limit: int) -> int:
+    """A window ends on an hour (so that in a catch-up each hour is computed in one window,
+    from the 5-minute rollups in memory), at most ``MAX_WINDOW`` on, and never after ``limit``."""
+    end = (done + MAX_WINDOW) // RES_1H * RES_1H
+    return min(limit, end if end > done else done + MAX_WINDOW)
+
+
+def copy_rollup(rollup: Rollup) -> Rollup:
+    return replace(
+        rollup,
+        count=list(rollup.count),
+        total=list(rollup.total),
+        low=list(rollup.low),
+        high=list(rollup.high),
+    )
+
+
+def _fold_hours(hours: dict[RollupKey, Rollup], fives: Iterable[tuple[RollupKey, Rollup]]) -> None:
+    """Merge 5-minute rollups into the hours they belong to (rollups taken over)."""
+    for (node_key, type_key, _, bucket), rollup in fives:
+        key = (node_key, type_key, RES_1H, bucket - bucket % RES_1H)
+        found = hours.get(key)
+        if found is None:
+            hours[key] = rollup
+        else:
+            found.merge(rollup)
