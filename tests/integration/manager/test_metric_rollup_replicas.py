@@ -121,3 +121,56 @@ async def test_managers_fail_over_their_rollup_job(
 
     await assert_eventually(caught_up, timeout=30)
     assert await final_rows_match_raw(store, NODES[:3], now - 7200, later + 3600) > 0
+
+
+async def test_the_job_waits_for_a_late_sample_whose_mark_already_existed(
+    database_url: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A late sample meets a dirty mark the job is about to take: its metrics transaction
+    locks the mark (an upsert), so the job's take waits for the commit and then reads the
+    sample (an insert that skipped the existing mark would let the job take it and miss it)."""
+    url = store_url(database_url, tmp_path)
+    t0 = (int(time.time()) - 3 * 86400) // 3600 * 3600
+    clock = Clock(t0)
+    store, job = await open_store(url, clock)
+    try:
+        await job.run_pass()
+        for m in range(20):
+            clock.now = t0 + 60 * m + 10
+            await store.insert_metrics(minute(NODES[:1], t0 + 60 * m, m))
+        await job.run_pass()
+        await store.insert_metrics(minute(NODES[:1], t0 + 30, 100))  # late: a dirty mark waits
+        assert await dirty_marks(store) == 1
+        marked = asyncio.Event()
+        release = asyncio.Event()
+        original = store.metrics._mark_late
+
+        async def mark_then_hold(conn: Any, added: Any) -> None:
+            await original(conn, added)
+            marked.set()
+            await release.wait()  # the transaction stays open, its mark upserted
+
+        monkeypatch.setattr(store.metrics, "_mark_late", mark_then_hold)
+        ingest = asyncio.create_task(store.insert_metrics(minute(NODES[:1], t0 + 45, 200)))
+        await marked.wait()
+        step = asyncio.create_task(store.rollup_job.step(clock.now))
+
+        async def job_waits_or_is_done() -> bool:
+            if step.done():
+                return True
+            async with store.engine.connect() as conn:
+                waiting = await conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+                return bool(waiting.scalar())
+
+        await assert_eventually(job_waits_or_is_done)
+        release.set()
+        await ingest
+        assert (await step).kind == "dirty"
+        await job.run_pass()
+        assert await dirty_marks(store) == 0
+        assert await final_rows_match_raw(store, NODES[:1], t0, t0 + 3600) > 0
+    finally:
+        await store.close()
