@@ -55,7 +55,7 @@ from opsfleet.manager.store.sql_base import StoreModule
 log = logging.getLogger(__name__)
 
 MAX_WINDOW = 3600
-POINT_BUDGET = 20_000
+POINT_BUDGET = 10_000
 NODE_GROUP = 100
 DIRTY_BATCH = 500
 
