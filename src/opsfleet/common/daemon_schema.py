@@ -21,7 +21,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from opsfleet.common.config import Duration, Section, describe_validation_error, split_host_port
 from opsfleet.common.errors import ConfigError
-from opsfleet.common.signing import load_public_key
+from opsfleet.common.signing import check_public_key
 from opsfleet.common.validation import NODE_ID_RE
 
 AgentType = Literal["filebeat", "telegraf", "node_exporter", "custom"]
@@ -320,7 +320,7 @@ class UpdateSection(Section):
     @classmethod
     def _keys(cls, value: list[str]) -> list[str]:
         for key in value:
-            load_public_key(key)  # InvalidArgument -> a validation error naming the key
+            check_public_key(key)  # InvalidArgument -> a validation error naming the key
         return value
 
 

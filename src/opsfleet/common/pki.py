@@ -20,14 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
-import os
 import socket
 import ssl
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -35,35 +32,93 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from opsfleet.common.errors import ConfigError, InvalidArgument, Unauthenticated
+from opsfleet.common.certs import (
+    BACKDATE_SECONDS,
+    MANAGER_DNS_NAME,
+    MANAGER_URI,
+    NODE_CA_FILE,
+    NODE_CERT_FILE,
+    NODE_DNS_SUFFIX,
+    NODE_KEY_FILE,
+    NODE_URI_PREFIX,
+    RENEW_AT,
+    SPIFFE_PREFIX,
+    TLS_SUBDIR,
+    Identity,
+    IdentityKind,
+    TLSMaterial,
+    check_identity,
+    identity_of_fields,
+    identity_of_pem,
+    load_node_material,
+    node_dns_name,
+    node_tls_dir,
+    node_uri,
+    peer_identity,
+    renewal_due,
+    save_node_material,
+    validity,
+    write_private,
+    write_public,
+)
+from opsfleet.common.errors import ConfigError, InvalidArgument
 
-SPIFFE_PREFIX = "spiffe://opsfleet/"
-NODE_URI_PREFIX = SPIFFE_PREFIX + "node/"
-MANAGER_URI = SPIFFE_PREFIX + "manager"
-MANAGER_DNS_NAME = "manager.opsfleet.internal"
-NODE_DNS_SUFFIX = ".node.opsfleet.internal"
+# The names of opsfleet.common.certs are re-exported: this is the Manager's one PKI module.
+__all__ = [
+    "BACKDATE",
+    "BACKDATE_SECONDS",
+    "CA_CERT_FILE",
+    "CA_KEY_FILE",
+    "CA_LIFETIME",
+    "MANAGER_CERT_LIFETIME",
+    "MANAGER_DNS_NAME",
+    "MANAGER_URI",
+    "NODE_CA_FILE",
+    "NODE_CERT_FILE",
+    "NODE_DNS_SUFFIX",
+    "NODE_KEY_FILE",
+    "NODE_URI_PREFIX",
+    "RENEW_AT",
+    "SPIFFE_PREFIX",
+    "TLS_SUBDIR",
+    "CertificateAuthority",
+    "Identity",
+    "IdentityKind",
+    "IssuedCertificate",
+    "TLSMaterial",
+    "check_identity",
+    "fetch_server_chain",
+    "fingerprint",
+    "fingerprint_der",
+    "identity_of_fields",
+    "identity_of_pem",
+    "key_to_pem",
+    "load_key_pem",
+    "load_node_material",
+    "make_csr",
+    "new_private_key",
+    "node_dns_name",
+    "node_tls_dir",
+    "node_uri",
+    "normalize_fingerprint",
+    "peer_identity",
+    "public_key_sha256",
+    "renewal_due",
+    "save_node_material",
+    "validity",
+    "write_private",
+    "write_public",
+]
+
 CA_LIFETIME = dt.timedelta(days=3650)
 MANAGER_CERT_LIFETIME = dt.timedelta(days=365)
-BACKDATE = dt.timedelta(minutes=5)  # not_valid_before is set this far back for clock skew
-RENEW_AT = 2 / 3  # of a certificate's lifetime
 CA_CERT_FILE = "ca.pem"
 CA_KEY_FILE = "ca.key"
-
-IdentityKind = Literal["node", "manager"]
+BACKDATE = dt.timedelta(seconds=BACKDATE_SECONDS)
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def node_uri(node_id: str) -> str:
-    return NODE_URI_PREFIX + node_id
-
-
-def node_dns_name(node_id: str) -> str:
-    """The DNS SAN of a node's certificate: valid DNS whatever characters the node id has."""
-    digest = hashlib.sha256(node_id.encode()).hexdigest()[:32]
-    return f"n{digest}{NODE_DNS_SUFFIX}"
 
 
 def fingerprint(cert_pem: bytes) -> str:
@@ -83,56 +138,6 @@ def normalize_fingerprint(value: str) -> str:
     if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
         raise InvalidArgument("CA fingerprint must be sha256:<64 hex digits>")
     return "sha256:" + text
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who a certificate says its holder is."""
-
-    kind: IdentityKind
-    node_id: str  # empty for a manager
-    serial: int
-    not_after: int  # unix seconds
-
-    @property
-    def uri(self) -> str:
-        return MANAGER_URI if self.kind == "manager" else node_uri(self.node_id)
-
-
-def identity_of_cert(cert: x509.Certificate) -> Identity | None:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return None
-    not_after = int(cert.not_valid_after_utc.timestamp())
-    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-        if uri == MANAGER_URI:
-            return Identity("manager", "", cert.serial_number, not_after)
-        if uri.startswith(NODE_URI_PREFIX) and len(uri) > len(NODE_URI_PREFIX):
-            return Identity("node", uri[len(NODE_URI_PREFIX) :], cert.serial_number, not_after)
-    return None
-
-
-@lru_cache(maxsize=65536)
-def identity_of_pem(cert_pem: bytes) -> Identity | None:
-    """The identity in a PEM certificate (cached: TLS peers present the same bytes each call)."""
-    try:
-        cert = x509.load_pem_x509_certificate(cert_pem)
-    except ValueError:
-        return None
-    return identity_of_cert(cert)
-
-
-def peer_identity(auth_context: Mapping[str, Iterable[bytes]]) -> Identity | None:
-    """The identity of a gRPC peer from ``context.auth_context()`` (None without a client cert).
-
-    gRPC has already verified the chain against the server's trusted CA when it hands over
-    ``x509_pem_cert``; this only reads the SAN.
-    """
-    pems = list(auth_context.get("x509_pem_cert", ()))
-    if not pems:
-        return None
-    return identity_of_pem(bytes(pems[0]))
 
 
 def public_key_sha256(key: PublicKeyTypes) -> str:
@@ -166,27 +171,6 @@ def make_csr(key: ec.EllipticCurvePrivateKey, common_name: str) -> bytes:
         .sign(key, hashes.SHA256())
     )
     return csr.public_bytes(serialization.Encoding.PEM)
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600 from the first byte on (atomic replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
-def write_public(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -366,32 +350,6 @@ class CertificateAuthority:
         return issued.cert_pem, key_to_pem(key), issued
 
 
-def validity(cert_pem: bytes) -> tuple[float, float]:
-    """(issued, not_after) in unix seconds; ``issued`` leaves out the clock-skew backdating."""
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    issued = (cert.not_valid_before_utc + BACKDATE).timestamp()
-    return issued, cert.not_valid_after_utc.timestamp()
-
-
-def renewal_due(cert_pem: bytes, fraction: float = RENEW_AT) -> float:
-    """When a certificate should be renewed: ``fraction`` of its lifetime after issue (unix s)."""
-    issued, not_after = validity(cert_pem)
-    return issued + max(0.0, not_after - issued) * fraction
-
-
-def check_identity(identity: Identity | None, *, node_id: str) -> Identity:
-    """The caller's identity, which must be node ``node_id``; Unauthenticated otherwise.
-
-    (Callers map a wrong-but-valid identity to PermissionDenied themselves when they want
-    to tell the two apart.)
-    """
-    if identity is None:
-        raise Unauthenticated("a client certificate from the fleet CA is required")
-    if identity.kind != "node" or identity.node_id != node_id:
-        raise Unauthenticated(f"certificate identity {identity.uri} may not act as node {node_id!r}")
-    return identity
-
-
 def fetch_server_chain(host: str, port: int, timeout: float = 10.0) -> list[bytes]:
     """The certificate chain a TLS server presents, UNVERIFIED, as PEM (leaf first).
 
@@ -417,45 +375,3 @@ def fetch_server_chain(host: str, port: int, timeout: float = 10.0) -> list[byte
             der = cert if isinstance(cert, bytes) else cert.public_bytes(ssl._ssl.ENCODING_DER)  # type: ignore[attr-defined]
             out.append(ssl.DER_cert_to_PEM_cert(der).encode())
         return out
-
-
-TLS_SUBDIR = "tls"
-NODE_KEY_FILE = "node.key"
-NODE_CERT_FILE = "node.pem"
-NODE_CA_FILE = "ca.pem"
-
-
-@dataclass(frozen=True)
-class TLSMaterial:
-    """A process's own certificate and key and the fleet CA it trusts (all PEM)."""
-
-    ca_pem: bytes
-    cert_pem: bytes
-    key_pem: bytes
-
-    @property
-    def identity(self) -> Identity | None:
-        return identity_of_pem(self.cert_pem)
-
-
-def node_tls_dir(work_dir: Path) -> Path:
-    """Where an enrolled daemon keeps ``node.key`` (0600), ``node.pem`` and ``ca.pem``."""
-    return work_dir / TLS_SUBDIR
-
-
-def load_node_material(work_dir: Path) -> TLSMaterial | None:
-    """The enrolled identity in ``work_dir/tls``, or None when the daemon has not enrolled."""
-    folder = node_tls_dir(work_dir)
-    paths = [folder / NODE_CA_FILE, folder / NODE_CERT_FILE, folder / NODE_KEY_FILE]
-    if not all(p.exists() for p in paths):
-        return None
-    ca, cert, key = (p.read_bytes() for p in paths)
-    return TLSMaterial(ca_pem=ca, cert_pem=cert, key_pem=key)
-
-
-def save_node_material(work_dir: Path, material: TLSMaterial) -> None:
-    """Store an identity (key first, 0600; each file replaced atomically)."""
-    folder = node_tls_dir(work_dir)
-    write_private(folder / NODE_KEY_FILE, material.key_pem)
-    write_public(folder / NODE_CERT_FILE, material.cert_pem)
-    write_public(folder / NODE_CA_FILE, material.ca_pem)

@@ -18,14 +18,49 @@ CLIENT_KEEPALIVE_TIMEOUT_MS = 10_000
 SERVER_KEEPALIVE_TIME_MS = 60_000
 SERVER_KEEPALIVE_TIMEOUT_MS = 20_000
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+STREAM_WINDOW_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_PENDING_CALLS = 50_000
+"""Calls a server holds while its event loop has not yet taken them (see :func:`server_options`)."""
+
+
+_FLOW_CONTROL: list[tuple[str, Any]] = [
+    ("grpc.http2.bdp_probe", 0),
+    ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES),
+]
+"""A fixed 4 MiB stream window instead of gRPC's bandwidth-delay-product probing, on both ends.
+
+BDP probing sends HTTP/2 pings as data arrives, to grow the window for bulk transfers. A
+fleet's connections carry one small call every few seconds each, and then every call is
+"new data" that sets off probing: with thousands of connections the pings cost a Manager
+about a fifth of its CPU per call (docs/performance.md, "One connection per node"). A fixed
+window of 4 MiB keeps bulk downloads (FetchArtifact) fast on long round trips: 4 MiB in
+flight is 40 MB/s at 100 ms.
+"""
 
 
 def server_options(
-    max_message_bytes: int, min_ping_interval: float = 10.0, *, reuse_port: bool = False
+    max_message_bytes: int,
+    min_ping_interval: float = 10.0,
+    *,
+    reuse_port: bool = False,
+    max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS,
 ) -> list[tuple[str, Any]]:
-    """Server channel arguments; ``reuse_port`` lets several processes share one listening port."""
+    """Server channel arguments; ``reuse_port`` lets several processes share one listening port.
+
+    ``max_pending_calls``: calls that arrived but that grpc.aio's serving loop has not taken
+    yet wait in gRPC core's pending queue. Core's default bounds that queue at 1,000 calls
+    (beyond it, calls are dropped at random up to a hard limit of 3,000) and the client sees
+    CANCELLED: with thousands of nodes on their own connections, a burst (a restart, a
+    garbage collection, a large commit) passes 1,000 within milliseconds. Waiting calls cost
+    no Python time and are still dropped when their deadline passes or after 30 s
+    (core's ``grpc.server_max_unrequested_time_in_server``), so the bound is set to the size
+    of the fleet a Manager serves.
+    """
     min_ping_ms = int(min_ping_interval * 1000)
     return [
+        *_FLOW_CONTROL,
+        ("grpc.server.max_pending_requests", max_pending_calls),
+        ("grpc.server.max_pending_requests_hard_limit", max_pending_calls),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.keepalive_time_ms", SERVER_KEEPALIVE_TIME_MS),
@@ -40,6 +75,7 @@ def server_options(
 
 def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
     return [
+        *_FLOW_CONTROL,
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.keepalive_time_ms", CLIENT_KEEPALIVE_TIME_MS),

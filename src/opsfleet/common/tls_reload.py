@@ -10,21 +10,25 @@ so calls in flight are never dropped.
 
 The fetcher runs on a gRPC core thread; it never raises (a failure is logged and the
 previous certificate stays).
+
+The checks use the standard library's OpenSSL (:mod:`ssl`) and
+:mod:`opsfleet.common.x509_der`, not the ``cryptography`` package: a daemon serving its
+DaemonService with its node certificate keeps ``cryptography`` unloaded.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from opsfleet.common import x509_der
 from opsfleet.common.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -71,26 +75,49 @@ def _signature_or_none(files: ServerFiles) -> Signature | None:
         return None
 
 
-def _spki(public_key: PublicKeyTypes) -> bytes:
-    return public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+def _no_password() -> bytes:
+    raise ValueError("the private key is encrypted (a server key must be unencrypted)")
+
+
+def _check_pair(files: ServerFiles) -> None:
+    """ValueError unless the key file holds the private key of the certificate file's first certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(files.cert_file, files.key_file, password=_no_password)
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+            raise ValueError(
+                f"the key in {files.key_file} does not belong to the certificate in {files.cert_file}"
+            ) from exc
+        raise ValueError(f"OpenSSL cannot load {files.cert_file} with {files.key_file}: {exc}") from exc
+
+
+def _check_ca(ca_pem: bytes, ca_file: str) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cadata=ca_pem.decode("ascii"))
+    except (ssl.SSLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"no usable CA certificate in {ca_file}: {exc}") from exc
 
 
 def load_files(files: ServerFiles) -> LoadedFiles:
-    """Read and check the files: ValueError (or OSError) when they are unreadable or do not match."""
+    """Read and check the files: ValueError (or OSError) when they are unreadable or do not match.
+
+    OpenSSL checks the pair from the files themselves; when they change while being read
+    (a renewal replacing them), ValueError, and the next handshake reads them again.
+    """
+    before = _signature(files)
     cert_pem = Path(files.cert_file).read_bytes()
     key_pem = Path(files.key_file).read_bytes()
     ca_pem = Path(files.ca_file).read_bytes() if files.ca_file else None
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    if _spki(cert.public_key()) != _spki(key.public_key()):
-        raise ValueError(
-            f"the key in {files.key_file} does not belong to the certificate in {files.cert_file}"
-        )
+    fields = x509_der.read_pem(cert_pem)
+    _check_pair(files)
     if ca_pem is not None:
-        x509.load_pem_x509_certificates(ca_pem)
-    return LoadedFiles(cert_pem, key_pem, ca_pem, cert.serial_number, cert.not_valid_after_utc.isoformat())
+        _check_ca(ca_pem, files.ca_file)
+    if _signature(files) != before:
+        raise ValueError(f"the TLS files of {files.label} changed while they were read")
+    not_after = dt.datetime.fromtimestamp(fields.not_after, dt.UTC).isoformat()
+    return LoadedFiles(cert_pem, key_pem, ca_pem, fields.serial, not_after)
 
 
 class ReloadingCertificates:

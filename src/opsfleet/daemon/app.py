@@ -18,10 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from opsfleet import __version__
+from opsfleet.common.certs import TLSMaterial, load_node_material
 from opsfleet.common.config import split_host_port
 from opsfleet.common.errors import ConfigError
 from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, stop_step, wait_stop_or_crash
-from opsfleet.common.pki import TLSMaterial, load_node_material
 from opsfleet.daemon.central_config import CentralConfig
 from opsfleet.daemon.config import DaemonConfig
 from opsfleet.daemon.effective import Effective, load_known_good

@@ -41,9 +41,9 @@ import grpc
 from opsfleet import __version__
 from opsfleet.common import rpc as rpc_opts
 from opsfleet.common.backoff import Backoff
+from opsfleet.common.certs import MANAGER_DNS_NAME, TLSMaterial
 from opsfleet.common.config import split_host_port
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
-from opsfleet.common.pki import MANAGER_DNS_NAME, TLSMaterial
 from opsfleet.common.tls import channel_credentials
 from opsfleet.daemon.config import ManagerSection
 from opsfleet.daemon.delivery import Delivery, DeliveryStopped, NodeUnknown, pushback

@@ -21,17 +21,9 @@ from pathlib import Path
 
 import grpc
 
+from opsfleet.common.certs import TLSMaterial, renewal_due, save_node_material, validity
 from opsfleet.common.errors import InvalidArgument
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
-from opsfleet.common.pki import (
-    TLSMaterial,
-    key_to_pem,
-    make_csr,
-    new_private_key,
-    renewal_due,
-    save_node_material,
-    validity,
-)
 from opsfleet.daemon.link import ManagerLink
 from opsfleet.daemon.updates import fleet_keys
 from opsfleet.proto import enrollment_pb2, enrollment_pb2_grpc
@@ -105,6 +97,10 @@ class CertificateRenewer:
 
     async def renew_once(self) -> TLSMaterial:
         """Renew now; the new material (stored, and in use by the link)."""
+        # Making a key and a CSR is the one job of a running daemon that needs ``cryptography``
+        # (about 12 MiB resident): it is imported here, at the first renewal, not at startup.
+        from opsfleet.common.pki import key_to_pem, make_csr, new_private_key
+
         key = new_private_key()
         stub = enrollment_pb2_grpc.EnrollmentServiceStub(self._link.channel)
         response = await stub.RenewCertificate(

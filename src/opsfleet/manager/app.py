@@ -376,7 +376,10 @@ class ManagerApp:
     def _server_options(self) -> list[tuple[str, object]]:
         g = self.config.grpc
         return rpc_opts.server_options(
-            g.max_message_bytes, g.keepalive_min_ping_interval, reuse_port=g.reuse_port
+            g.max_message_bytes,
+            g.keepalive_min_ping_interval,
+            reuse_port=g.reuse_port,
+            max_pending_calls=g.max_pending_calls,
         )
 
     async def _start_fleet_ca(self) -> None:

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from pydantic import Field, model_validator
 
 from opsfleet.common.config import Duration, Section, load_config
+from opsfleet.common.rpc import DEFAULT_MAX_PENDING_CALLS
 from opsfleet.manager.alerts.settings import AlertsSection
 from opsfleet.manager.artifacts.settings import ArtifactsSection, RolloutsSection
 from opsfleet.manager.export.settings import ExportSection
@@ -138,6 +139,7 @@ class GrpcSection(Section):
     shutdown_grace: Duration = 5.0
     keepalive_min_ping_interval: Duration = Field(default=10.0, ge=1.0)
     reuse_port: bool = False
+    max_pending_calls: int = Field(default=DEFAULT_MAX_PENDING_CALLS, ge=100, le=10_000_000)
 
 
 class DatabaseSection(Section):

@@ -5,7 +5,9 @@ Reactions mirror the daemon's link loop (STYLE.md habit 10):
 * ``NOT_FOUND`` for a heartbeat, metrics report or agent sync: the Manager does not know
   the node (wiped database, say), so it registers again at once and carries on.
 * ``UNAVAILABLE``: the session is gone (Manager restarting). Back off with full jitter, then
-  register again (retrying with growing full-jitter delays) before resuming the schedule.
+  start a new session as the daemon does: a heartbeat (retried with growing full-jitter
+  delays while the Manager is unavailable), then the agent states at once. No registration:
+  the Manager keeps its nodes across restarts and answers NOT_FOUND when it does not.
 * ``RESOURCE_EXHAUSTED`` / ``DEADLINE_EXCEEDED``: back off, then carry on.
 * Anything else is counted and the schedule carries on.
 
@@ -209,10 +211,25 @@ class SimNode:
         if code == "NOT_FOUND":
             await self.register()
         elif code == "UNAVAILABLE":
-            await self._sleep(self._backoff.next_delay())
-            await self.register()
+            await self.new_session()
         elif code in BACKOFF_THEN_CONTINUE:
             await self._sleep(self._backoff.next_delay())
+
+    async def new_session(self) -> None:
+        """After UNAVAILABLE, like the daemon's link (opsfleet.daemon.link): back off, then a
+        heartbeat until the Manager answers, then the agent states; NOT_FOUND registers."""
+        code = "UNAVAILABLE"
+        while code == "UNAVAILABLE":
+            await self._sleep(self._backoff.next_delay())
+            beat = self._caller.heartbeat(self.identity, int(self._wall()))
+            code = await self._call(Method.HEARTBEAT, beat)
+        if code == "NOT_FOUND":
+            await self.register()
+        elif code != OK:
+            return
+        states = self._agents.states(int(self._wall()))
+        if await self._call(Method.SYNC, self._caller.sync_agents(self.identity, states)) == "NOT_FOUND":
+            await self.register()
 
     def actions(self) -> tuple[Callable[[], Awaitable[None]], ...]:
         """Heartbeat, metrics and sync, in the order of :meth:`SimConfig.call_weights`."""

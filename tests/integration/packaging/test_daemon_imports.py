@@ -26,6 +26,25 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 
+RUN_DAEMON = """
+import json, sys
+from opsfleet.cli import build_parser
+build_parser("daemon").parse_args(["daemon", "--manager", "127.0.0.1:1"])
+import opsfleet.daemon.app, opsfleet.daemon.cli, opsfleet.daemon.updates.selfupdate
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_running_daemon_modules_import_no_cryptography() -> None:
+    """``cryptography`` is for making keys (enroll, renewal) and checking update signatures only."""
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_DAEMON], capture_output=True, text=True, timeout=60, check=True
+    )
+    modules = json.loads(done.stdout)
+    assert {"opsfleet.daemon.app", "opsfleet.common.tls_reload", "opsfleet.daemon.renewal"} <= set(modules)
+    assert [m for m in modules if m.split(".")[0] == "cryptography"] == []
+
+
 def test_daemon_modules_import_no_manager_client_or_simulator() -> None:
     done = subprocess.run(
         [sys.executable, "-c", IMPORT_DAEMON], capture_output=True, text=True, timeout=60, check=True
@@ -63,3 +82,4 @@ agents:
     modules = imported_modules(proc.lines)
     assert {"opsfleet.cli", "opsfleet.daemon.app", "opsfleet.daemon.supervisor.health"} <= modules
     assert forbidden(modules) == []
+    assert [m for m in modules if m.split(".")[0] == "cryptography"] == []

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 
 import pytest
 
+from opsfleet.common import signing
 from opsfleet.common.errors import InvalidArgument, PermissionDenied
 from opsfleet.common.signing import (
     Verifier,
@@ -64,3 +66,19 @@ def test_targets_are_checked(component: str, version: str) -> None:
 def test_sha256_stream_reads_in_chunks() -> None:
     data = b"x" * (3 * 1024 * 1024 + 7)
     assert sha256_stream(io.BytesIO(data)) == (hashlib.sha256(data).hexdigest(), len(data))
+
+
+def test_checking_a_public_key_accepts_exactly_what_cryptography_loads() -> None:
+    good = [
+        create_key_pair().public_b64,
+        base64.b64encode(bytes(32)).decode(),
+        base64.b64encode(b"\xff" * 32).decode(),
+    ]
+    for key in good:
+        assert signing.check_public_key(key) == base64.b64decode(key)
+        signing.load_public_key(key)
+    for bad in ["", "!!", base64.b64encode(bytes(31)).decode(), base64.b64encode(bytes(33)).decode()]:
+        with pytest.raises(InvalidArgument, match="not a base64 Ed25519 public key"):
+            signing.check_public_key(bad)
+        with pytest.raises(InvalidArgument, match="not a base64 Ed25519 public key"):
+            signing.load_public_key(bad)

@@ -58,3 +58,24 @@ def test_fetch_follows_the_files_once_they_are_usable(
     assert certificates.current.serial != first and certificates.reloads == 1
     assert certificates.current.cert_pem == renewed.cert_pem
     assert certificates.fetch() is None
+
+
+def test_an_encrypted_key_is_refused_without_prompting(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    fleet = FleetPKI()
+    material = fleet.node("a")
+    paths = write_files(material, tmp_path)
+    key = serialization.load_pem_private_key(material.key_pem, password=None)
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    Path(paths["key"]).write_bytes(encrypted)
+    with pytest.raises(ConfigError, match=r"unusable TLS files: .*encrypted"):
+        ReloadingCertificates(files_of(paths), require_client_auth=True)
+    Path(paths["key"]).write_bytes(material.key_pem)
+    Path(paths["ca"]).write_bytes(b"no certificate here")
+    with pytest.raises(ConfigError, match=r"unusable TLS files: no usable CA certificate"):
+        ReloadingCertificates(files_of(paths), require_client_auth=True)

@@ -70,33 +70,59 @@ async def test_not_found_registers_again_and_carries_on() -> None:
     assert not node.failing
 
 
-async def test_unavailable_backs_off_with_full_jitter_then_registers_again() -> None:
+async def test_unavailable_backs_off_then_starts_a_new_session_without_registering() -> None:
+    """As the daemon's link: the Manager keeps the node across its restart, so the node sends
+    a heartbeat (retried with full-jitter backoff) and its agent states, and no RegisterNode."""
     manager = FakeManager()
     sleep = RecordingSleep()
     node, recorder = make_node(manager, sleep=sleep)
     await node.register()
     manager.available = False
     attempts = 0
+    original = manager.heartbeat
 
-    original = manager.register
-
-    async def register_recovering(ident: object) -> str:
+    async def heartbeat_recovering(ident: object, timestamp: int) -> str:
         nonlocal attempts
         attempts += 1
         if attempts == 4:
             manager.available = True
-        return await original(ident)  # type: ignore[arg-type]
+        return await original(ident, timestamp)  # type: ignore[arg-type]
 
-    manager.register = register_recovering  # type: ignore[method-assign]
+    manager.heartbeat = heartbeat_recovering  # type: ignore[method-assign]
     await node.heartbeat()
-    # one backoff after the failed heartbeat, then one per failed registration attempt
-    assert len(sleep.delays) == 4
-    ceilings = [1.0, 2.0, 4.0, 8.0]
+    # one backoff before each new attempt after the failed scheduled heartbeat
+    ceilings = [1.0, 2.0, 4.0]
+    assert len(sleep.delays) == 3
     assert all(0.0 <= d <= c for d, c in zip(sleep.delays, ceilings, strict=True))
+    assert [m for m, _ in manager.calls] == [Method.REGISTER, *[Method.HEARTBEAT] * 4, Method.SYNC]
+    assert node.registrations == 1
+    assert not node.failing
+    assert recorder.methods["Heartbeat"].codes == {"UNAVAILABLE": 3}
+    assert sum(recorder.curves[CURVE_RECOVERIES].values()) == 1
+
+
+async def test_new_session_registers_when_the_manager_forgot_the_node() -> None:
+    manager = FakeManager()
+
+    class ComesBackWiped(RecordingSleep):
+        async def __call__(self, seconds: float) -> None:
+            manager.available = True  # the Manager is back, on a new database
+            manager.forget(node.identity.node_id)
+            await super().__call__(seconds)
+
+    node, _ = make_node(manager, sleep=ComesBackWiped())
+    await node.register()
+    manager.available = False
+    await node.heartbeat()
+    assert [m for m, _ in manager.calls] == [
+        Method.REGISTER,
+        Method.HEARTBEAT,  # UNAVAILABLE
+        Method.HEARTBEAT,  # NOT_FOUND
+        Method.REGISTER,
+        Method.SYNC,
+    ]
     assert node.registrations == 2
     assert not node.failing
-    assert recorder.methods["RegisterNode"].codes == {"UNAVAILABLE": 3}
-    assert sum(recorder.curves[CURVE_RECOVERIES].values()) == 1
 
 
 async def test_backoff_is_capped_and_reset_after_success() -> None:
@@ -119,6 +145,14 @@ async def test_backoff_is_capped_and_reset_after_success() -> None:
     assert max(sleep.delays) <= 2.0
     sleep.delays.clear()
     manager.available = False
+    manager.register = original  # type: ignore[method-assign]
+
+    async def back_after_one_attempt(ident: object, timestamp: int) -> str:
+        code = await FakeManager.heartbeat(manager, ident, timestamp)  # type: ignore[arg-type]
+        manager.available = True
+        return code
+
+    manager.heartbeat = back_after_one_attempt  # type: ignore[method-assign]
     await node.heartbeat()
     assert sleep.delays[0] <= 1.0  # reset: the first ceiling is the base again
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from opsfleet.common.pki import MANAGER_URI, peer_identity
+from opsfleet.common.certs import MANAGER_URI, peer_identity
 from opsfleet.common.rpc_errors import Ctx
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,14 @@ from typing import Protocol
 
 import grpc
 
+from opsfleet.common.certs import (
+    NODE_CA_FILE,
+    NODE_CERT_FILE,
+    NODE_KEY_FILE,
+    load_node_material,
+    node_tls_dir,
+)
 from opsfleet.common.errors import ConfigError
-from opsfleet.common.pki import NODE_CA_FILE, NODE_CERT_FILE, NODE_KEY_FILE, load_node_material, node_tls_dir
 from opsfleet.common.rpc import DEFAULT_MAX_MESSAGE_BYTES, bind, server_options
 from opsfleet.common.tls_reload import ReloadingCertificates, ServerFiles, reloading_server_credentials
 from opsfleet.daemon.rpc.auth import Interceptor, ManagerOnly

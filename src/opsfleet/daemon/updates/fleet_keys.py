@@ -14,9 +14,9 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from opsfleet.common.certs import node_tls_dir, write_public
 from opsfleet.common.errors import InvalidArgument
-from opsfleet.common.pki import node_tls_dir, write_public
-from opsfleet.common.signing import load_public_key
+from opsfleet.common.signing import check_public_key
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def check_keys(keys: Sequence[str]) -> list[str]:
     cleaned = [key.strip() for key in keys]
     for key in cleaned:
         try:
-            load_public_key(key)
+            check_public_key(key)
         except InvalidArgument as exc:
             raise InvalidArgument(f"the Manager handed over an invalid update key: {exc.message}") from exc
     return cleaned
