@@ -61,5 +61,5 @@ async def test_raw_samples_stay_until_the_rollup_job_has_read_them(
     assert await r.app.store.count_metrics("n1") == 10
     await r.app.rollups.run_pass()
     assert await r.app.metrics.apply_retention() == 10
-    [(_, hour)] = await r.app.store.metrics.rollups("n1", "cpu", 3600, now - 4 * 86400, now)
-    assert hour.n == 10
+    hours = await r.app.store.metrics.rollups("n1", "cpu", 3600, now - 4 * 86400, now)
+    assert sum(rollup.n for _, rollup in hours) == 10  # one or two hours, by the clock

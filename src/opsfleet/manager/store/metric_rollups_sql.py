@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import replace
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsfleet.manager.store.metric_codec import Keys, Rollup, decode_rollup, decode_sample, point_entries
+from opsfleet.manager.store.metric_fold import Added, RollupKey, copy_rollup, fold_hours, rollups_5m
 from opsfleet.manager.store.metric_rollup_mark import (
     MARK_KEY,
     RES_1H,
@@ -41,7 +41,6 @@ from opsfleet.manager.store.metric_rollup_mark import (
     bucket_of,
     closed_before,
 )
-from opsfleet.manager.store.metrics_sql import Added, RollupKey, rollups_5m
 from opsfleet.manager.store.schema import (
     metric_points,
     metric_rollup_dirty,
@@ -239,8 +238,8 @@ class SqlRollupJob(StoreModule):
             def decode(lookup: dict[int, Keys]) -> list[tuple[RollupKey, Rollup]]:
                 return [((k, t, RES_5M, b), decode_rollup(d, lookup)) for k, t, b, d in earlier]
 
-            _fold_hours(hours, await self._store.metrics.decode(decode, conn))
-        _fold_hours(hours, ((key, copy_rollup(rollup)) for key, rollup in fives.items()))
+            fold_hours(hours, await self._store.metrics.decode(decode, conn))
+        fold_hours(hours, ((key, copy_rollup(rollup)) for key, rollup in fives.items()))
         return hours
 
     # -- computing --------------------------------------------------------------------------
@@ -300,24 +299,3 @@ def _window_end(done: int, limit: int) -> int:
     from the 5-minute rollups in memory), at most ``MAX_WINDOW`` on, and never after ``limit``."""
     end = (done + MAX_WINDOW) // RES_1H * RES_1H
     return min(limit, end if end > done else done + MAX_WINDOW)
-
-
-def copy_rollup(rollup: Rollup) -> Rollup:
-    return replace(
-        rollup,
-        count=list(rollup.count),
-        total=list(rollup.total),
-        low=list(rollup.low),
-        high=list(rollup.high),
-    )
-
-
-def _fold_hours(hours: dict[RollupKey, Rollup], fives: Iterable[tuple[RollupKey, Rollup]]) -> None:
-    """Merge 5-minute rollups into the hours they belong to (rollups taken over)."""
-    for (node_key, type_key, _, bucket), rollup in fives:
-        key = (node_key, type_key, RES_1H, bucket - bucket % RES_1H)
-        found = hours.get(key)
-        if found is None:
-            hours[key] = rollup
-        else:
-            found.merge(rollup)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from operator import add
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,6 +45,7 @@ from opsfleet.manager.store.metric_codec import (
     point_entries,
     point_entry,
 )
+from opsfleet.manager.store.metric_fold import Added, RollupKey, merge_sums, raw_rollups
 from opsfleet.manager.store.metric_keys import MetricKeys
 from opsfleet.manager.store.metric_rollup_mark import (
     MARK_KEY,
@@ -79,8 +80,6 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 500
 T = TypeVar("T")
-RollupKey = tuple[int, int, int, int]
-"""(node key, type key, resolution, bucket start)."""
 
 _POINTS_PG = (
     "INSERT INTO metric_points (node_key, n, ts, data) "
@@ -103,10 +102,6 @@ _DIRTY = (
     "INSERT INTO metric_rollup_dirty (node_key, bucket) VALUES ({p}) "
     "ON CONFLICT (node_key, bucket) DO UPDATE SET bucket = excluded.bucket"
 )
-
-
-# One added sample: node key, timestamp, type key, value keys, values, encoded sample.
-Added = tuple[int, int, int, Keys, list[float], bytes]
 
 
 class SqlMetrics(StoreModule):
@@ -410,7 +405,7 @@ class SqlMetrics(StoreModule):
                     for ts, data in (await conn.execute(query)).all()
                     if (blob := point_entry(bytes(data), type_key)) is not None
                 ]
-            computed = await self.decode(lambda lookup: _raw_rollups(points, res, lookup), conn)
+            computed = await self.decode(lambda lookup: raw_rollups(points, res, lookup), conn)
             for first, stop in ranges:  # buckets computed empty stay out of the stored rows too
                 computed.update({b: Rollup() for b in range(first, stop, res) if b not in computed})
             stored = await self._stored_rows(conn, node_key, type_key, res, lo, tail)
@@ -481,7 +476,7 @@ class SqlMetrics(StoreModule):
                     acc.count = list(map(add, acc.count, count))
                     acc.total = list(map(add, acc.total, sums))
                 else:
-                    _merge_sums(acc, keys, n, count, sums)
+                    merge_sums(acc, keys, n, count, sums)
             return [(b, acc.averages(), acc.n) for b, acc in sorted(out.items())]
 
         return await self.decode(fold)
@@ -552,65 +547,3 @@ class SqlMetrics(StoreModule):
 def _progress(mark: RollupMark) -> tuple[int, int, int]:
     """Marks only move forward, in this order."""
     return mark.done, mark.end, mark.cursor
-
-
-def rollups_5m(added: Iterable[Added]) -> dict[RollupKey, Rollup]:
-    """The 5-minute rollups of samples: per bucket in column operations (C loops: ``sum``,
-    ``min``, ``max`` over each key) when the samples share their keys."""
-    groups: dict[RollupKey, list[Added]] = {}
-    for a in added:
-        groups.setdefault((a[0], a[2], RES_5M, a[1] - a[1] % RES_5M), []).append(a)
-    out: dict[RollupKey, Rollup] = {}
-    for key, members in groups.items():
-        keys = members[0][3]
-        if all(m[3] == keys for m in members):
-            columns = list(zip(*(m[4] for m in members), strict=True))
-            n = len(members)
-            out[key] = Rollup(
-                keys,
-                n,
-                [n] * len(keys),
-                list(map(sum, columns)),
-                list(map(min, columns)),
-                list(map(max, columns)),
-            )
-        else:
-            rollup = out[key] = Rollup()
-            for m in members:
-                rollup.add(m[3], m[4])
-    return out
-
-
-def _raw_rollups(points: list[tuple[int, bytes]], res: int, lookup: dict[int, Keys]) -> dict[int, Rollup]:
-    """Rollups of ``res`` by bucket of one series' encoded samples (timestamp, blob)."""
-    added: list[Added] = []
-    for ts, blob in points:
-        values = decode_sample(blob, lookup)
-        added.append((0, ts, 0, tuple(values), list(values.values()), blob))
-    out: dict[int, Rollup] = {}
-    for (_, _, _, bucket), rollup in rollups_5m(added).items():
-        b = bucket - bucket % res
-        found = out.get(b)
-        if found is None:
-            out[b] = rollup
-        else:
-            found.merge(rollup)
-    return out
-
-
-def _merge_sums(acc: Rollup, keys: Keys, n: int, count: Sequence[int], sums: Sequence[float]) -> None:
-    """Add counts and sums of other keys into ``acc`` (extremes are not kept here)."""
-    index = {k: i for i, k in enumerate(acc.keys)}
-    names = list(acc.keys)
-    for key, c, s in zip(keys, count, sums, strict=True):
-        i = index.get(key)
-        if i is None:
-            index[key] = len(names)
-            names.append(key)
-            acc.count.append(c)
-            acc.total.append(s)
-        else:
-            acc.count[i] += c
-            acc.total[i] += s
-    acc.keys = tuple(names)
-    acc.n += n
