@@ -3,11 +3,20 @@
 Bulk-loads ``--days`` of ``--interval``-second samples (cpu, memory, disk, network, with
 the simulator's realistic values) for ``--nodes`` nodes straight through
 ``SqlStore.insert_metrics`` in batches like the Manager's group commit, time-major as a
-fleet would report them. Then times ``SqlStore.query_metrics`` for one node and one type
-over the last 24 hours and over the whole ``--query-days`` window; both return every raw
-row. Where the store offers database-side bucketing (``SqlFleetQueries.bucketed_metrics``,
-the REST API's path for long spans) the long window is timed that way too, with at most
-``BUCKETED_POINTS`` buckets.
+fleet would report them, with the store's clock following the samples (each batch arrives
+as it would live: no sample is late, the metrics transactions write no rollup). Then the
+rollup job catches up over the whole window in one pass (as after the migration of older
+samples, or downtime), timed: its rate is the samples it folds into rollups per second.
+Then times ``SqlStore.query_metrics`` for one node and one type over the last 24 hours and over
+the whole ``--query-days`` window; both return every raw row. The charts of the REST API
+(``SqlFleetQueries.bucketed_metrics`` with the bucket size the history service picks) are
+timed over ``--query-days`` and over a year.
+
+A year of raw ingest would take hours, so for the 1-year chart the scenario writes the
+queried node's 1-hour rollup rows before the loaded window directly (one rollup per hour
+from the same simulator, 60 samples each), then reads them through the normal query path.
+Bytes per row are the database size (measured before that) divided by the samples loaded;
+the metric tables' own sizes are reported too.
 
 With ``--remote-write`` every inserted batch is also handed to a Prometheus remote-write
 exporter (as the Manager's ingest listener does after each commit), which sends to a local
@@ -20,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import math
 import random
 import statistics
 import subprocess
@@ -29,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from benchmarks.dbs import ScratchDatabase
 from benchmarks.output import mib, print_table
 from benchmarks.scenarios.common import add_database_arg
@@ -36,12 +46,19 @@ from opsfleet.manager.domain import MetricSample
 from opsfleet.manager.export.remote_write import NodeInfo, RemoteWriteExporter
 from opsfleet.manager.export.sender import HttpSender
 from opsfleet.manager.export.settings import RemoteWriteSection
+from opsfleet.manager.services.metric_queries import bucket_seconds
+from opsfleet.manager.services.metric_rollups import RollupJob
+from opsfleet.manager.store.metric_codec import Rollup, encode_rollup
+from opsfleet.manager.store.metrics_sql import RES_1H
+from opsfleet.manager.store.queries_sql import SqlFleetQueries
+from opsfleet.manager.store.schema import metric_rollups
 from opsfleet.manager.store.sql import SqlStore
 from opsfleet.simulator.payloads import MachineModel
 
 DAY = 86_400
+YEAR = 365 * DAY
 PROGRESS_EVERY = 10.0
-BUCKETED_POINTS = 500
+METRIC_TABLES = ("metric_points", "metric_rollups", "metric_latest", "metric_keysets", "node_keys")
 
 
 def add_parser(sub: Any) -> None:
@@ -120,12 +137,16 @@ async def _load(
     batch: list[MetricSample] = []
     rows = 0
     insert_s = 0.0
+    clock = [float(start)]
+    store.metrics.clock = lambda: clock[0]
+    await RollupJob(store.rollup_job, clock=lambda: clock[0]).run_pass()  # the watermark starts here
     began = last_note = time.perf_counter()
     for ts in range(start, end + 1, args.interval):
         for node_id, model in zip(node_ids, models, strict=True):
             sample = model.sample(float(ts))
             batch.extend(MetricSample(node_id, t, ts, sample.get(t, {"value": 1.0})) for t in types)
         if len(batch) >= args.batch:
+            clock[0] = batch[0].timestamp + 5.0  # the batch's oldest samples are not late yet
             t = time.perf_counter()
             await store.insert_metrics(batch)
             insert_s += time.perf_counter() - t
@@ -140,6 +161,7 @@ async def _load(
                     file=sys.stderr,
                 )
     if batch:
+        clock[0] = batch[0].timestamp + 5.0
         t = time.perf_counter()
         await store.insert_metrics(batch)
         insert_s += time.perf_counter() - t
@@ -147,6 +169,7 @@ async def _load(
             exporter.samples_committed("", batch)
         rows += len(batch)
     wall = time.perf_counter() - began
+    catch_up = await RollupJob(store.rollup_job, clock=lambda: end + 300.0).run_pass()
     return {
         "rows": rows,
         "first_ts": start,
@@ -155,6 +178,15 @@ async def _load(
         "wall_seconds": round(wall, 2),
         "rows_per_s_insert": round(rows / insert_s, 1) if insert_s else 0.0,
         "rows_per_s_wall": round(rows / wall, 1) if wall else 0.0,
+        "late_marked": store.metrics.late_marked,
+        "rollup_job": {
+            "samples": catch_up.samples,
+            "points": catch_up.points,
+            "steps": catch_up.steps,
+            "buckets_5m": catch_up.buckets,
+            "seconds": round(catch_up.seconds, 2),
+            "samples_per_s": round(catch_up.rate, 1),
+        },
         "node_ids": node_ids,
     }
 
@@ -199,7 +231,9 @@ async def _measure(db: ScratchDatabase, args: argparse.Namespace) -> dict[str, A
         day = await _time_query(store, node, args.query_type, end - DAY, end, args.repeat)
         long_start = end - int(args.query_days * DAY)
         long = await _time_query(store, node, args.query_type, long_start, end, args.repeat)
-        bucketed = await _time_bucketed(store, node, args.query_type, long_start, end, args.repeat)
+        queries = SqlFleetQueries(store)
+        bucketed = await _time_chart(queries, node, args.query_type, long_start, end, args.repeat)
+        tables = await _table_sizes(store)
     finally:
         await store.close()
         if receiver is not None:
@@ -212,19 +246,48 @@ async def _measure(db: ScratchDatabase, args: argparse.Namespace) -> dict[str, A
         "query_long": long,
         "query_long_bucketed": bucketed,
         "queried_node": node,
+        "end": end,
+        "table_bytes": tables,
     }
 
 
-async def _time_bucketed(
-    store: SqlStore, node_id: str, type_: str, start: int, end: int, repeat: int
-) -> dict[str, Any] | None:
-    """Time the bucketed history query when this version of the store has one; None otherwise."""
+async def _measure_year(db: ScratchDatabase, args: argparse.Namespace, node: str, end: int) -> dict[str, Any]:
+    """Write a year of 1-hour rollups for ``node`` before the loaded window, time the 1-year chart."""
+    store = SqlStore(db.async_url)
+    await store.start()
     try:
-        from opsfleet.manager.store.queries_sql import SqlFleetQueries
-    except ImportError:
-        return None
-    queries = SqlFleetQueries(store)
-    bucket = max(60, math.ceil((end - start) / BUCKETED_POINTS / 60) * 60)
+        first_loaded = end - int(args.days * DAY)
+        start = end - YEAR
+        metrics = store.metrics
+        async with store.engine.connect() as conn:
+            node_key = await metrics.keys.node_key(conn, node)
+            type_key = await metrics.keys.type_key(conn, args.query_type)
+            await metrics.keys.load(conn, keysets=True)
+        model = MachineModel(random.Random(7), float(start))
+        rows = []
+        for hour in range(start - start % RES_1H, first_loaded - RES_1H, RES_1H):
+            values = model.sample(float(hour)).get(args.query_type, {"value": 1.0})
+            keys, vals = tuple(values), list(values.values())
+            rollup = Rollup(keys, 60, [60] * len(keys), [v * 60 for v in vals], vals, vals)
+            keyset = metrics.keys.keysets.get(keys, 0)
+            data = encode_rollup(keyset, rollup)
+            rows.append(
+                {"node_key": node_key, "type_key": type_key, "res": RES_1H, "bucket": hour, "data": data}
+            )
+        async with store.write_tx(changes_rows=True) as conn:
+            for i in range(0, len(rows), 2000):
+                await conn.execute(metric_rollups.insert(), rows[i : i + 2000])
+        year = await _time_chart(SqlFleetQueries(store), node, args.query_type, start, end, args.repeat)
+    finally:
+        await store.close()
+    return {**year, "rollup_rows_written": len(rows)}
+
+
+async def _time_chart(
+    queries: SqlFleetQueries, node_id: str, type_: str, start: int, end: int, repeat: int
+) -> dict[str, Any]:
+    """Time the REST API's chart query: buckets sized by the history service, from the rollups."""
+    bucket = bucket_seconds(end - start)
     times = []
     rows = 0
     for _ in range(repeat + 1):
@@ -241,6 +304,19 @@ async def _time_bucketed(
     }
 
 
+async def _table_sizes(store: SqlStore) -> dict[str, int]:
+    """Bytes of each metric table with its indexes (SQLite ``dbstat``, PostgreSQL relation sizes)."""
+    out: dict[str, int] = {}
+    async with store.engine.connect() as conn:
+        for table in METRIC_TABLES:
+            if store.dialect == "postgresql":
+                sql = sa.text("SELECT pg_total_relation_size(CAST(:t AS regclass))")
+            else:
+                sql = sa.text("SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name = :t")
+            out[table] = int((await conn.execute(sql, {"t": table})).scalar_one())
+    return out
+
+
 def _query_row(q: dict[str, Any]) -> str:
     return (
         f"{q['rows']} rows: first {q['first_ms']} ms, then min {q['min_ms']} / median {q['median_ms']} / "
@@ -254,9 +330,11 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     try:
         results = asyncio.run(_measure(db, args))
         size = db.size_bytes()
+        results["query_year"] = asyncio.run(_measure_year(db, args, results["queried_node"], results["end"]))
     finally:
         db.drop()
     load = results["load"]
+    job = load["rollup_job"]
     bucketed = results["query_long_bucketed"]
     export = results["remote_write"]
     export_row = (
@@ -265,6 +343,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         if export
         else "off"
     )
+    year = results["query_year"]
+    tables = results["table_bytes"]
+    rows = max(1, load["rows"])
     print_table(
         f"ingest-history: {args.nodes} nodes x {args.days:g} days of {args.interval} s samples, "
         f"types {args.types}, database {db.kind}",
@@ -274,17 +355,28 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             ("insert_metrics rate", f"{load['rows_per_s_insert']:.0f} samples/s (batches of {args.batch})"),
             (
                 "load rate incl. generation",
-                f"{load['rows_per_s_wall']:.0f} samples/s ({load['wall_seconds']} s)",
+                f"{load['rows_per_s_wall']:.0f} samples/s ({load['wall_seconds']} s, "
+                f"{load['late_marked']} dirty marks)",
             ),
-            ("database size", mib(size)),
+            (
+                "rollup job catch-up",
+                f"{job['samples_per_s']:.0f} samples/s ({job['samples']} samples, {job['steps']} steps, "
+                f"{job['seconds']} s)",
+            ),
+            ("database size", f"{mib(size)} ({size / rows:.1f} B per sample)"),
+            (
+                "metric tables",
+                ", ".join(f"{t} {mib(b)}" for t, b in tables.items() if b)
+                + f" (samples {tables['metric_points'] / rows:.1f} B, rollups "
+                f"{tables['metric_rollups'] / rows:.1f} B per sample)",
+            ),
             (f"query 24 h ({args.query_type}, one node)", _query_row(results["query_24h"])),
             (f"query {args.query_days:g} d ({args.query_type}, one node)", _query_row(results["query_long"])),
             (
-                f"query {args.query_days:g} d bucketed",
-                _query_row(bucketed) + f" ({bucketed['bucket_seconds']} s buckets)"
-                if bucketed
-                else "not available",
+                f"chart {args.query_days:g} d (rollups)",
+                _query_row(bucketed) + f" ({bucketed['bucket_seconds']} s buckets)",
             ),
+            ("chart 1 year (1-hour rollups)", _query_row(year) + f" ({year['bucket_seconds']} s buckets)"),
         ],
     )
     return {
@@ -295,5 +387,6 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             for k in ("nodes", "days", "interval", "types", "batch", "query_days", "remote_write")
         },
         "database_bytes": size,
+        "bytes_per_sample": round(size / rows, 1),
         **results,
     }

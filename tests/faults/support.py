@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from opsfleet.daemon.spool import Spool
+from opsfleet.manager.store.metric_codec import point_entries
 from opsfleet.proto import manager_pb2, manager_pb2_grpc
 
 FIGURES_FILE = Path(__file__).resolve().parents[2] / "test-artifacts" / "reliability" / "figures.txt"
@@ -31,12 +32,19 @@ def row_counts(db_file: Path, node_id: str) -> dict[tuple[str, int], int]:
     """Rows per (type, timestamp) of one node, read with SQL (not through the store's API)."""
     conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=10)
     try:
+        names = dict(conn.execute("SELECT type_key, name FROM metric_types").fetchall())
         rows = conn.execute(
-            "SELECT type, ts, COUNT(*) FROM metric_samples WHERE node_id = ? GROUP BY type, ts", (node_id,)
+            "SELECT p.ts, p.data FROM metric_points AS p JOIN node_keys AS k ON k.node_key = p.node_key "
+            "WHERE k.node_id = ?",
+            (node_id,),
         ).fetchall()
     finally:
         conn.close()
-    return {(type_, ts): n for type_, ts, n in rows}
+    counts: dict[tuple[str, int], int] = {}
+    for ts, data in rows:
+        for type_key, _ in point_entries(data):
+            counts[(names[type_key], ts)] = counts.get((names[type_key], ts), 0) + 1
+    return counts
 
 
 @dataclass(frozen=True)

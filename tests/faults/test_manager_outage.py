@@ -56,7 +56,7 @@ def _rows(db_file: Path) -> int:
     try:
         conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=5)
         try:
-            return int(conn.execute("SELECT COUNT(*) FROM metric_samples").fetchone()[0])
+            return int(conn.execute("SELECT COALESCE(SUM(n), 0) FROM metric_points").fetchone()[0])
         finally:
             conn.close()
     except sqlite3.Error:

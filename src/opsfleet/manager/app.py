@@ -58,7 +58,8 @@ from opsfleet.manager.services.fleet_agents import FleetAgentService
 from opsfleet.manager.services.identities import IdentityRegistry
 from opsfleet.manager.services.login_throttle import LoginThrottle, ThrottlePolicy
 from opsfleet.manager.services.metric_queries import MetricQueryService
-from opsfleet.manager.services.metrics import MetricService
+from opsfleet.manager.services.metric_rollups import RollupJob
+from opsfleet.manager.services.metrics import MetricService, Retention
 from opsfleet.manager.services.nodes import NodeService
 from opsfleet.manager.services.pins import PinDeps, PinReconciler
 from opsfleet.manager.services.policies import PolicyService
@@ -109,6 +110,7 @@ class ManagerApp:
             url,
             pool_size=config.database.pool_size,
             lock_timeout=config.database.lock_timeout,
+            rollup_grace=config.metrics.rollup_grace,
         )
         self.nodes = NodeService(
             self.store,
@@ -120,9 +122,19 @@ class ManagerApp:
             self.store,
             self.nodes,
             retention_days=config.metrics.retention_days,
+            retention=Retention(
+                raw=int(config.metrics.retention.raw),
+                rollup_5m=int(config.metrics.retention.rollup_5m),
+                rollup_1h=int(config.metrics.retention.rollup_1h),
+            ),
             retention_interval=config.metrics.retention_interval,
             max_batch_rows=config.metrics.max_batch_rows,
             max_queued_rows=config.metrics.max_queued_rows,
+        )
+        self.rollups = RollupJob(
+            self.store.rollup_job,
+            interval=config.metrics.rollup_interval,
+            is_leader=lambda: self.leadership.is_leader,
         )
         self.timeline = TimelineService(SqlTimeline(self.store))
         self.nodes.add_forget_listener(self.timeline.forget)
@@ -214,6 +226,7 @@ class ManagerApp:
         self.nodes.is_leader = self.metrics.is_leader = self.pins.is_leader = leader
         self.leadership.add_listener(self.rollouts.leadership_changed)
         self.leadership.add_listener(self.alerts.leadership_changed)
+        self.leadership.add_listener(self.rollups.leadership_changed)
         self.nodes.watch_offline = self.alerts.offline_nodes
         self.fleet.publish = self.policies.publish = self.changes.publish
         self._subscribe_changes()
@@ -301,6 +314,7 @@ class ManagerApp:
         await self.leadership.start()
         await self.rollouts.start()
         await self.pins.start()
+        await self.rollups.start()
 
     def _subscribe_changes(self) -> None:
         """What another replica's change drops or refreshes here (opsfleet.manager.changes)."""
@@ -469,6 +483,7 @@ class ManagerApp:
         self._stopped = True
         # First: the singleton work stops here and another replica takes it over meanwhile.
         await stop_step("leadership", self.leadership.stop())
+        await stop_step("metric rollups", self.rollups.stop())
         await self.pins.stop()
         await self.rollouts.stop()
         if self._http is not None:

@@ -24,6 +24,9 @@ DEFAULT_GRPC_PORT = 9090
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_OFFLINE_AFTER = 180.0
 DEFAULT_RETENTION_DAYS = 30
+DEFAULT_RETENTION_RAW = 7 * 86400.0
+DEFAULT_RETENTION_5M = 90 * 86400.0
+DEFAULT_RETENTION_1H = 730 * 86400.0
 DEFAULT_DATA_DIR = "data"
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_TOKEN_TTL = 24 * 3600.0
@@ -152,10 +155,29 @@ class NodeSection(Section):
     check_interval: Duration = Field(default=5.0, gt=0)
 
 
+class RetentionSection(Section):
+    """How long raw samples and each rollup resolution are kept."""
+
+    raw: Duration = Field(default=DEFAULT_RETENTION_RAW, ge=3600.0)
+    rollup_5m: Duration = Field(default=DEFAULT_RETENTION_5M, ge=3600.0)
+    rollup_1h: Duration = Field(default=DEFAULT_RETENTION_1H, ge=3600.0)
+
+    @model_validator(mode="after")
+    def _coarser_lives_longer(self) -> RetentionSection:
+        if self.rollup_5m < self.raw:
+            raise ValueError("metrics.retention.rollup_5m must be at least metrics.retention.raw")
+        if self.rollup_1h < self.rollup_5m:
+            raise ValueError("metrics.retention.rollup_1h must be at least metrics.retention.rollup_5m")
+        return self
+
+
 class MetricsSection(Section):
     retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, ge=1, le=3650)
+    retention: RetentionSection = RetentionSection()
     retention_interval: Duration = Field(default=3600.0, gt=0)
     heartbeat_flush_interval: Duration = Field(default=1.0, gt=0, le=1.0)
+    rollup_interval: Duration = Field(default=60.0, gt=0, le=300.0)
+    rollup_grace: Duration = Field(default=120.0, ge=10.0, le=3600.0)
     max_batch_rows: int = Field(default=5000, ge=1)
     max_queued_rows: int = Field(default=200_000, ge=1000)
 

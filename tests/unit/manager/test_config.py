@@ -80,6 +80,10 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
         ("grpc:\n  tls:\n    enabled: true\n", "grpc.tls"),
         ("grpcc:\n  port: 1\n", "grpcc"),
         ("metrics:\n  retention_days: 0\n", "metrics.retention_days"),
+        ("metrics:\n  retention:\n    raw: 1s\n", "metrics.retention.raw"),
+        ("metrics:\n  retention:\n    raw: 100d\n", "metrics.retention': metrics.retention.rollup_5m"),
+        ("metrics:\n  retention:\n    rollup_1h: 30d\n", "metrics.retention': metrics.retention.rollup_1h"),
+        ("metrics:\n  retention:\n    hourly: 30d\n", "metrics.retention.hourly"),
         ("database:\n  url: ftp://x\n", "database.url"),
     ],
 )
@@ -89,6 +93,32 @@ def test_invalid_values_name_the_key(tmp_path: Path, text: str, key: str) -> Non
     with pytest.raises(ConfigError) as info:
         load_manager_config(path, {}, {})
     assert f"'{key}" in info.value.message
+
+
+def test_metric_retention_defaults_and_durations(tmp_path: Path) -> None:
+    assert load_manager_config(None, {}, {}).metrics.retention.raw == 7 * 86400
+    path = tmp_path / "m.yaml"
+    path.write_text("metrics:\n  retention:\n    raw: 2d\n    rollup_5m: 30d\n    rollup_1h: 365d\n")
+    retention = load_manager_config(path, {}, {}).metrics.retention
+    assert (retention.raw, retention.rollup_5m, retention.rollup_1h) == (2 * 86400, 30 * 86400, 365 * 86400)
+
+
+def test_rollup_interval_and_grace_defaults_durations_and_bounds(tmp_path: Path) -> None:
+    metrics = load_manager_config(None, {}, {}).metrics
+    assert (metrics.rollup_interval, metrics.rollup_grace) == (60.0, 120.0)
+    path = tmp_path / "m.yaml"
+    path.write_text("metrics:\n  rollup_interval: 30s\n  rollup_grace: 5m\n")
+    metrics = load_manager_config(path, {}, {}).metrics
+    assert (metrics.rollup_interval, metrics.rollup_grace) == (30.0, 300.0)
+    path.write_text("metrics:\n  rollup_interval: 1h\n")
+    with pytest.raises(ConfigError, match="rollup_interval"):
+        load_manager_config(path, {}, {})
+    path.write_text("metrics:\n  rollup_grace: 1s\n")
+    with pytest.raises(ConfigError, match="rollup_grace"):
+        load_manager_config(path, {}, {})
+    path.write_text("metrics:\n  rollup_flush_interval: 10s\n")
+    with pytest.raises(ConfigError, match="rollup_flush_interval"):
+        load_manager_config(path, {}, {})
 
 
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """Reading metrics for the REST API: latest samples, history (raw or bucketed), summaries, fleet overview.
 
-History spans up to 30 days. Up to 6 hours come back as raw samples; longer spans come back
-as averages of every value key over buckets of a whole number of minutes, sized so that at
-most ``MAX_POINTS`` buckets cover the span (the averaging runs in the database).
+History spans up to two years. Up to 6 hours come back as raw samples; longer spans (and
+short ones older than the raw retention) come back as averages of every value key over
+buckets read from the rollups: 5-minute rollups up to a week, 1-hour rollups beyond. A bucket
+is a whole number of rollups, aligned on multiples of its size (unix time), so that at most
+about ``MAX_POINTS`` buckets cover the span.
 """
 
 from __future__ import annotations
@@ -22,19 +24,29 @@ from opsfleet.manager.store.base import FleetQueries
 NODE_TYPES = ("cpu", "memory", "disk", "network")
 USAGE_TYPES = ("cpu", "memory", "disk")
 RAW_MAX_SPAN = 6 * 3600
-MAX_SPAN = 30 * 86400
-MAX_POINTS = 500
+ROLLUP_5M_MAX_SPAN = 7 * 86400
+MAX_SPAN = 730 * 86400
+MAX_POINTS = 2100
+RES_5M = 300
+RES_1H = 3600
 MAX_SUMMARY_DURATION = 30 * 86400
 OVERVIEW_WINDOW = 900
 TOP_NODES = 5
 
 
-def bucket_seconds(span: int) -> int:
-    """0 (raw samples) for spans up to 6 h, else whole minutes giving at most MAX_POINTS buckets."""
-    if span <= RAW_MAX_SPAN:
+def resolution(span: int, *, raw_available: bool = True) -> int:
+    """0 (raw samples) up to 6 h while raw samples are kept, else the rollup seconds to read."""
+    if span <= RAW_MAX_SPAN and raw_available:
         return 0
-    size = math.ceil(span / (MAX_POINTS - 1))
-    return math.ceil(size / 60) * 60
+    return RES_5M if span <= ROLLUP_5M_MAX_SPAN else RES_1H
+
+
+def bucket_seconds(span: int, *, raw_available: bool = True) -> int:
+    """0 (raw samples), else a multiple of the rollup resolution giving at most MAX_POINTS buckets."""
+    res = resolution(span, raw_available=raw_available)
+    if res == 0:
+        return 0
+    return res * max(1, math.ceil(span / (MAX_POINTS * res)))
 
 
 @dataclass(frozen=True)
@@ -92,8 +104,9 @@ class MetricQueryService:
         if end <= start:
             raise InvalidArgument("end_time must be after start_time")
         if end - start > MAX_SPAN:
-            raise InvalidArgument("start_time..end_time must span at most 30 days")
-        size = bucket_seconds(end - start)
+            raise InvalidArgument(f"start_time..end_time must span at most {MAX_SPAN // 86400} days")
+        raw_kept_since = int(self._clock()) - self._metrics.retention.raw
+        size = bucket_seconds(end - start, raw_available=start >= raw_kept_since)
         if size == 0:
             samples = await self._metrics.history(node_id, type_, start, end)
             return History(node_id, type_, start, end, 0, samples=samples)

@@ -28,7 +28,29 @@ from opsfleet.manager.store.base import Store
 
 log = logging.getLogger(__name__)
 
-RETENTION_CHUNK = 5000
+RETENTION_NODES = 500
+"""Nodes swept per retention transaction (deletion goes by key range, node by node)."""
+DAY = 86400
+RAW_SLACK = 1800
+"""Samples must be this much younger than the raw retention: a late sample makes the rollup
+job recompute its bucket from the raw samples, which must all still be there."""
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long samples and each rollup resolution are kept (seconds)."""
+
+    raw: int = 7 * DAY
+    rollup_5m: int = 90 * DAY
+    rollup_1h: int = 730 * DAY
+
+    def by_resolution(self) -> tuple[tuple[int, int, str], ...]:
+        """(store resolution, seconds kept, name): 0 is raw samples, else rollup seconds."""
+        return (
+            (0, self.raw, "raw samples"),
+            (300, self.rollup_5m, "5-minute rollups"),
+            (3600, self.rollup_1h, "1-hour rollups"),
+        )
 
 
 @dataclass(frozen=True)
@@ -45,6 +67,7 @@ class MetricService:
         nodes: NodeService,
         *,
         retention_days: int,
+        retention: Retention = Retention(),
         retention_interval: float = 3600.0,
         max_batch_rows: int = 5000,
         max_queued_rows: int = 200_000,
@@ -53,6 +76,7 @@ class MetricService:
         self._store = store
         self._nodes = nodes
         self._retention_days = retention_days
+        self.retention = retention
         self._retention_interval = retention_interval
         self._clock = clock
         self._stop = asyncio.Event()
@@ -108,6 +132,8 @@ class MetricService:
 
         InvalidArgument names the first invalid sample: ``metrics[<i>].<field>: <reason>``
         (daemons use the index to drop only that sample). A timestamp of 0 (unset) means now.
+        Samples older than ``retention_days`` or than the raw retention less ``RAW_SLACK``
+        are refused.
         """
         items = list(metrics)
         if len(items) > MAX_METRICS_PER_REQUEST:
@@ -115,7 +141,7 @@ class MetricService:
                 f"too many metrics in one request: {len(items)} > {MAX_METRICS_PER_REQUEST}"
             )
         now = int(self._clock())
-        max_age = self._retention_days * 86400
+        max_age = min(self._retention_days * DAY, self.retention.raw - RAW_SLACK)
         samples: list[MetricSample] = []
         dropped = 0
         for index, item in enumerate(items):
@@ -147,16 +173,21 @@ class MetricService:
         return await self._store.query_metrics(node_id, type_, start, end)
 
     async def apply_retention(self) -> int:
-        cutoff = int(self._clock()) - self._retention_days * 86400
+        """Delete raw samples and rollups past their retention; how many (samples and rollups)."""
+        now = int(self._clock())
         total = 0
-        while True:
-            deleted = await self._store.delete_metrics_before(cutoff, RETENTION_CHUNK)
+        for resolution, keep, name in self.retention.by_resolution():
+            deleted = 0
+            after: int | None = 0
+            while after is not None and not self._stop.is_set():
+                n, after = await self._store.delete_metrics_before(
+                    resolution, now - keep, after, RETENTION_NODES
+                )
+                deleted += n
+                await asyncio.sleep(0)
+            if deleted:
+                log.info("retention: deleted %d %s older than %d s", deleted, name, keep)
             total += deleted
-            if deleted < RETENTION_CHUNK or self._stop.is_set():
-                break
-            await asyncio.sleep(0)
-        if total:
-            log.info("retention: deleted %d samples older than %d days", total, self._retention_days)
         return total
 
     async def _retention_loop(self) -> None:

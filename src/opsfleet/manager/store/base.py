@@ -74,8 +74,12 @@ class Store(Protocol):
 
     async def count_metrics(self, node_id: str | None = None) -> int: ...
 
-    async def delete_metrics_before(self, timestamp: int, limit: int) -> int:
-        """Delete at most ``limit`` samples older than ``timestamp``; the number deleted."""
+    async def delete_metrics_before(
+        self, resolution: int, timestamp: int, after: int, max_nodes: int
+    ) -> tuple[int, int | None]:
+        """Delete samples (``resolution`` 0) or rollups of ``resolution`` seconds older than
+        ``timestamp`` for the next ``max_nodes`` nodes after cursor ``after`` (start with 0), in
+        one transaction. How many were deleted, and the next cursor (None: all nodes swept)."""
 
     async def sync_agents(
         self, node_id: str, states: Sequence[AgentState], now: float, events: Sequence[NodeEvent] = ()

@@ -1,8 +1,7 @@
 """SQL implementation of FleetQueries: the REST API's paged node lists, metric aggregates, deletion.
 
-Aggregation runs in the database: buckets are ``(ts - start) / bucket`` in integer arithmetic
-and every value key is averaged through the dialect's JSON table function (``json_each`` in
-SQLite, ``jsonb_each_text`` in PostgreSQL), so at most buckets x keys rows come back.
+Metric aggregates read the rollups kept by the metrics store (metrics_sql.py): a chart or a
+summary costs one row per rollup bucket, not one per raw sample.
 """
 
 from __future__ import annotations
@@ -11,36 +10,22 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
+from opsfleet.common.errors import InvalidArgument
 from opsfleet.manager.domain import MetricBucket, MetricSample, Node, NodeFilter, UsageStats
-from opsfleet.manager.store.schema import agents, metric_samples, node_config_states, node_events, nodes
+from opsfleet.manager.store.metrics_sql import RES_1H, RES_5M
+from opsfleet.manager.store.schema import agents, node_config_states, node_events, nodes
 from opsfleet.manager.store.shield import shielded
 from opsfleet.manager.store.sql import StoreModule, _row_to_node
 
-USAGE_KEY = "usage_percent"
+RAW_STATS_SPAN = 6 * 3600
+"""Usage statistics over at most this span read raw samples; longer ones read rollups."""
+ROLLUP_5M_STATS_SPAN = 7 * 86400
 
-_BUCKETS_SQLITE = sa.text(
-    "SELECT (m.ts - :start) / :bucket AS b, e.key AS k, avg(e.value) AS v, count(*) AS n "
-    'FROM metric_samples AS m, json_each(m."values") AS e '
-    "WHERE m.node_id = :node_id AND m.type = :type AND m.ts >= :start AND m.ts <= :end "
-    "AND e.type IN ('integer', 'real') "
-    "GROUP BY b, e.key ORDER BY b"
-)
-_BUCKETS_POSTGRES = sa.text(
-    "SELECT (m.ts - :start) / :bucket AS b, e.key AS k, avg(e.value::float8) AS v, count(*) AS n "
-    'FROM metric_samples AS m CROSS JOIN LATERAL jsonb_each_text(m."values") AS e(key, value) '
-    "WHERE m.node_id = :node_id AND m.type = :type AND m.ts >= :start AND m.ts <= :end "
-    "AND jsonb_typeof(m.\"values\" -> e.key) = 'number' "
-    "GROUP BY b, e.key ORDER BY b"
-)
+USAGE_KEY = "usage_percent"
 
 
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _usage() -> sa.ColumnElement[float]:
-    usage: sa.ColumnElement[float] = metric_samples.c["values"][USAGE_KEY].as_float()
-    return usage
 
 
 class SqlFleetQueries(StoreModule):
@@ -88,96 +73,54 @@ class SqlFleetQueries(StoreModule):
     @shielded
     async def delete_node(self, node_id: str) -> bool:
         async with self._store.write_tx() as conn:
-            for table in (agents, node_events, metric_samples, node_config_states):
+            for table in (agents, node_events, node_config_states):
                 await conn.execute(table.delete().where(table.c.node_id == node_id))
+            await self._store.metrics.delete_node(conn, node_id)
             result = await conn.execute(nodes.delete().where(nodes.c.node_id == node_id))
         return bool(result.rowcount)
 
-    @shielded
     async def latest_sample(self, node_id: str, type_: str) -> MetricSample | None:
-        query = (
-            sa.select(metric_samples.c.ts, metric_samples.c["values"])
-            .where(metric_samples.c.node_id == node_id, metric_samples.c.type == type_)
-            .order_by(metric_samples.c.ts.desc())
-            .limit(1)
-        )
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return MetricSample(node_id, type_, int(row[0]), dict(row[1])) if row else None
+        return await self._store.metrics.latest(node_id, type_)
 
-    @shielded
     async def bucketed_metrics(
         self, node_id: str, type_: str, start: int, end: int, bucket_seconds: int
     ) -> list[MetricBucket]:
-        sql = _BUCKETS_POSTGRES if self._engine.dialect.name == "postgresql" else _BUCKETS_SQLITE
-        params = {"node_id": node_id, "type": type_, "start": start, "end": end, "bucket": bucket_seconds}
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(sql, params)).all()
-        buckets: dict[int, tuple[dict[str, float], int]] = {}
-        for b, key, avg, n in rows:
-            values, samples = buckets.setdefault(int(b), ({}, 0))
-            values[str(key)] = float(avg)
-            buckets[int(b)] = (values, max(samples, int(n)))
-        return [
-            MetricBucket(timestamp=start + b * bucket_seconds, values=values, samples=samples)
-            for b, (values, samples) in sorted(buckets.items())
-        ]
+        res = RES_1H if bucket_seconds % RES_1H == 0 else RES_5M
+        if bucket_seconds % res:
+            raise InvalidArgument(f"bucket_seconds {bucket_seconds} is not a multiple of {RES_5M}")
+        rows = await self._store.metrics.averages(node_id, type_, res, start, end, bucket_seconds)
+        return [MetricBucket(timestamp=b, values=values, samples=n) for b, values, n in rows]
 
-    @shielded
     async def usage_stats(self, node_id: str, types: Sequence[str], start: int, end: int) -> list[UsageStats]:
-        usage = _usage()
-        query = (
-            sa.select(
-                metric_samples.c.type,
-                sa.func.min(usage),
-                sa.func.max(usage),
-                sa.func.avg(usage),
-                sa.func.count(usage),
-            )
-            .where(
-                metric_samples.c.node_id == node_id,
-                metric_samples.c.type.in_(list(types)),
-                metric_samples.c.ts >= start,
-                metric_samples.c.ts <= end,
-            )
-            .group_by(metric_samples.c.type)
-        )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [
-            UsageStats(
-                type=str(t),
-                min=None if lo is None else float(lo),
-                max=None if hi is None else float(hi),
-                avg=None if avg is None else float(avg),
-                samples=int(n),
-            )
-            for t, lo, hi, avg, n in rows
-        ]
+        out = []
+        for type_ in types:
+            stats = await self._usage(node_id, type_, start, end)
+            if stats is not None:
+                out.append(stats)
+        return out
 
-    @shielded
+    async def _usage(self, node_id: str, type_: str, start: int, end: int) -> UsageStats | None:
+        metrics = self._store.metrics
+        if end - start <= RAW_STATS_SPAN:
+            samples = await metrics.query(node_id, type_, start, end)
+            values = [v for s in samples if (v := s.values.get(USAGE_KEY)) is not None]
+            if not values:
+                return None
+            return UsageStats(type_, min(values), max(values), sum(values) / len(values), len(values))
+        res = RES_5M if end - start <= ROLLUP_5M_STATS_SPAN else RES_1H
+        low = high = total = 0.0
+        count = 0
+        for _, rollup in await metrics.rollups(node_id, type_, res, start, end):
+            stats = rollup.stats(USAGE_KEY)
+            if stats is None:
+                continue
+            low = stats[0] if not count else min(low, stats[0])
+            high = stats[1] if not count else max(high, stats[1])
+            total += stats[2]
+            count += stats[3]
+        if not count:
+            return None
+        return UsageStats(type_, low, high, total / count, count)
+
     async def latest_usage(self, types: Sequence[str], since: int) -> list[tuple[str, str, int, float]]:
-        ms = metric_samples
-        newest = (
-            sa.select(ms.c.node_id, ms.c.type, sa.func.max(ms.c.ts).label("ts"))
-            .where(ms.c.type.in_(list(types)), ms.c.ts >= since)
-            .group_by(ms.c.node_id, ms.c.type)
-            .subquery()
-        )
-        usage = _usage()
-        query = (
-            sa.select(ms.c.node_id, ms.c.type, ms.c.ts, usage)
-            .select_from(
-                ms.join(
-                    newest,
-                    sa.and_(
-                        ms.c.node_id == newest.c.node_id, ms.c.type == newest.c.type, ms.c.ts == newest.c.ts
-                    ),
-                )
-            )
-            .where(usage.is_not(None))
-            .order_by(ms.c.node_id, ms.c.type)
-        )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [(str(n), str(t), int(ts), float(u)) for n, t, ts, u in rows]
+        return await self._store.metrics.latest_value(types, since, USAGE_KEY)

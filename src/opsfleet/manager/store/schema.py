@@ -42,14 +42,74 @@ agents = sa.Table(
     sa.Column("restart_count", sa.Integer, nullable=False, server_default="0"),
 )
 
-metric_samples = sa.Table(
-    "metric_samples",
+BlobType = sa.LargeBinary().with_variant(postgresql.BYTEA(), "postgresql")
+SmallKey = sa.SmallInteger
+
+# Metrics (store/metrics_sql.py, store/metric_codec.py). Nodes, metric types and key tuples
+# get small integer keys; samples are stored one row per node and timestamp (every type of a
+# report together) in a compact binary encoding, clustered on (node_key, ts). On PostgreSQL
+# the migration gives metric_latest a fillfactor (rows rewritten in place).
+node_keys = sa.Table(
+    "node_keys",
     metadata,
-    sa.Column("node_id", sa.String(128), primary_key=True),
-    sa.Column("type", sa.String(32), primary_key=True),
-    sa.Column("ts", sa.BigInteger, primary_key=True),
-    sa.Column("values", JSONType, nullable=False),
-    sa.Index("ix_metric_samples_ts", "ts"),
+    sa.Column("node_key", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("node_id", sa.String(128), nullable=False, unique=True),
+)
+
+metric_types = sa.Table(
+    "metric_types",
+    metadata,
+    sa.Column("type_key", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(32), nullable=False, unique=True),
+)
+
+metric_keysets = sa.Table(
+    "metric_keysets",
+    metadata,
+    sa.Column("keyset", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("digest", sa.String(64), nullable=False, unique=True),
+    sa.Column("keys", sa.Text, nullable=False),
+)
+
+metric_points = sa.Table(
+    "metric_points",
+    metadata,
+    sa.Column("node_key", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("n", sa.SmallInteger, nullable=False),  # samples in the row (before ts: no padding)
+    sa.Column("ts", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("data", BlobType, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+metric_rollups = sa.Table(
+    "metric_rollups",
+    metadata,
+    sa.Column("node_key", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("type_key", SmallKey, primary_key=True, autoincrement=False),
+    sa.Column("res", SmallKey, primary_key=True, autoincrement=False),
+    sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("data", BlobType, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+metric_rollup_dirty = sa.Table(
+    "metric_rollup_dirty",
+    metadata,
+    sa.Column("node_key", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),
+    sqlite_with_rowid=False,
+)
+"""5-minute buckets whose final rollups a late sample changed; the rollup job recomputes
+them from the raw samples (metric_rollup_mark.py)."""
+
+metric_latest = sa.Table(
+    "metric_latest",
+    metadata,
+    sa.Column("node_key", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("type_key", SmallKey, primary_key=True, autoincrement=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("data", BlobType, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 node_events = sa.Table(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -32,28 +31,24 @@ from opsfleet.manager.domain import (
     NodeStatus,
     OperationRecord,
 )
+from opsfleet.manager.store.metric_rollups_sql import SqlRollupJob
+from opsfleet.manager.store.metrics_sql import DEFAULT_GRACE, SqlMetrics
 from opsfleet.manager.store.schema import (
     agent_operations,
     agents,
-    metric_samples,
     node_events,
     nodes,
     settings,
 )
 from opsfleet.manager.store.shield import ShieldedWork, shielded
+from opsfleet.manager.store.sql_base import StoreModule
 from opsfleet.manager.store.writes import ReadyProbe, WriteHealth
+
+__all__ = ["SqlStore", "StoreModule"]  # StoreModule: for the store modules that import it from here
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-_METRIC_INSERT_SQLITE = (
-    'INSERT INTO metric_samples (node_id, type, ts, "values") VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING'
-)
-_METRIC_INSERT_PG = (
-    'INSERT INTO metric_samples (node_id, type, ts, "values") '
-    "VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT DO NOTHING"
-)
 # Heartbeat flush: one driver-level executemany (thousands of rows a second in a large fleet).
 _TOUCH_SQLITE = "UPDATE nodes SET last_seen_at = ? WHERE node_id = ? AND last_seen_at < ?"
 _TOUCH_PG = "UPDATE nodes SET last_seen_at = $1 WHERE node_id = $2 AND last_seen_at < $3"
@@ -120,7 +115,14 @@ class SqlStore(ShieldedWork):
     then fails with DatabaseUnavailable and a retry delay.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        rollup_grace: float = DEFAULT_GRACE,
+    ) -> None:
         super().__init__()
         self.url = url
         self._pool_size = pool_size
@@ -131,6 +133,8 @@ class SqlStore(ShieldedWork):
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if url.startswith("sqlite") else None
         self.writes = WriteHealth()
         self._ready = ReadyProbe(self.writes, self._probe_write)
+        self.metrics = SqlMetrics(self, grace=rollup_grace)
+        self.rollup_job = SqlRollupJob(self)
 
     @property
     def dialect(self) -> str:
@@ -221,6 +225,7 @@ class SqlStore(ShieldedWork):
             self._engine = None
             raise Unavailable(f"cannot open database {self.safe_url}: {exc}") from exc
         log.info("database ready (%s)", self.safe_url)
+        await self.metrics.refresh_mark()
 
     @property
     def safe_url(self) -> str:
@@ -386,61 +391,19 @@ class SqlStore(ShieldedWork):
             rows = (await conn.execute(query)).all()
         return [NodeEvent(node_id=r.node_id, kind=EventKind(r.kind), at=r.at, detail=r.detail) for r in rows]
 
-    @shielded
     async def insert_metrics(self, samples: Sequence[MetricSample]) -> None:
-        if not samples:
-            return
-        # The hottest write: plain driver executemany with values pre-encoded, skipping
-        # SQLAlchemy's per-row parameter processing (half the CPU of this path).
-        encode = _JSON.encode
-        rows = [(s.node_id, s.type, s.timestamp, encode(s.values)) for s in samples]
-        sql = _METRIC_INSERT_PG if self.dialect == "postgresql" else _METRIC_INSERT_SQLITE
-        async with self.write_tx(changes_rows=True) as conn:
-            for chunk in _chunks(rows, 2000):
-                await conn.exec_driver_sql(sql, chunk)
+        await self.metrics.insert(samples)
 
-    @shielded
     async def query_metrics(self, node_id: str, type_: str, start: int, end: int) -> list[MetricSample]:
-        query = (
-            sa.select(metric_samples.c.ts, metric_samples.c["values"])
-            .where(
-                metric_samples.c.node_id == node_id,
-                metric_samples.c.type == type_,
-                metric_samples.c.ts >= start,
-                metric_samples.c.ts <= end,
-            )
-            .order_by(metric_samples.c.ts)
-        )
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [MetricSample(node_id, type_, int(r[0]), dict(r[1])) for r in rows]
+        return await self.metrics.query(node_id, type_, start, end)
 
-    @shielded
     async def count_metrics(self, node_id: str | None = None) -> int:
-        query = sa.select(sa.func.count()).select_from(metric_samples)
-        if node_id is not None:
-            query = query.where(metric_samples.c.node_id == node_id)
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
+        return await self.metrics.count(node_id)
 
-    @shielded
-    async def delete_metrics_before(self, timestamp: int, limit: int) -> int:
-        victims = (
-            sa.select(metric_samples.c.node_id, metric_samples.c.type, metric_samples.c.ts)
-            .where(metric_samples.c.ts < timestamp)
-            .limit(limit)
-        )
-        async with self.write_tx() as conn:
-            keys = (await conn.execute(victims)).all()
-            if not keys:
-                return 0
-            stmt = metric_samples.delete().where(
-                metric_samples.c.node_id == sa.bindparam("k_node"),
-                metric_samples.c.type == sa.bindparam("k_type"),
-                metric_samples.c.ts == sa.bindparam("k_ts"),
-            )
-            await conn.execute(stmt, [{"k_node": k[0], "k_type": k[1], "k_ts": k[2]} for k in keys])
-            return len(keys)
+    async def delete_metrics_before(
+        self, resolution: int, timestamp: int, after: int, max_nodes: int
+    ) -> tuple[int, int | None]:
+        return await self.metrics.delete_before(resolution, timestamp, after, max_nodes)
 
     @shielded
     async def sync_agents(
@@ -542,22 +505,6 @@ def agent_from_row(r: Any) -> Agent:
         last_sync_at=r.last_sync_at,
         restart_count=r.restart_count,
     )
-
-
-class StoreModule:
-    """Base of store modules that share a started SqlStore's engine and shielded-work set."""
-
-    def __init__(self, store: SqlStore) -> None:
-        self._store = store
-
-    @property
-    def inflight(self) -> set[asyncio.Future[Any]]:
-        """Shielded work is tracked by the SqlStore, which drains it before closing."""
-        return self._store.inflight
-
-    @property
-    def _engine(self) -> AsyncEngine:
-        return self._store.engine
 
 
 async def _add_event(

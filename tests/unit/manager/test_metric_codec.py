@@ -1,0 +1,166 @@
+"""The compact encodings of samples, points and rollups: exact round trips and exact merges."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from opsfleet.manager.store.metric_codec import (
+    CodecError,
+    Rollup,
+    decode_one,
+    decode_rollup,
+    decode_rollup_sums,
+    decode_sample,
+    decode_values,
+    encode_point,
+    encode_rollup,
+    encode_sample,
+    encode_values,
+    point_entries,
+    point_entry,
+)
+from opsfleet.simulator.payloads import MachineModel
+
+AWKWARD = [
+    0.0,
+    -0.0,
+    -0.5,
+    1.0,
+    -1.0,
+    12.34,
+    -12.34,
+    0.1 + 0.2,  # not two decimals: float64
+    1e-7,
+    1e300,
+    -1e300,
+    2.0**60,  # an integer too wide for 7 bytes
+    2.0**53 + 2,
+    16_000_000_000.0,
+    123456789.01,
+    5e-324,
+    math.pi,
+    99.99,
+    -0.01,
+]
+
+
+def test_values_round_trip_exactly() -> None:
+    data = encode_values(AWKWARD)
+    assert decode_values(data, 0, len(AWKWARD)) == AWKWARD
+    for value in AWKWARD:  # one at a time too (odd and even tag counts)
+        assert decode_values(encode_values([value]), 0, 1) == [value]
+
+
+def test_random_values_round_trip_exactly() -> None:
+    rnd = random.Random(5)
+    values = [rnd.uniform(-1e6, 1e6) for _ in range(300)]
+    values += [round(rnd.uniform(0, 100), 2) for _ in range(300)]
+    values += [float(rnd.randrange(-(2**50), 2**50)) for _ in range(300)]
+    assert decode_values(encode_values(values), 0, len(values)) == values
+
+
+def test_collector_values_take_far_less_than_float64() -> None:
+    model = MachineModel(random.Random(1), 0.0)
+    total = count = 0
+    for t in range(60, 6000, 60):
+        for values in model.sample(float(t)).values():
+            keys = tuple(values)
+            blob = encode_sample(1, keys, list(values.values()))
+            assert decode_sample(blob, {1: keys}) == values
+            total += len(blob)
+            count += len(values)
+    assert total / count < 5.0  # bytes per value, against 8 for float64 (and ~20 as JSON)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_values_are_refused(bad: float) -> None:
+    with pytest.raises((ValueError, OverflowError)):
+        encode_values([1.0, bad])
+
+
+def test_unknown_keys_travel_inline_without_a_keyset() -> None:
+    values = {"usage_percent": 1.5, "brand_new_key": 7.0, "ünïcode key": -2.25}
+    blob = encode_sample(0, tuple(values), list(values.values()))
+    assert decode_sample(blob, {}) == values
+    assert decode_one(blob, {}, "brand_new_key") == 7.0
+    assert decode_one(blob, {}, "missing") is None
+
+
+def test_a_keyset_id_the_reader_does_not_know_is_a_codec_error() -> None:
+    blob = encode_sample(9, ("a",), [1.0])
+    with pytest.raises(CodecError):
+        decode_sample(blob, {1: ("a",)})
+
+
+def test_points_hold_one_entry_per_type() -> None:
+    entries = [(1, b"\x01abc"), (300, b""), (2, bytes(range(200)))]
+    data = encode_point(entries)
+    assert point_entries(data) == entries
+    assert point_entry(data, 300) == b""
+    assert point_entry(data, 2) == bytes(range(200))
+    assert point_entry(data, 7) is None
+
+
+def _direct(samples: list[dict[str, float]]) -> dict[str, tuple[float, float, float, int]]:
+    out: dict[str, tuple[float, float, float, int]] = {}
+    for s in samples:
+        for k, v in s.items():
+            lo, hi, total, n = out.get(k, (v, v, 0.0, 0))
+            out[k] = (min(lo, v), max(hi, v), total + v, n + 1)
+    return out
+
+
+def test_rollup_merge_equals_one_rollup_of_every_sample() -> None:
+    rnd = random.Random(3)
+    samples = []
+    for i in range(40):
+        values = {
+            "usage_percent": float(rnd.randrange(0, 10_000)) / 100,
+            "bytes": float(rnd.randrange(10**12)),
+        }
+        if i % 7 == 0:
+            values["sometimes"] = float(i)  # a key only some samples hold
+        samples.append(values)
+    whole = Rollup()
+    for s in samples:
+        whole.add(tuple(s), list(s.values()))
+    left, right = Rollup(), Rollup()
+    for s in samples[:13]:
+        left.add(tuple(s), list(s.values()))
+    for s in samples[13:]:
+        right.add(tuple(s), list(s.values()))
+    left.merge(right)
+    expected = _direct(samples)
+    for rollup in (whole, left):
+        assert rollup.n == 40
+        for key, (lo, hi, total, n) in expected.items():
+            got = rollup.stats(key)
+            assert got is not None
+            assert got[0] == lo and got[1] == hi and got[3] == n
+            assert got[2] == pytest.approx(total, rel=1e-12)
+    assert left.averages()["sometimes"] == pytest.approx(expected["sometimes"][2] / 6)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_rollups_round_trip(packed: bool) -> None:
+    rollup = Rollup()
+    rollup.add(("a", "b"), [1.25, 1e12])
+    rollup.add(("a", "b"), [3.5, 2e12])
+    rollup.add(("a", "c"), [0.1 + 0.2, -4.0])  # "b" misses a sample: counts are stored
+    lookup = {1: ("a", "b", "c")}
+    for keyset in (0, 1):
+        back = decode_rollup(encode_rollup(keyset, rollup, packed=packed), lookup)
+        assert back == rollup
+        keys, n, count, sums = decode_rollup_sums(encode_rollup(keyset, rollup, packed=packed), lookup)
+        assert keys == rollup.keys and n == 3 and count == [3, 2, 1] and list(sums) == rollup.total
+
+
+def test_truncated_blobs_are_codec_errors() -> None:
+    blob = encode_sample(1, ("a", "b", "c"), [1.5, 1e12, 7.0])
+    with pytest.raises(CodecError):
+        decode_sample(blob[:-1], {1: ("a", "b", "c")})  # a value fewer
+    with pytest.raises(CodecError):
+        point_entries(encode_point([(1, b"abcdef")])[:-1])
