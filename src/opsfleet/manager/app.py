@@ -255,7 +255,9 @@ class ManagerApp:
     async def _start(self) -> None:
         cfg = self.config
         loop = type(asyncio.get_running_loop())
-        log.info("opsfleet manager %s starting (event loop %s.%s)", __version__, loop.__module__, loop.__name__)
+        log.info(
+            "opsfleet manager %s starting (event loop %s.%s)", __version__, loop.__module__, loop.__name__
+        )
         if self._sqlite_lock is not None:
             self._sqlite_lock.acquire()
         await self.store.start()
