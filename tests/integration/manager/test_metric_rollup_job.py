@@ -5,16 +5,20 @@ metrics transaction writes no rollups (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from opsfleet.manager.services.metric_rollups import RollupJob
 from opsfleet.manager.store.metric_rollup_mark import RollupMark, closed_before
 from opsfleet.manager.store.schema import metric_rollups
+from opsfleet.manager.store.sql import SqlStore
 from tests.integration.manager.rollup_support import (
     Clock,
     dirty_marks,
@@ -35,13 +39,22 @@ def _start() -> int:
     return (int(time.time()) - 3 * 86400) // 3600 * 3600
 
 
-async def test_normal_ingest_writes_no_rollups_and_the_job_matches_the_raw_samples(
-    database_url: str, tmp_path: Path
-) -> None:
+@contextlib.asynccontextmanager
+async def _opened(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[int, Clock, SqlStore, RollupJob]]:
+    """A store and its rollup job on a clock starting at a whole hour; the store closed after."""
     t0 = _start()
     clock = Clock(t0)
     store, job = await open_store(store_url(database_url, tmp_path), clock)
     try:
+        yield t0, clock, store, job
+    finally:
+        await store.close()
+
+
+async def test_normal_ingest_writes_no_rollups_and_the_job_matches_the_raw_samples(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with _opened(database_url, tmp_path) as (t0, clock, store, job):
         await job.run_pass()  # the first mark: the newest closed bucket
         for m in range(150):
             clock.now = t0 + 60 * m + 10  # each report arrives 10 s after its samples
@@ -56,17 +69,12 @@ async def test_normal_ingest_writes_no_rollups_and_the_job_matches_the_raw_sampl
             mark = await store.metrics.read_mark(conn)
         assert mark == RollupMark(closed_before(clock.now, 120), closed_before(clock.now, 120), 0)
         assert await final_rows_match_raw(store, NODES, t0 - 3600, t0 + 4 * 3600) == 6 * 2 * 29
-    finally:
-        await store.close()
 
 
 async def test_late_samples_are_marked_read_right_away_and_recomputed_by_the_job(
     database_url: str, tmp_path: Path
 ) -> None:
-    t0 = _start()
-    clock = Clock(t0)
-    store, job = await open_store(store_url(database_url, tmp_path), clock)
-    try:
+    async with _opened(database_url, tmp_path) as (t0, clock, store, job):
         await job.run_pass()
         for m in range(90):
             clock.now = t0 + 60 * m + 10
@@ -85,17 +93,12 @@ async def test_late_samples_are_marked_read_right_away_and_recomputed_by_the_job
         await job.run_pass()
         assert await dirty_marks(store) == 0
         assert await final_rows_match_raw(store, NODES, t0, t0 + 2 * 3600) == final
-    finally:
-        await store.close()
 
 
 async def test_reads_see_samples_past_the_watermark_and_dirty_buckets(
     database_url: str, tmp_path: Path
 ) -> None:
-    t0 = _start()
-    clock = Clock(t0)
-    store, job = await open_store(store_url(database_url, tmp_path), clock)
-    try:
+    async with _opened(database_url, tmp_path) as (t0, clock, store, job):
         await job.run_pass()
         for m in range(40):
             clock.now = t0 + 60 * m + 10
@@ -107,8 +110,6 @@ async def test_reads_see_samples_past_the_watermark_and_dirty_buckets(
             assert [(b, r.n) for b, r in rollups] == [(t0, 41)]
             fives = await store.metrics.rollups(node, "cpu", 300, t0, t0 + 3600)
             assert [r.n for _, r in fives] == [6, 5, 5, 5, 5, 5, 5, 5]
-    finally:
-        await store.close()
 
 
 async def test_a_job_killed_mid_pass_resumes_where_its_last_commit_ended(
@@ -151,10 +152,7 @@ async def test_a_step_planned_from_a_mark_that_moved_writes_nothing(
 ) -> None:
     """Two leaders for a moment (the old one still in a step): the later write sees the mark
     moved and leaves the rows alone."""
-    t0 = _start()
-    clock = Clock(t0)
-    store, job = await open_store(store_url(database_url, tmp_path), clock)
-    try:
+    async with _opened(database_url, tmp_path) as (t0, clock, store, job):
         await job.run_pass()
         for m in range(20):
             clock.now = t0 + 60 * m + 10
@@ -176,5 +174,3 @@ async def test_a_step_planned_from_a_mark_that_moved_writes_nothing(
                 await conn.execute(sa.select(sa.func.count()).where(metric_rollups.c.data == b"\x00"))
             ).scalar()
         assert left == before  # nothing rewritten
-    finally:
-        await store.close()
