@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import sys
@@ -32,9 +31,8 @@ import grpc
 from opsfleet.common import rpc as rpc_opts
 from opsfleet.common.config import split_host_port
 from opsfleet.common.errors import ConfigError, OpsfleetError
-from opsfleet.common.lifecycle import install_signal_handlers, run_server_loop
+from opsfleet.common.lifecycle import install_signal_handlers, run_server_loop, tune_server_gc
 from opsfleet.common.logs import configure_logging
-from opsfleet.manager.cli import GC_GEN0_THRESHOLD
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc, manager_pb2, manager_pb2_grpc
 
 log = logging.getLogger("baseline")
@@ -122,10 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OpsfleetError, OSError) as exc:
         print(f"baseline_server: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
-    # The Manager's collector settings (opsfleet.manager.cli), so the comparison is like with like.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
+    # The Manager's collector settings, so the comparison is like with like.
+    tune_server_gc()
 
     async def _main() -> None:
         stop = asyncio.Event()

@@ -42,6 +42,7 @@ import sqlalchemy as sa
 from benchmarks.dbs import ScratchDatabase
 from benchmarks.output import mib, print_table
 from benchmarks.scenarios.common import add_database_arg
+from opsfleet.common.lifecycle import tune_server_gc
 from opsfleet.manager.domain import MetricSample
 from opsfleet.manager.export.remote_write import NodeInfo, RemoteWriteExporter
 from opsfleet.manager.export.sender import HttpSender
@@ -325,6 +326,9 @@ def _query_row(q: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    # The store runs in this process: give it the Manager's collector settings, as the
+    # Manager serving the REST API's charts has (like with like).
+    tune_server_gc()
     db = ScratchDatabase(workdir, args.database_url, keep=args.keep)
     db.create()
     try:

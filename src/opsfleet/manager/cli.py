@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsfleet.common.config import split_host_port
-from opsfleet.common.lifecycle import install_signal_handlers, run_server_loop
+from opsfleet.common.lifecycle import install_signal_handlers, run_server_loop, tune_server_gc
 from opsfleet.common.logs import configure_logging
 from opsfleet.manager.config import ManagerConfig, load_manager_config
 
 if TYPE_CHECKING:
     from opsfleet.manager.app import ManagerApp
 
-GC_GEN0_THRESHOLD = 50_000
 
 HELP = """\
 Run the Manager: the gRPC services daemons talk to (ManagerService and the manager side
@@ -96,12 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if config.tls_mode == "off":
         print(INSECURE_WARNING, file=sys.stderr, flush=True)
 
-    # Long-lived objects (config, caches of a large fleet) leave the collector's view, and
-    # collections run less often: full collections of a big heap were the longest stalls
-    # in the 20,000-node benchmark (docs/performance.md).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
+    tune_server_gc()
 
     return serve(ManagerApp(config))
 
