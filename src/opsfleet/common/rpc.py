@@ -73,6 +73,30 @@ def server_options(
     ]
 
 
+RECONNECT_INITIAL_MS = 500
+RECONNECT_MAX_MS = 5_000
+CONNECT_TIMEOUT_MS = 20_000
+
+
+def reconnect_options() -> list[tuple[str, int]]:
+    """gRPC's own reconnect policy for a node's channel to the Manager (daemon and simulator).
+
+    A channel whose Manager is down probes it again after 0.5 s, growing to at most 5 s
+    (with gRPC's jitter), so a node is back within seconds of a restart. Each attempt gets
+    at least ``CONNECT_TIMEOUT_MS`` (gRPC's default, 20 s; core calls it
+    ``min_reconnect_backoff_ms``) to finish its TCP and TLS handshakes: a Manager that
+    thousands of nodes reconnect to at once answers handshakes late, and a shorter
+    timeout would abort them half done and start them again, multiplying the handshake work
+    exactly when the Manager has the least time for it. Refused connections (a Manager
+    that is down) fail at once whatever the timeout.
+    """
+    return [
+        ("grpc.initial_reconnect_backoff_ms", RECONNECT_INITIAL_MS),
+        ("grpc.max_reconnect_backoff_ms", RECONNECT_MAX_MS),
+        ("grpc.min_reconnect_backoff_ms", CONNECT_TIMEOUT_MS),
+    ]
+
+
 def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
     return [
         *_FLOW_CONTROL,

@@ -62,15 +62,6 @@ FAILOVER_PAUSE = 0.5  # the most a daemon waits before trying the next Manager r
 FAILOVER_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
-def channel_reconnect_options() -> list[tuple[str, int]]:
-    """gRPC's own reconnect backoff: how often a daemon probes a manager that is down."""
-    return [
-        ("grpc.initial_reconnect_backoff_ms", 500),
-        ("grpc.min_reconnect_backoff_ms", 500),
-        ("grpc.max_reconnect_backoff_ms", 5000),
-    ]
-
-
 @dataclass(frozen=True)
 class AgentStateView:
     agent_id: str
@@ -251,7 +242,7 @@ class ManagerLink:
         target = self.address
         options = [
             *rpc_opts.channel_options(),
-            *channel_reconnect_options(),
+            *rpc_opts.reconnect_options(),
         ]
         if self._material is not None:
             m = self._material

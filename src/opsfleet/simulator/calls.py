@@ -92,7 +92,11 @@ class GrpcCaller:
         self._hashes: dict[str, str] = {}
 
     async def start(self) -> None:
-        options: list[tuple[str, Any]] = [*rpc_opts.channel_options(), ("grpc.use_local_subchannel_pool", 1)]
+        options: list[tuple[str, Any]] = [
+            *rpc_opts.channel_options(),
+            *rpc_opts.reconnect_options(),
+            ("grpc.use_local_subchannel_pool", 1),
+        ]
         creds = None
         if self._tls is not None:
             creds = channel_credentials(

@@ -183,6 +183,13 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--token", default="", help="enrollment token with at least --nodes uses (with --enroll)")
     p.add_argument("--ca-fingerprint", default="", metavar="sha256:HEX", help="the fleet CA (with --enroll)")
+    p.add_argument(
+        "--enroll-concurrency",
+        type=int,
+        default=c.DEFAULT_ENROLL_CONCURRENCY,
+        metavar="N",
+        help="enrollments in flight per worker; the other nodes wait their turn (%(default)s)",
+    )
     p.add_argument("--seed", type=int, help="random seed, for repeatable node profiles and schedules")
     p.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info", help="log verbosity"
@@ -215,7 +222,11 @@ def config_from_args(args: argparse.Namespace) -> c.SimConfig:
         progress_interval=args.progress_interval,
         manager_pid=args.manager_pid,
         tls=tls,
-        enroll=c.EnrollSettings(args.enroll, args.token, args.ca_fingerprint) if args.enroll else None,
+        enroll=(
+            c.EnrollSettings(args.enroll, args.token, args.ca_fingerprint, args.enroll_concurrency)
+            if args.enroll
+            else None
+        ),
         seed=args.seed,
     )
 

@@ -20,6 +20,7 @@ DEFAULT_CHANNELS = 4
 DEFAULT_INFLIGHT = 64
 DEFAULT_JITTER = 0.1
 DEFAULT_TIMEOUT = 10.0
+DEFAULT_ENROLL_CONCURRENCY = 16
 DEFAULT_BACKOFF_BASE = 1.0
 DEFAULT_BACKOFF_CAP = 30.0
 DEFAULT_AGENTS_PER_NODE = 3
@@ -48,11 +49,16 @@ class TlsFiles:
 
 @dataclass(frozen=True)
 class EnrollSettings:
-    """Enroll every simulated node at the Manager's enrollment port before it registers."""
+    """Enroll every simulated node at the Manager's enrollment port before it registers.
+
+    ``concurrency``: enrollments one worker has in flight at most; the others wait their
+    turn, as when an operator enrolls a fleet with bounded parallelism (a configuration
+    management run with N forks) rather than every node at the same second."""
 
     address: str
     token: str
     ca_fingerprint: str
+    concurrency: int = DEFAULT_ENROLL_CONCURRENCY
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,7 @@ class SimConfig:
             raise ConfigError("--tls-cert and --tls-key must be given together")
         if self.enroll is not None:
             split_host_port(self.enroll.address, key="--enroll")
+            _positive("--enroll-concurrency", self.enroll.concurrency)
             if not self.enroll.token or not self.enroll.ca_fingerprint:
                 raise ConfigError("--enroll needs --token and --ca-fingerprint")
             if self.tls is not None:

@@ -4,7 +4,11 @@ on its own connection with its own certificate, as real enrolled daemons do (so 
 includes one TLS handshake per node).
 
 All nodes of a worker share one key pair (the CA signs only the public key; generating
-thousands of keys would measure the simulator, not the Manager). A failed Enroll (UNAVAILABLE,
+thousands of keys would measure the simulator, not the Manager). Each node enrolls over a
+connection of its own, closed afterwards, as ``opsfleet daemon enroll`` does (a connection
+shared by thousands of enrolling nodes would queue their calls behind each other's HTTP/2
+streams, which no real fleet does). At most ``--enroll-concurrency`` enrollments per worker are
+in flight; the other nodes wait their turn. A failed Enroll (UNAVAILABLE,
 DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ...) is retried by the node's registration loop with
 full-jitter backoff and the same key, so an enrollment whose reply was lost gets its
 certificate re-issued. A node id that already has an active identity for another key (a
@@ -45,11 +49,13 @@ class EnrolledCaller(GrpcCaller):
         self._key = new_private_key()
         self._key_pem = key_to_pem(self._key)
         self._csr = make_csr(self._key, "simulated node")
-        self._enroll_channel: grpc.aio.Channel | None = None
+        self._enroll_creds: grpc.ChannelCredentials | None = None
+        self._enroll_turns = asyncio.Semaphore(enroll.concurrency)
         self._node_channels: dict[str, grpc.aio.Channel] = {}
         self._node_stubs: dict[str, _Stubs] = {}
         self._options: list[tuple[str, Any]] = [
             *rpc_opts.channel_options(),
+            *rpc_opts.reconnect_options(),
             ("grpc.use_local_subchannel_pool", 1),
             ("grpc.ssl_target_name_override", MANAGER_DNS_NAME),
         ]
@@ -62,14 +68,11 @@ class EnrolledCaller(GrpcCaller):
         if not matching:
             raise ConfigError(f"--ca-fingerprint: {self._enroll.address} does not present the CA {want}")
         self._ca_pem = matching[0]
-        creds = grpc.ssl_channel_credentials(root_certificates=self._ca_pem)
-        self._enroll_channel = grpc.aio.secure_channel(self._enroll.address, creds, options=self._options)
+        self._enroll_creds = grpc.ssl_channel_credentials(root_certificates=self._ca_pem)
 
     async def close(self) -> None:
         channels = [*self._node_channels.values()]
-        if self._enroll_channel is not None:
-            channels.append(self._enroll_channel)
-        self._node_channels, self._node_stubs, self._enroll_channel = {}, {}, None
+        self._node_channels, self._node_stubs = {}, {}
         for channel in channels:
             await channel.close(grace=None)
 
@@ -80,15 +83,21 @@ class EnrolledCaller(GrpcCaller):
         return self._node_stubs[node.node_id]
 
     async def _enroll_node(self, node: NodeIdentity) -> str:
-        assert self._enroll_channel is not None, "start() first"
-        stub = enrollment_pb2_grpc.EnrollmentServiceStub(self._enroll_channel)
+        assert self._enroll_creds is not None, "start() first"
         request = enrollment_pb2.EnrollRequest(
             token=self._enroll.token, csr_pem=self._csr, node_id=node.node_id, hostname=node.hostname
         )
-        try:
-            reply = await stub.Enroll(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as exc:
-            return f"ENROLL_{exc.code().name}"
+        async with (
+            self._enroll_turns,
+            grpc.aio.secure_channel(
+                self._enroll.address, self._enroll_creds, options=self._options
+            ) as enroll_channel,
+        ):
+            stub = enrollment_pb2_grpc.EnrollmentServiceStub(enroll_channel)
+            try:
+                reply = await stub.Enroll(request, timeout=self._timeout)
+            except grpc.aio.AioRpcError as exc:
+                return f"ENROLL_{exc.code().name}"
         creds = grpc.ssl_channel_credentials(
             root_certificates=self._ca_pem,
             private_key=self._key_pem,

@@ -3,6 +3,7 @@ under 30 s: the backoff cap plus gRPC's own reconnect interval plus the return j
 
 from __future__ import annotations
 
+from opsfleet.common import rpc as rpc_opts
 from opsfleet.common.backoff import Backoff
 from opsfleet.daemon import link
 from opsfleet.daemon.config import ManagerSection
@@ -28,5 +29,5 @@ def test_manager_start_up_grace_covers_the_worst_return_and_a_heartbeat() -> Non
 
 
 def test_channel_reconnect_interval_matches_the_policy() -> None:
-    options = dict(link.channel_reconnect_options())
+    options = dict(rpc_opts.reconnect_options())
     assert options["grpc.max_reconnect_backoff_ms"] == GRPC_MAX_RECONNECT * 1000
