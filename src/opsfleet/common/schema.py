@@ -7,10 +7,12 @@ daemon never loads pydantic (about 13 MiB of a node's memory). A section is a
 
 * every key must be a field (``unknown key``), every field without a default must be there
   (``required``);
-* values keep their YAML types: ``int`` takes integers (and integral floats), ``float``
-  takes numbers, ``str`` strings, ``bool`` booleans, ``Literal`` one of its values, lists
-  and maps their item types, nested sections mappings; nothing is converted from text
-  except durations (``rule(duration=True)``: ``30s``, ``5m``, ``1h`` or seconds);
+* values are checked against the field's type: ``int`` takes integers, integral floats and
+  integer text (``"9090"``), ``float`` numbers and number text, ``bool`` booleans, 0/1 and
+  yes/no words (what pydantic's lax mode took, so files written for it keep loading),
+  ``str`` strings only, ``Literal`` one of its values, lists and maps their item types,
+  nested sections mappings; durations (``rule(duration=True)``) take ``30s``, ``5m``,
+  ``1h`` or seconds;
 * then the rule's limits (``ge``, ``gt``, ``le``, ``min_length``) and its ``check``.
 
 All failures of one call are collected and raised as one :class:`ConfigError`, one
@@ -22,6 +24,7 @@ raises is passed through as it is.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -34,6 +37,15 @@ from opsfleet.common.errors import ConfigError, InvalidArgument
 T = TypeVar("T")
 
 _RULE = "opsfleet.rule"
+
+# What pydantic's lax mode took for these types (the schema was pydantic before): a quoted
+# number or a yes/no word in a daemon.yaml or a stored central policy keeps loading.
+_BOOLS = {
+    **dict.fromkeys(("1", "true", "t", "yes", "y", "on"), True),
+    **dict.fromkeys(("0", "false", "f", "no", "n", "off"), False),
+}
+_INT_TEXT = re.compile(r"[+-]?\d+")
+_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 @dataclass(frozen=True)
@@ -240,14 +252,20 @@ def _value(tp: Any, value: Any, key: str, errors: _Errors) -> Any:
     elif tp is bool:
         if isinstance(value, bool):
             return value
+        if isinstance(value, int | str) and str(value).strip().lower() in _BOOLS:
+            return _BOOLS[str(value).strip().lower()]
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
+        if isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+            return int(value.strip())
     elif tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value.strip())
     elif tp is str:
         if isinstance(value, str):
             return value
