@@ -10,7 +10,7 @@ each with the shape of the same section of ``daemon.yaml``:
 ``manager``         only ``heartbeat_interval``
 
 Every failure is a :class:`ConfigError` naming the key (``config key
-'config.agents[0].binary_path': Field required``). The canonical form (sorted keys, JSON)
+'config.agents[0].binary_path': required``). The canonical form (sorted keys, JSON)
 is what revision and config hashes are computed over.
 """
 
@@ -22,9 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
-from opsfleet.common.config import describe_validation_error
 from opsfleet.common.daemon_schema import (
     AgentSpec,
     CollectorsSection,
@@ -32,6 +30,7 @@ from opsfleet.common.daemon_schema import (
     merge_agents,
 )
 from opsfleet.common.errors import ConfigError
+from opsfleet.common.schema import parse
 
 CENTRAL_KEYS = ("agents", "agent_defaults", "collectors", "manager")
 CENTRAL_MANAGER_KEYS = ("heartbeat_interval",)
@@ -69,10 +68,7 @@ def validate_central(doc: Any, *, prefix: str = "config") -> list[AgentSpec]:
     collectors = doc.get("collectors") or {}
     if not isinstance(collectors, Mapping):
         raise ConfigError(f"config key '{prefix}.collectors': expected a mapping")
-    try:
-        CollectorsSection.model_validate(collectors)
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, f"{prefix}.collectors")) from exc
+    parse(CollectorsSection, collectors, f"{prefix}.collectors")
     manager = doc.get("manager") or {}
     if not isinstance(manager, Mapping):
         raise ConfigError(f"config key '{prefix}.manager': expected a mapping")
@@ -82,10 +78,7 @@ def validate_central(doc: Any, *, prefix: str = "config") -> list[AgentSpec]:
                 f"config key '{prefix}.manager.{key}': cannot be set centrally "
                 f"(allowed: {', '.join(CENTRAL_MANAGER_KEYS)})"
             )
-    try:
-        ManagerSection.model_validate(manager)
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, f"{prefix}.manager")) from exc
+    parse(ManagerSection, manager, f"{prefix}.manager")
     try:
         return merge_agents(doc.get("agent_defaults") or {}, doc.get("agents") or [])
     except ConfigError as exc:

@@ -5,8 +5,9 @@ One module so that a policy the Manager accepts is one a daemon loads: the secti
 its agent entries (``agents:`` and ``agent_defaults:``, validated into frozen
 :class:`AgentSpec`). :func:`merge_agents` deep-merges ``agent_defaults`` into every
 entry, validates it, and rejects duplicate ids; every failure is a :class:`ConfigError`
-naming the key (``config key 'agents[1].restart.policy': ...``). This module does no OS
-work and imports neither the manager nor the daemon.
+naming the key (``config key 'agents[1].restart.policy': ...``). The sections are frozen
+dataclasses checked by :mod:`opsfleet.common.schema`, not pydantic models: a daemon does not
+load pydantic. This module does no OS work and imports neither the manager nor the daemon.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
-
-from opsfleet.common.config import Duration, Section, describe_validation_error, split_host_port
+from opsfleet.common.config_sources import split_host_port
 from opsfleet.common.errors import ConfigError
+from opsfleet.common.schema import field_names, parse, rule
 from opsfleet.common.signing import check_public_key
 from opsfleet.common.validation import NODE_ID_RE
 
@@ -51,76 +52,80 @@ def is_valid_agent_id(agent_id: str) -> bool:
     return _AGENT_ID_RE.fullmatch(agent_id) is not None
 
 
-class RestartSection(Section):
+def _agent_id(value: str) -> str:
+    if not is_valid_agent_id(value):
+        raise ValueError(f"agent id must match {AGENT_ID_PATTERN}, got {value!r}")
+    return value
+
+
+def _http_url(value: str) -> str:
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestartSection:
     """When and how fast an exited agent is started again."""
 
     policy: RestartPolicy = "always"
-    max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0)
-    backoff_base: Duration = Field(default=DEFAULT_BACKOFF_BASE, gt=0)
-    backoff_max: Duration = Field(default=DEFAULT_BACKOFF_MAX, gt=0)
-    retry_window: Duration = Field(default=DEFAULT_RETRY_WINDOW, gt=0)
-    stable_after: Duration = DEFAULT_STABLE_AFTER
+    max_retries: int = field(default=DEFAULT_MAX_RETRIES, metadata=rule(ge=0))
+    backoff_base: float = field(default=DEFAULT_BACKOFF_BASE, metadata=rule(duration=True, gt=0))
+    backoff_max: float = field(default=DEFAULT_BACKOFF_MAX, metadata=rule(duration=True, gt=0))
+    retry_window: float = field(default=DEFAULT_RETRY_WINDOW, metadata=rule(duration=True, gt=0))
+    stable_after: float = field(default=DEFAULT_STABLE_AFTER, metadata=rule(duration=True))
 
 
-class HealthCheckSection(Section):
+@dataclass(frozen=True, kw_only=True)
+class HealthCheckSection:
     """Probes and limits checked while the agent runs; 0 / empty disables a check."""
 
-    interval: Duration = Field(default=DEFAULT_HEALTH_INTERVAL, gt=0)
-    heartbeat_timeout: Duration = 0.0
-    http_url: str = ""
-    tcp_port: int = Field(default=0, ge=0, le=65535)
-    cpu_threshold: float = Field(default=0.0, ge=0)
-    memory_threshold: int = Field(default=0, ge=0)
-    threshold_duration: Duration = DEFAULT_THRESHOLD_DURATION
-    probe_timeout: Duration = Field(default=DEFAULT_PROBE_TIMEOUT, gt=0)
+    interval: float = field(default=DEFAULT_HEALTH_INTERVAL, metadata=rule(duration=True, gt=0))
+    heartbeat_timeout: float = field(default=0.0, metadata=rule(duration=True))
+    http_url: str = field(default="", metadata=rule(check=_http_url))
+    tcp_port: int = field(default=0, metadata=rule(ge=0, le=65535))
+    cpu_threshold: float = field(default=0.0, metadata=rule(ge=0))
+    memory_threshold: int = field(default=0, metadata=rule(ge=0))
+    threshold_duration: float = field(default=DEFAULT_THRESHOLD_DURATION, metadata=rule(duration=True))
+    probe_timeout: float = field(default=DEFAULT_PROBE_TIMEOUT, metadata=rule(duration=True, gt=0))
     # opsfleet addition: consecutive failed probes before a restart (one blip is not an outage).
-    failure_threshold: int = Field(default=DEFAULT_FAILURE_THRESHOLD, ge=1)
-
-    @field_validator("http_url")
-    @classmethod
-    def _http_scheme(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return value
+    failure_threshold: int = field(default=DEFAULT_FAILURE_THRESHOLD, metadata=rule(ge=1))
 
     @property
     def has_probe(self) -> bool:
         return bool(self.http_url or self.tcp_port)
 
 
-class AgentSpec(Section):
+@dataclass(frozen=True, kw_only=True)
+class AgentSpec:
     """One supervised agent."""
 
-    id: str
+    id: str = field(metadata=rule(check=_agent_id))
     type: AgentType = "custom"
     name: str = ""
     version: str = ""
-    binary_path: str = Field(min_length=1)
+    binary_path: str = field(metadata=rule(min_length=1))
     args: list[str] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
     work_dir: str = ""
     config_file: str = ""
     enabled: bool = True
-    restart: RestartSection = RestartSection()
-    health_check: HealthCheckSection = HealthCheckSection()
-    start_seconds: Duration = DEFAULT_START_SECONDS
-    stop_timeout: Duration = DEFAULT_STOP_TIMEOUT
-    metrics_interval: Duration = Field(default=DEFAULT_METRICS_INTERVAL, gt=0)
-    log_max_bytes: int = Field(default=DEFAULT_LOG_MAX_BYTES, ge=1)
-    log_backups: int = Field(default=DEFAULT_LOG_BACKUPS, ge=1)
-
-    @field_validator("id")
-    @classmethod
-    def _id_shape(cls, value: str) -> str:
-        if not is_valid_agent_id(value):
-            raise ValueError(f"agent id must match {AGENT_ID_PATTERN}, got {value!r}")
-        return value
+    restart: RestartSection = field(default_factory=RestartSection)
+    health_check: HealthCheckSection = field(default_factory=HealthCheckSection)
+    start_seconds: float = field(default=DEFAULT_START_SECONDS, metadata=rule(duration=True))
+    stop_timeout: float = field(default=DEFAULT_STOP_TIMEOUT, metadata=rule(duration=True))
+    metrics_interval: float = field(default=DEFAULT_METRICS_INTERVAL, metadata=rule(duration=True, gt=0))
+    log_max_bytes: int = field(default=DEFAULT_LOG_MAX_BYTES, metadata=rule(ge=1))
+    log_backups: int = field(default=DEFAULT_LOG_BACKUPS, metadata=rule(ge=1))
 
     def command(self) -> list[str]:
         """argv: ``args`` when set, otherwise the defaults of the agent type."""
         if self.args is not None:
             return [self.binary_path, *self.args]
         return [self.binary_path, *default_args(self.type, self.config_file)]
+
+
+AGENT_FIELDS = frozenset(field_names(AgentSpec))
 
 
 def default_args(agent_type: AgentType, config_file: str) -> list[str]:
@@ -155,7 +160,7 @@ def merge_agents(
     for key in defaults:
         if key == "id":
             raise ConfigError("config key 'agent_defaults.id': an agent id cannot have a default")
-        if key not in AgentSpec.model_fields:
+        if key not in AGENT_FIELDS:
             raise ConfigError(f"config key 'agent_defaults.{key}': unknown key")
     if entries is None:
         return []
@@ -167,10 +172,7 @@ def merge_agents(
         prefix = f"agents[{index}]"
         if not isinstance(entry, Mapping):
             raise ConfigError(f"config key '{prefix}': expected a mapping")
-        try:
-            spec = AgentSpec.model_validate(deep_merge(defaults, entry))
-        except ValidationError as exc:
-            raise ConfigError(describe_validation_error(exc, prefix)) from exc
+        spec = parse(AgentSpec, deep_merge(defaults, entry), prefix)
         if spec.id in seen:
             raise ConfigError(
                 f"config key '{prefix}.id': duplicate agent id {spec.id!r} (also agents[{seen[spec.id]}])"
@@ -196,7 +198,20 @@ DEFAULT_ROLLBACK_TIMEOUT = 60.0
 DEFAULT_DAEMON_GRACE_PERIOD = 60.0
 
 
-class DaemonTLS(Section):
+def _node_id(value: str) -> str:
+    if value and not NODE_ID_RE.fullmatch(value):
+        raise ValueError("must be 1-128 characters of [A-Za-z0-9._:-]")
+    return value
+
+
+def _public_keys(value: list[str]) -> list[str]:
+    for key in value:
+        check_public_key(key)  # InvalidArgument: an error naming update.trusted_keys
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class DaemonTLS:
     """TLS of the daemon's own DaemonService (when it has no enrolled identity).
 
     ``ca_file`` is required with TLS: only clients with a certificate from that CA are
@@ -209,29 +224,24 @@ class DaemonTLS(Section):
     require_manager_identity: bool = True
 
 
-class DaemonSection(Section):
-    id: str = ""
+@dataclass(frozen=True, kw_only=True)
+class DaemonSection:
+    id: str = field(default="", metadata=rule(check=_node_id))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     work_dir: str = DEFAULT_WORK_DIR
     grpc_host: str = "0.0.0.0"
-    grpc_port: int = Field(default=DEFAULT_GRPC_PORT, ge=0, le=65535)
+    grpc_port: int = field(default=DEFAULT_GRPC_PORT, metadata=rule(ge=0, le=65535))
     advertise_address: str = ""
-    labels: dict[str, str] = Field(default_factory=dict)
-    state_sync_interval: Duration = Field(default=30.0, gt=0)
-    agent_heartbeat_port: int = Field(default=0, ge=0, le=65535)
+    labels: dict[str, str] = field(default_factory=dict)
+    state_sync_interval: float = field(default=30.0, metadata=rule(duration=True, gt=0))
+    agent_heartbeat_port: int = field(default=0, metadata=rule(ge=0, le=65535))
     # How long the agents of a new central config get to reach running before it is rolled back.
-    config_grace: Duration = Field(default=DEFAULT_CONFIG_GRACE, gt=0)
-    tls: DaemonTLS = DaemonTLS()
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        if value and not NODE_ID_RE.fullmatch(value):
-            raise ValueError("must be 1-128 characters of [A-Za-z0-9._:-]")
-        return value
+    config_grace: float = field(default=DEFAULT_CONFIG_GRACE, metadata=rule(duration=True, gt=0))
+    tls: DaemonTLS = field(default_factory=DaemonTLS)
 
 
-class ManagerTLS(Section):
+@dataclass(frozen=True, kw_only=True)
+class ManagerTLS:
     enabled: bool = False
     cert_file: str = ""
     key_file: str = ""
@@ -250,23 +260,21 @@ def manager_addresses(value: str | Sequence[str], *, key: str) -> list[str]:
     return addresses
 
 
-class ManagerSection(Section):
+def _address(value: str | list[str]) -> str | list[str]:
+    manager_addresses(value, key="manager.address")  # ConfigError naming the key
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class ManagerSection:
     """``address``: one Manager, or several replicas (a list) the daemon fails over between."""
 
-    address: str | list[str] = DEFAULT_MANAGER_ADDRESS
-    tls: ManagerTLS = ManagerTLS()
-    heartbeat_interval: Duration = Field(default=30.0, ge=1.0)
-    reconnect_interval: Duration = Field(default=5.0, gt=0)
-    reconnect_max: Duration = Field(default=DEFAULT_RECONNECT_MAX, gt=0)
-    timeout: Duration = Field(default=10.0, gt=0)
-
-    @field_validator("address", mode="before")
-    @classmethod
-    def _address(cls, value: Any) -> Any:
-        if not isinstance(value, str | list | tuple):
-            raise ConfigError(f"config key 'manager.address': expected HOST:PORT or a list, got {value!r}")
-        manager_addresses(value, key="manager.address")
-        return list(value) if isinstance(value, tuple) else value
+    address: str | list[str] = field(default=DEFAULT_MANAGER_ADDRESS, metadata=rule(check=_address))
+    tls: ManagerTLS = field(default_factory=ManagerTLS)
+    heartbeat_interval: float = field(default=30.0, metadata=rule(duration=True, ge=1.0))
+    reconnect_interval: float = field(default=5.0, metadata=rule(duration=True, gt=0))
+    reconnect_max: float = field(default=DEFAULT_RECONNECT_MAX, metadata=rule(duration=True, gt=0))
+    timeout: float = field(default=10.0, metadata=rule(duration=True, gt=0))
 
     @property
     def addresses(self) -> list[str]:
@@ -278,60 +286,62 @@ class ManagerSection(Section):
         return self.tls.enabled or bool(self.tls.ca_file or self.tls.cert_file)
 
 
-class CollectorSection(Section):
+@dataclass(frozen=True, kw_only=True)
+class CollectorSection:
     enabled: bool = True
-    interval: Duration = Field(default=60.0, ge=1.0)
+    interval: float = field(default=60.0, metadata=rule(duration=True, ge=1.0))
 
 
+@dataclass(frozen=True, kw_only=True)
 class DiskCollectorSection(CollectorSection):
-    mount_points: list[str] = Field(default_factory=list)
+    mount_points: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, kw_only=True)
 class NetworkCollectorSection(CollectorSection):
-    interfaces: list[str] = Field(default_factory=list)
+    interfaces: list[str] = field(default_factory=list)
 
 
-class CollectorsSection(Section):
-    cpu: CollectorSection = CollectorSection()
-    memory: CollectorSection = CollectorSection()
-    disk: DiskCollectorSection = DiskCollectorSection()
-    network: NetworkCollectorSection = NetworkCollectorSection()
+@dataclass(frozen=True, kw_only=True)
+class CollectorsSection:
+    cpu: CollectorSection = field(default_factory=CollectorSection)
+    memory: CollectorSection = field(default_factory=CollectorSection)
+    disk: DiskCollectorSection = field(default_factory=DiskCollectorSection)
+    network: NetworkCollectorSection = field(default_factory=NetworkCollectorSection)
 
 
-class SpoolSection(Section):
-    max_bytes: int = Field(default=DEFAULT_SPOOL_BYTES, ge=64 * 1024)
-    batch_size: int = Field(default=500, ge=1, le=1000)
+@dataclass(frozen=True, kw_only=True)
+class SpoolSection:
+    max_bytes: int = field(default=DEFAULT_SPOOL_BYTES, metadata=rule(ge=64 * 1024))
+    batch_size: int = field(default=500, metadata=rule(ge=1, le=1000))
 
 
-class UpdateSection(Section):
+@dataclass(frozen=True, kw_only=True)
+class UpdateSection:
     """How this daemon accepts updates. No ``trusted_keys``: every update is refused."""
 
     enabled: bool = True
-    trusted_keys: list[str] = Field(default_factory=list)
-    keep_versions: int = Field(default=DEFAULT_KEEP_VERSIONS, ge=2)
-    grace_period: Duration = Field(default=DEFAULT_GRACE_PERIOD, gt=0)
+    trusted_keys: list[str] = field(default_factory=list, metadata=rule(check=_public_keys))
+    keep_versions: int = field(default=DEFAULT_KEEP_VERSIONS, metadata=rule(ge=2))
+    grace_period: float = field(default=DEFAULT_GRACE_PERIOD, metadata=rule(duration=True, gt=0))
     self_update: bool = True
-    daemon_grace_period: Duration = Field(default=DEFAULT_DAEMON_GRACE_PERIOD, gt=0)
-    rollback_timeout: Duration = Field(default=DEFAULT_ROLLBACK_TIMEOUT, gt=0)
-    max_package_bytes: int = Field(default=DEFAULT_MAX_PACKAGE_BYTES, ge=1024)
-    download_timeout: Duration = Field(default=DEFAULT_DOWNLOAD_TIMEOUT, gt=0)
-
-    @field_validator("trusted_keys")
-    @classmethod
-    def _keys(cls, value: list[str]) -> list[str]:
-        for key in value:
-            check_public_key(key)  # InvalidArgument -> a validation error naming the key
-        return value
+    daemon_grace_period: float = field(
+        default=DEFAULT_DAEMON_GRACE_PERIOD, metadata=rule(duration=True, gt=0)
+    )
+    rollback_timeout: float = field(default=DEFAULT_ROLLBACK_TIMEOUT, metadata=rule(duration=True, gt=0))
+    max_package_bytes: int = field(default=DEFAULT_MAX_PACKAGE_BYTES, metadata=rule(ge=1024))
+    download_timeout: float = field(default=DEFAULT_DOWNLOAD_TIMEOUT, metadata=rule(duration=True, gt=0))
 
 
-class DaemonConfig(Section):
-    daemon: DaemonSection = DaemonSection()
-    manager: ManagerSection = ManagerSection()
-    collectors: CollectorsSection = CollectorsSection()
-    spool: SpoolSection = SpoolSection()
-    agents: list[dict[str, Any]] = Field(default_factory=list)
-    agent_defaults: dict[str, Any] = Field(default_factory=dict)
-    update: UpdateSection = UpdateSection()
+@dataclass(frozen=True, kw_only=True)
+class DaemonConfig:
+    daemon: DaemonSection = field(default_factory=DaemonSection)
+    manager: ManagerSection = field(default_factory=ManagerSection)
+    collectors: CollectorsSection = field(default_factory=CollectorsSection)
+    spool: SpoolSection = field(default_factory=SpoolSection)
+    agents: list[dict[str, Any]] = field(default_factory=list)
+    agent_defaults: dict[str, Any] = field(default_factory=dict)
+    update: UpdateSection = field(default_factory=UpdateSection)
 
     @property
     def work_dir(self) -> Path:

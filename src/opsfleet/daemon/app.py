@@ -19,7 +19,7 @@ from pathlib import Path
 
 from opsfleet import __version__
 from opsfleet.common.certs import TLSMaterial, load_node_material
-from opsfleet.common.config import split_host_port
+from opsfleet.common.config_sources import split_host_port
 from opsfleet.common.errors import ConfigError
 from opsfleet.common.lifecycle import EXIT_CRASHED, Crashes, crash_scope, stop_step, wait_stop_or_crash
 from opsfleet.daemon.central_config import CentralConfig

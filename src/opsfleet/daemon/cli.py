@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from opsfleet.common.config import split_host_port
+from opsfleet.common.config_sources import split_host_port
 from opsfleet.common.daemon_schema import manager_addresses
 from opsfleet.common.lifecycle import install_signal_handlers
 from opsfleet.common.logs import configure_logging

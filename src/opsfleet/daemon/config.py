@@ -2,7 +2,8 @@
 
 The file has the shape of the seed's ``daemon.yaml``; see ``configs/daemon.yaml`` and
 ``docs/configuration.md``. The schema itself lives in :mod:`opsfleet.common.daemon_schema`,
-shared with the Manager, which validates central policies with it.
+shared with the Manager, which validates central policies with it. It is made of frozen
+dataclasses checked by :mod:`opsfleet.common.schema`: the daemon does not load pydantic.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from opsfleet.common.config import load_config
+from opsfleet.common.config_sources import merge_sources
 from opsfleet.common.daemon_schema import (
     DEFAULT_GRPC_PORT,
     DEFAULT_MANAGER_ADDRESS,
@@ -31,6 +32,7 @@ from opsfleet.common.daemon_schema import (
     UpdateSection,
 )
 from opsfleet.common.errors import ConfigError
+from opsfleet.common.schema import leaf_paths, parse
 
 __all__ = [
     "DEFAULT_GRPC_PORT",
@@ -66,9 +68,10 @@ SEED_IGNORED_KEYS = (
 def load_daemon_config(
     path: Path | None, env: Mapping[str, str], overrides: Mapping[str, Any] | None = None
 ) -> DaemonConfig:
-    config = load_config(
-        DaemonConfig, path=path, env=env, overrides=overrides or {}, ignored=SEED_IGNORED_KEYS
+    data = merge_sources(
+        leaf_paths(DaemonConfig), path=path, env=env, overrides=overrides or {}, ignored=SEED_IGNORED_KEYS
     )
+    config = parse(DaemonConfig, data)
     tls = config.manager.tls
     if bool(tls.cert_file) != bool(tls.key_file):
         raise ConfigError("config key 'manager.tls.cert_file': cert_file and key_file must be set together")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from opsfleet.common.central_config import validate_central
 from opsfleet.common.daemon_schema import AgentSpec, CollectorsSection, DaemonConfig, deep_merge
 from opsfleet.common.durations import parse_duration
 from opsfleet.common.errors import ConfigError
+from opsfleet.common.schema import parse
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ def overlay(local: DaemonConfig, central: dict[str, Any]) -> Effective:
     by_id = {spec.id: spec for spec in central_specs}
     specs = [by_id.pop(spec.id, spec) for spec in local.agent_specs()]
     specs.extend(spec for spec in central_specs if spec.id in by_id)
-    collectors = CollectorsSection.model_validate(
-        deep_merge(local.collectors.model_dump(), central.get("collectors") or {})
+    collectors = parse(
+        CollectorsSection, deep_merge(asdict(local.collectors), central.get("collectors") or {})
     )
     interval = local.manager.heartbeat_interval
     manager = central.get("manager") or {}

@@ -27,7 +27,7 @@ import grpc
 
 from opsfleet.common import rpc as rpc_opts
 from opsfleet.common.backoff import Backoff
-from opsfleet.common.config import split_host_port
+from opsfleet.common.config_sources import split_host_port
 from opsfleet.common.errors import (
     DeadlineExceeded,
     InvalidArgument,

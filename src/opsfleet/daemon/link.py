@@ -42,7 +42,7 @@ from opsfleet import __version__
 from opsfleet.common import rpc as rpc_opts
 from opsfleet.common.backoff import Backoff
 from opsfleet.common.certs import MANAGER_DNS_NAME, TLSMaterial
-from opsfleet.common.config import split_host_port
+from opsfleet.common.config_sources import split_host_port
 from opsfleet.common.lifecycle import TaskOwner, sleep_or_stop
 from opsfleet.common.tls import channel_credentials
 from opsfleet.daemon.config import ManagerSection

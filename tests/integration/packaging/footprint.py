@@ -22,8 +22,11 @@ FORBIDDEN_PACKAGES = (
     "rich",
     "httpx",
     "httpcore",
+    "pydantic",
+    "pydantic_core",
 )
-"""httpx is imported only by a daemon with an HTTP health probe or a package URL to download."""
+"""httpx is imported only by a daemon with an HTTP health probe or a package URL to download.
+pydantic is the Manager's: the daemon's config is checked by ``opsfleet.common.schema``."""
 
 MANAGER_LIBRARIES = ("fastapi", "sqlalchemy", "uvicorn", "alembic", "asyncpg", "aiosqlite")
 """Distributions a daemon-only install must not have (import names)."""

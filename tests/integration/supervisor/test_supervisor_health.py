@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,7 @@ async def test_history_and_metadata_survive_a_supervisor_restart(
 async def test_sample_agent_runs_standalone_under_the_supervisor(
     supervisor: Start, program: Program, eventually: Eventually
 ) -> None:
-    spec = program("s", "forever.py").model_copy(update={"args": ["-m", "opsfleet.sample_agent"]})
+    spec = replace(program("s", "forever.py"), args=["-m", "opsfleet.sample_agent"])
     sup = await supervisor(spec, base_env={})  # the daemon adds OPSFLEET_AGENT_ID and _HEARTBEAT_URL
     await eventually(lambda: texts(sup.tail_logs("s", 1, "tick 1")))
     assert texts(sup.tail_logs("s", 10, "started: http://127.0.0.1:"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +120,8 @@ async def test_agent_ignoring_sigterm_is_killed_after_stop_timeout(
 async def test_stop_reaches_the_whole_process_group(
     supervisor: Start, program: Program, eventually: Eventually
 ) -> None:
-    spec = program("shell", "forever.py").model_copy(
-        update={"binary_path": "/bin/sh", "args": ["-c", "sleep 30 & echo started; wait"]}
+    spec = replace(
+        program("shell", "forever.py"), binary_path="/bin/sh", args=["-c", "sleep 30 & echo started; wait"]
     )
     sup = await supervisor(spec)
     await eventually(lambda: texts(sup.tail_logs("shell", 1)) == ["started"])

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from opsfleet.common.daemon_schema import AgentSpec, DaemonConfig
+from opsfleet.common.schema import parse
 from opsfleet.daemon.central_config import CentralConfig
 from opsfleet.daemon.supervisor.states import AgentStatus, AgentView
 
@@ -41,7 +42,7 @@ def central(tmp_path: Path, agents: Script, grace: float = 0.5) -> CentralConfig
 
 
 def spec(agent_id: str, **extra: Any) -> AgentSpec:
-    return AgentSpec.model_validate({"id": agent_id, "binary_path": "/bin/true", **extra})
+    return parse(AgentSpec, {"id": agent_id, "binary_path": "/bin/true", **extra})
 
 
 async def test_running_agents_are_accepted(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from opsfleet.common.schema import parse
 from opsfleet.daemon.supervisor.config import RestartSection
 from opsfleet.daemon.supervisor.health import HttpProbe, TcpProbe, ThresholdTracker
 from opsfleet.daemon.supervisor.heartbeat import Heartbeat, HeartbeatServer
@@ -91,7 +92,7 @@ def test_backoff_stays_between_base_and_max() -> None:
     ],
 )
 def test_restart_policies(policy: str, failure: bool, outcome: str) -> None:
-    restart = RestartSection.model_validate({"policy": policy})
+    restart = parse(RestartSection, {"policy": policy})
     decision = decide(restart, RestartBudget(restart), "exit code 3", failure=failure, now=0.0)
     assert decision.outcome == outcome
     assert decision.reason.startswith("exit code 3")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
 from typing import Any
 
 import pytest
 
 from opsfleet.common.errors import ConfigError
+from opsfleet.common.schema import parse
 from opsfleet.daemon.supervisor.config import AgentSpec, merge_agents
 
 
@@ -82,18 +84,19 @@ def test_durations_and_thresholds_are_parsed() -> None:
     ],
 )
 def test_command_line_defaults_by_type(agent_type: str, config_file: str, args: list[str]) -> None:
-    spec = AgentSpec.model_validate(
-        {"id": "x", "type": agent_type, "binary_path": "/opt/bin", "config_file": config_file}
+    spec = parse(
+        AgentSpec, {"id": "x", "type": agent_type, "binary_path": "/opt/bin", "config_file": config_file}
     )
     assert spec.command() == ["/opt/bin", *args]
 
 
 def test_explicit_args_replace_type_defaults() -> None:
-    spec = AgentSpec.model_validate(
-        {"id": "x", "type": "filebeat", "binary_path": "/opt/fb", "config_file": "/c", "args": ["-e"]}
+    spec = parse(
+        AgentSpec,
+        {"id": "x", "type": "filebeat", "binary_path": "/opt/fb", "config_file": "/c", "args": ["-e"]},
     )
     assert spec.command() == ["/opt/fb", "-e"]
-    assert AgentSpec.model_validate({"id": "x", "binary_path": "/b", "args": []}).command() == ["/b"]
+    assert parse(AgentSpec, {"id": "x", "binary_path": "/b", "args": []}).command() == ["/b"]
 
 
 @pytest.mark.parametrize(
@@ -111,7 +114,7 @@ def test_explicit_args_replace_type_defaults() -> None:
          "agents[0].health_check.memory_threshold", "greater than or equal to 0"),
         ([{"id": "a", "binary_path": "/a", "health_check": {"http_url": "localhost:80"}}],
          "agents[0].health_check.http_url", "http://"),
-        ([{"id": "a"}], "agents[0].binary_path", "Field required"),
+        ([{"id": "a"}], "agents[0].binary_path", "config key 'agents[0].binary_path': required"),
         ([{"id": "a", "binary_path": "/a"}, {"id": "a", "binary_path": "/b"}], "agents[1].id", "duplicate"),
         (["a"], "agents[0]", "expected a mapping"),
     ],
@@ -132,5 +135,5 @@ def test_agent_defaults_are_checked() -> None:
 
 def test_specs_are_frozen() -> None:
     (spec,) = merge_agents({}, [{"id": "a", "binary_path": "/a"}])
-    with pytest.raises(ValueError):
+    with pytest.raises(FrozenInstanceError):
         spec.enabled = False  # type: ignore[misc]

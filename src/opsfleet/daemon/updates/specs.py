@@ -8,6 +8,7 @@ version that runs; the spec's ``version`` becomes that version.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from opsfleet.daemon.supervisor.config import AgentSpec
@@ -27,12 +28,11 @@ def resolve(spec: AgentSpec, package_dir: Path, version: str) -> AgentSpec:
     def fill(text: str) -> str:
         return text.replace(PLACEHOLDER, where)
 
-    return spec.model_copy(
-        update={
-            "version": version,
-            "binary_path": fill(spec.binary_path),
-            "args": None if spec.args is None else [fill(arg) for arg in spec.args],
-            "work_dir": fill(spec.work_dir),
-            "config_file": fill(spec.config_file),
-        }
+    return replace(
+        spec,
+        version=version,
+        binary_path=fill(spec.binary_path),
+        args=None if spec.args is None else [fill(arg) for arg in spec.args],
+        work_dir=fill(spec.work_dir),
+        config_file=fill(spec.config_file),
     )
