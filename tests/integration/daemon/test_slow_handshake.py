@@ -81,7 +81,11 @@ async def test_a_slow_tls_handshake_completes_on_the_first_connection() -> None:
     channel = grpc.aio.secure_channel(
         f"127.0.0.1:{proxy.port}",
         grpc.ssl_channel_credentials(root_certificates=fleet.ca_pem),
-        options=[*rpc_opts.channel_options(), *rpc_opts.reconnect_options(), ("grpc.use_local_subchannel_pool", 1)],
+        options=[
+            *rpc_opts.channel_options(),
+            *rpc_opts.reconnect_options(),
+            ("grpc.use_local_subchannel_pool", 1),
+        ],
     )
     try:
         await asyncio.wait_for(channel.channel_ready(), timeout=20)
