@@ -115,7 +115,7 @@ def _add_stub(sub: Any, command: str, error: MissingExtraError) -> None:
     def fail(_: argparse.Namespace) -> int:
         raise error
 
-    p.set_defaults(handler=fail)
+    p.set_defaults(handler=fail, missing_extra=True)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -138,7 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args_list[0] if args_list else None
     component = component_of(command)
     parser = build_parser(command)
-    args = parser.parse_args(args_list)
+    # A command whose extra is missing takes any arguments: it only says what to install.
+    args, unknown = parser.parse_known_args(args_list)
+    if unknown and not getattr(args, "missing_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         code: int = args.handler(args)
     except ModuleNotFoundError as exc:

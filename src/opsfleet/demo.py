@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsfleet.common.config import split_host_port
+from opsfleet.common.config_sources import split_host_port
 from opsfleet.common.errors import InvalidArgument, Unavailable
 from opsfleet.common.lifecycle import install_signal_handlers
 from opsfleet.common.logs import configure_logging

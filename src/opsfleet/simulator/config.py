@@ -6,7 +6,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from opsfleet.common.config import split_host_port
+from opsfleet.common.config_sources import split_host_port
 from opsfleet.common.errors import ConfigError
 
 DEFAULT_TARGET = "127.0.0.1:9090"

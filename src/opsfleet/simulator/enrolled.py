@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 
 from opsfleet.common import rpc as rpc_opts
-from opsfleet.common.config import split_host_port
+from opsfleet.common.config_sources import split_host_port
 from opsfleet.common.errors import ConfigError
 from opsfleet.common.pki import (
     MANAGER_DNS_NAME,

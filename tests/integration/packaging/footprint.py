@@ -28,7 +28,7 @@ FORBIDDEN_PACKAGES = (
 """httpx is imported only by a daemon with an HTTP health probe or a package URL to download.
 pydantic is the Manager's: the daemon's config is checked by ``opsfleet.common.schema``."""
 
-MANAGER_LIBRARIES = ("fastapi", "sqlalchemy", "uvicorn", "alembic", "asyncpg", "aiosqlite")
+MANAGER_LIBRARIES = ("fastapi", "pydantic", "sqlalchemy", "uvicorn", "alembic", "asyncpg", "aiosqlite")
 """Distributions a daemon-only install must not have (import names)."""
 
 IMPORT_TIME_RE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)\s*$")

@@ -54,10 +54,10 @@ def test_daemon_extra_installs_no_manager_library(daemon_venv: Path) -> None:
         "import importlib.util, json, sys; "
         "print(json.dumps({m: importlib.util.find_spec(m) is not None for m in sys.argv[1:]}))"
     )
-    found = run(daemon_venv / "bin" / "python", "-c", probe, "grpc", "pydantic", *MANAGER_LIBRARIES)
+    found = run(daemon_venv / "bin" / "python", "-c", probe, "grpc", "yaml", *MANAGER_LIBRARIES)
     assert found.returncode == 0, found.stderr
     present = json.loads(found.stdout)
-    assert present["grpc"] and present["pydantic"]
+    assert present["grpc"] and present["yaml"]
     assert [m for m in MANAGER_LIBRARIES if present[m]] == []
 
 
