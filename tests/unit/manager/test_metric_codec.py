@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import struct
 
 import pytest
 
@@ -156,6 +157,63 @@ def test_rollups_round_trip(packed: bool) -> None:
         assert back == rollup
         keys, n, count, sums = decode_rollup_sums(encode_rollup(keyset, rollup, packed=packed), lookup)
         assert keys == rollup.keys and n == 3 and count == [3, 2, 1] and list(sums) == rollup.total
+
+
+def _bits(value: float) -> bytes:
+    return struct.pack("<d", value)
+
+
+def _collector_rollups(seed: int, samples: int) -> list[Rollup]:
+    model = MachineModel(random.Random(seed), 0.0)
+    out: dict[str, Rollup] = {}
+    for t in range(60, 60 * (samples + 1), 60):
+        for type_, values in model.sample(float(t)).items():
+            out.setdefault(type_, Rollup()).add(tuple(values), list(values.values()))
+    return list(out.values())
+
+
+def test_packed_rollups_with_deltas_round_trip_bit_for_bit() -> None:
+    """Constants, counters, negative zeros, fractions, huge integers and a key that missed
+    samples: every float comes back with the same bits (sums and maxima stored as deltas)."""
+    rollup = Rollup()
+    rollup.add(("const", "counter", "negzero", "frac", "huge", "some"), [7.0, 1e12, -0.0, 0.1, 2.0**60, 3.0])
+    rollup.add(("const", "counter", "negzero", "frac", "huge"), [7.0, 1e12 + 4096, -0.0, 0.2, 2.0**60 + 256])
+    rollup.add(
+        ("const", "counter", "negzero", "frac", "huge", "some"), [7.0, 1e12 + 9000, -0.0, 0.7, 1.0, -2.0]
+    )
+    rollups = [rollup, *_collector_rollups(3, 5), *_collector_rollups(4, 60)]
+    for r in rollups:
+        lookup = {1: r.keys}
+        back = decode_rollup(encode_rollup(1, r, packed=True), lookup)
+        for got, want in ((back.total, r.total), (back.low, r.low), (back.high, r.high)):
+            assert [_bits(v) for v in got] == [_bits(v) for v in want]
+        assert back.count == r.count and back.n == r.n
+        _, _, _, sums = decode_rollup_sums(encode_rollup(1, r, packed=True), lookup)
+        assert [_bits(v) for v in sums] == [_bits(v) for v in r.total]
+
+
+def test_deltas_make_collector_rollups_smaller() -> None:
+    rollups = _collector_rollups(5, 5)  # a 5-minute bucket at 60 s
+    lookup = {1: ()}
+    plain = 0
+    for r in rollups:  # the encoding before deltas: flags without _DELTAS, no bitmap
+        head = bytes([1, r.n, 2])
+        plain += len(head + encode_values([*r.total, *r.low, *r.high]))
+        lookup = {1: r.keys}
+        assert decode_rollup(head + encode_values([*r.total, *r.low, *r.high]), lookup) == r
+    assert sum(len(encode_rollup(1, r, packed=True)) for r in rollups) < 0.9 * plain
+
+
+def test_float_rollup_sums_fast_path_matches_the_general_decoder() -> None:
+    for r in _collector_rollups(6, 60):
+        lookup = {1: r.keys, 300: r.keys}
+        for keyset in (1, 300):  # a one-byte keyset takes the fast path, a two-byte one not
+            keys, n, count, sums = decode_rollup_sums(encode_rollup(keyset, r), lookup)
+            assert (keys, n, count, list(sums)) == (r.keys, r.n, r.count, r.total)
+    with pytest.raises(CodecError):
+        decode_rollup_sums(encode_rollup(1, _collector_rollups(6, 60)[0]), {})
+    with pytest.raises(CodecError):
+        decode_rollup_sums(encode_rollup(1, _collector_rollups(6, 60)[0])[:-1], {1: ("a",) * 40})
 
 
 def test_truncated_blobs_are_codec_errors() -> None:
