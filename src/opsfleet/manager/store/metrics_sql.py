@@ -22,11 +22,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from operator import add
+from operator import add, itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsfleet.common.validation import check_value_keys
@@ -428,13 +427,12 @@ class SqlMetrics(StoreModule):
         )
         if self._pg:
             # Two arrays in one row instead of a row object per bucket: a year of hourly
-            # rollups is 8,760 rows, and their objects made garbage collection pauses.
-            agg = sa.select(
-                sa.func.array_agg(aggregate_order_by(r.c.bucket, r.c.bucket)),
-                sa.func.array_agg(aggregate_order_by(r.c.data, r.c.bucket)),
-            ).where(*where)
+            # rollups is 8,760 rows, and their objects made garbage collection pauses. Both
+            # aggregates see the rows in the same order; sorting them here (already in index
+            # order: one linear pass) costs far less than two sorts in the aggregates.
+            agg = sa.select(sa.func.array_agg(r.c.bucket), sa.func.array_agg(r.c.data)).where(*where)
             buckets, blobs = (await conn.execute(agg)).one()
-            return list(zip(buckets or [], blobs or [], strict=True))
+            return sorted(zip(buckets or [], blobs or [], strict=True), key=itemgetter(0))
         query = sa.select(r.c.bucket, r.c.data).where(*where).order_by(r.c.bucket)
         return [(int(b), bytes(d)) for b, d in (await conn.execute(query)).all()]
 
