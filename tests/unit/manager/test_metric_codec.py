@@ -23,6 +23,7 @@ from opsfleet.manager.store.metric_codec import (
     point_entries,
     point_entry,
 )
+from opsfleet.manager.store.metric_fold import average_buckets
 from opsfleet.simulator.payloads import MachineModel
 
 AWKWARD = [
@@ -222,3 +223,34 @@ def test_truncated_blobs_are_codec_errors() -> None:
         decode_sample(blob[:-1], {1: ("a", "b", "c")})  # a value fewer
     with pytest.raises(CodecError):
         point_entries(encode_point([(1, b"abcdef")])[:-1])
+
+
+def test_average_buckets_add_the_same_floats_as_merging_rollup_by_rollup() -> None:
+    """Stored hours (float rows, a keyset the fast path reads, one with a missing key and one
+    with other keys) and computed rollups folded into 5-hour buckets: the same averages and
+    counts, float for float, as merging the decoded rollups one at a time."""
+    base = _collector_rollups(8, 60)[0]
+    lookup = {1: base.keys, 2: (*base.keys, "extra")}
+    stored: list[tuple[int, bytes]] = []
+    computed: list[tuple[int, Rollup]] = []
+    rnd = random.Random(9)
+    for hour in range(40):
+        r = Rollup()
+        keys = lookup[2] if hour == 7 else base.keys
+        for _ in range(3):
+            r.add(keys, [rnd.uniform(-5, 1e9) for _ in keys])
+        if hour == 11:
+            r.add(base.keys[:-1], [1.5] * (len(base.keys) - 1))  # counts differ per key
+        if hour % 10 == 9:
+            computed.append((hour * 3600, r))
+        else:
+            stored.append((hour * 3600, encode_rollup(2 if hour == 7 else 1, r)))
+    want: dict[int, Rollup] = {}
+    for bucket, data in stored:
+        want.setdefault(bucket - bucket % 18000, Rollup()).merge(decode_rollup(data, lookup))
+    for bucket, r in computed:
+        want.setdefault(bucket - bucket % 18000, Rollup()).merge(r)
+    got = average_buckets(stored, computed, 18000, lookup)
+    assert [(b, values, n) for b, values, n in got] == [
+        (b, r.averages(), r.n) for b, r in sorted(want.items())
+    ]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from operator import add, itemgetter
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
@@ -36,7 +36,6 @@ from opsfleet.manager.store.metric_codec import (
     Rollup,
     decode_one,
     decode_rollup,
-    decode_rollup_sums,
     decode_sample,
     encode_point,
     encode_rollup,
@@ -44,7 +43,7 @@ from opsfleet.manager.store.metric_codec import (
     point_entries,
     point_entry,
 )
-from opsfleet.manager.store.metric_fold import Added, RollupKey, merge_sums, raw_rollups
+from opsfleet.manager.store.metric_fold import Added, RollupKey, average_buckets, raw_rollups
 from opsfleet.manager.store.metric_keys import MetricKeys
 from opsfleet.manager.store.metric_rollup_mark import (
     MARK_KEY,
@@ -459,23 +458,7 @@ class SqlMetrics(StoreModule):
         rows, computed = await self._rollup_rows(node_id, type_, res, start, end)
 
         def fold(lookup: dict[int, Keys]) -> list[tuple[int, dict[str, float], int]]:
-            out: dict[int, Rollup] = {}
-            parts = (
-                *((bucket, *decode_rollup_sums(data, lookup)) for bucket, data in rows),
-                *((bucket, r.keys, r.n, r.count, r.total) for bucket, r in computed.items()),
-            )
-            for bucket, keys, n, count, sums in parts:
-                start = bucket - bucket % bucket_seconds
-                acc = out.get(start)
-                if acc is None:
-                    out[start] = Rollup(keys, n, list(count), list(sums))
-                elif acc.keys == keys:  # the common case: list-wide additions in C
-                    acc.n += n
-                    acc.count = list(map(add, acc.count, count))
-                    acc.total = list(map(add, acc.total, sums))
-                else:
-                    merge_sums(acc, keys, n, count, sums)
-            return [(b, acc.averages(), acc.n) for b, acc in sorted(out.items())]
+            return average_buckets(rows, computed.items(), bucket_seconds, lookup)
 
         return await self.decode(fold)
 
