@@ -22,6 +22,7 @@ from opsfleet.manager.store.metric_codec import (
     encode_values,
     point_entries,
     point_entry,
+    uniform_float_sums,
 )
 from opsfleet.manager.store.metric_fold import average_buckets
 from opsfleet.simulator.payloads import MachineModel
@@ -254,3 +255,29 @@ def test_average_buckets_add_the_same_floats_as_merging_rollup_by_rollup() -> No
     assert [(b, values, n) for b, values, n in got] == [
         (b, r.averages(), r.n) for b, r in sorted(want.items())
     ]
+
+
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+def test_average_buckets_of_uniform_hours_read_at_once_equal_the_row_by_row_fold(order: str) -> None:
+    """A series' float hours of one keyset (the path that unpacks them all at once, taken
+    only in bucket order) and a computed tail: the same floats as merging one at a time."""
+    keys = _collector_rollups(8, 60)[0].keys
+    lookup = {3: keys}
+    rnd = random.Random(10)
+    stored: list[tuple[int, bytes]] = []
+    for hour in range(1, 60):  # a first bucket of four hours, then of five
+        r = Rollup()
+        for _ in range(rnd.choice((1, 60))):
+            r.add(keys, [rnd.uniform(-1e3, 1e12) for _ in keys])
+        stored.append((hour * 3600, encode_rollup(3, r)))
+    assert uniform_float_sums([data for _, data in stored], lookup) is not None  # read at once
+    if order == "shuffled":
+        rnd.shuffle(stored)
+    want: dict[int, Rollup] = {}
+    for bucket, data in stored:  # in the order given
+        want.setdefault(bucket - bucket % 18000, Rollup()).merge(decode_rollup(data, lookup))
+    tail = Rollup()
+    tail.add(keys, [0.5] * len(keys))
+    want[59 * 3600 - 59 * 3600 % 18000].merge(tail)
+    got = average_buckets(stored, [(59 * 3600 + 300, tail)], 18000, lookup)
+    assert got == [(b, r.averages(), r.n) for b, r in sorted(want.items())]

@@ -330,6 +330,30 @@ def decode_rollup_sums(
         raise CodecError(f"bad rollup: {exc}") from None
 
 
+def uniform_float_sums(
+    blobs: Sequence[bytes], lookup: Mapping[int, Keys]
+) -> tuple[Keys, bytes, list[tuple[float, ...]]] | None:
+    """When every blob is a float rollup of the same one-byte keyset with a one-byte count and
+    every key in every sample (the 1-hour rows of one series): the keys, each blob's count
+    (a byte each) and each blob's sums, unpacked in one pass in C. None otherwise."""
+    if not blobs or len(blobs[0]) < 4:
+        return None
+    keyset = blobs[0][0]
+    keys = lookup.get(keyset) if keyset < 0x80 else None
+    if not keys:
+        return None
+    size = len(keys)
+    length = 3 + 24 * size
+    if set(map(len, blobs)) != {length}:
+        return None
+    joined = b"".join(blobs)
+    count = len(blobs)
+    ns = joined[1::length]
+    if joined[0::length] != bytes([keyset]) * count or joined[2::length] != bytes(count) or max(ns) >= 0x80:
+        return None
+    return keys, ns, list(struct.iter_unpack(f"<3x{size}d{16 * size}x", joined))
+
+
 def encode_point(entries: Iterable[tuple[int, bytes]]) -> bytes:
     """The samples of one node at one timestamp: (type key, encoded sample) entries."""
     out = bytearray()
