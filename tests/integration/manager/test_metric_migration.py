@@ -110,3 +110,57 @@ async def test_old_samples_are_readable_after_the_upgrade_and_come_back_on_downg
     expected = [(n, t, ts, {k: float(x) for k, x in v.items()}) for n, t, ts, v in OLD_ROWS]
     expected.append(("n1", "cpu", T0 + 480, {"usage_percent": 1.0}))
     assert back == sorted(expected, key=lambda r: (r[0], r[1], r[2]))
+
+
+async def _index_fillfactors(url: str) -> dict[str, list[str] | None]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT relname, reloptions FROM pg_class "
+                        "WHERE relname IN ('metric_points_pkey', 'metric_rollups_pkey')"
+                    )
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    return {str(name): (list(options) if options else None) for name, options in rows}
+
+
+async def test_0012_packs_the_metric_indexes_and_keeps_every_row(database_url: str, tmp_path: Path) -> None:
+    """Up from 0011 with samples and rollups stored, down and up again: the rows stay
+    readable (the indexes are rebuilt under them) and, on PostgreSQL, the two primary key
+    indexes take fillfactor 100 and give it back on downgrade."""
+    url = resolve_database_url(DatabaseSection(url=database_url), tmp_path)
+    await _migrate(url, "upgrade", "0011")
+    store = SqlStore(url)
+    await store.start()  # to head
+    try:
+        store.metrics.clock = lambda: T0 + 600  # the samples arrive as they are taken
+        await store.insert_metrics([MetricSample(n, t, ts, v) for n, t, ts, v in OLD_ROWS])
+        await RollupJob(store.rollup_job, clock=lambda: T0 + 2 * 3600).run_pass()
+        before = await rollup_rows(store)
+        assert before == 3 + 2 + 2 + 2  # as after 0011's catch-up above
+    finally:
+        await store.close()
+    postgres = url.startswith("postgresql")
+    if postgres:
+        assert await _index_fillfactors(url) == {
+            "metric_points_pkey": ["fillfactor=100"],
+            "metric_rollups_pkey": ["fillfactor=100"],
+        }
+    await _migrate(url, "downgrade", "0011")
+    if postgres:
+        assert await _index_fillfactors(url) == {"metric_points_pkey": None, "metric_rollups_pkey": None}
+    store = SqlStore(url)
+    await store.start()  # up again
+    try:
+        assert await store.count_metrics() == len(OLD_ROWS)
+        assert await rollup_rows(store) == before
+        assert await final_rows_match_raw(store, ["n1", "n2"], T0, T0 + HOUR_END + 1) >= 3
+        cpu = await store.query_metrics("n1", "cpu", T0, T0 + HOUR_END)
+        assert [s.values["usage_percent"] for s in cpu] == [10.0 + i for i in range(8)]
+    finally:
+        await store.close()

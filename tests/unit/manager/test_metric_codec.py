@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import struct
 
 import pytest
 
@@ -21,7 +22,9 @@ from opsfleet.manager.store.metric_codec import (
     encode_values,
     point_entries,
     point_entry,
+    uniform_float_sums,
 )
+from opsfleet.manager.store.metric_fold import average_buckets
 from opsfleet.simulator.payloads import MachineModel
 
 AWKWARD = [
@@ -158,9 +161,123 @@ def test_rollups_round_trip(packed: bool) -> None:
         assert keys == rollup.keys and n == 3 and count == [3, 2, 1] and list(sums) == rollup.total
 
 
+def _bits(value: float) -> bytes:
+    return struct.pack("<d", value)
+
+
+def _collector_rollups(seed: int, samples: int) -> list[Rollup]:
+    model = MachineModel(random.Random(seed), 0.0)
+    out: dict[str, Rollup] = {}
+    for t in range(60, 60 * (samples + 1), 60):
+        for type_, values in model.sample(float(t)).items():
+            out.setdefault(type_, Rollup()).add(tuple(values), list(values.values()))
+    return list(out.values())
+
+
+def test_packed_rollups_with_deltas_round_trip_bit_for_bit() -> None:
+    """Constants, counters, negative zeros, fractions, huge integers and a key that missed
+    samples: every float comes back with the same bits (sums and maxima stored as deltas)."""
+    rollup = Rollup()
+    rollup.add(("const", "counter", "negzero", "frac", "huge", "some"), [7.0, 1e12, -0.0, 0.1, 2.0**60, 3.0])
+    rollup.add(("const", "counter", "negzero", "frac", "huge"), [7.0, 1e12 + 4096, -0.0, 0.2, 2.0**60 + 256])
+    rollup.add(
+        ("const", "counter", "negzero", "frac", "huge", "some"), [7.0, 1e12 + 9000, -0.0, 0.7, 1.0, -2.0]
+    )
+    rollups = [rollup, *_collector_rollups(3, 5), *_collector_rollups(4, 60)]
+    for r in rollups:
+        lookup = {1: r.keys}
+        back = decode_rollup(encode_rollup(1, r, packed=True), lookup)
+        for got, want in ((back.total, r.total), (back.low, r.low), (back.high, r.high)):
+            assert [_bits(v) for v in got] == [_bits(v) for v in want]
+        assert back.count == r.count and back.n == r.n
+        _, _, _, sums = decode_rollup_sums(encode_rollup(1, r, packed=True), lookup)
+        assert [_bits(v) for v in sums] == [_bits(v) for v in r.total]
+
+
+def test_deltas_make_collector_rollups_smaller() -> None:
+    rollups = _collector_rollups(5, 5)  # a 5-minute bucket at 60 s
+    lookup = {1: ()}
+    plain = 0
+    for r in rollups:  # the encoding before deltas: flags without _DELTAS, no bitmap
+        head = bytes([1, r.n, 2])
+        plain += len(head + encode_values([*r.total, *r.low, *r.high]))
+        lookup = {1: r.keys}
+        assert decode_rollup(head + encode_values([*r.total, *r.low, *r.high]), lookup) == r
+    assert sum(len(encode_rollup(1, r, packed=True)) for r in rollups) < 0.9 * plain
+
+
+def test_float_rollup_sums_fast_path_matches_the_general_decoder() -> None:
+    for r in _collector_rollups(6, 60):
+        lookup = {1: r.keys, 300: r.keys}
+        for keyset in (1, 300):  # a one-byte keyset takes the fast path, a two-byte one not
+            keys, n, count, sums = decode_rollup_sums(encode_rollup(keyset, r), lookup)
+            assert (keys, n, count, list(sums)) == (r.keys, r.n, r.count, r.total)
+    with pytest.raises(CodecError):
+        decode_rollup_sums(encode_rollup(1, _collector_rollups(6, 60)[0]), {})
+    with pytest.raises(CodecError):
+        decode_rollup_sums(encode_rollup(1, _collector_rollups(6, 60)[0])[:-1], {1: ("a",) * 40})
+
+
 def test_truncated_blobs_are_codec_errors() -> None:
     blob = encode_sample(1, ("a", "b", "c"), [1.5, 1e12, 7.0])
     with pytest.raises(CodecError):
         decode_sample(blob[:-1], {1: ("a", "b", "c")})  # a value fewer
     with pytest.raises(CodecError):
         point_entries(encode_point([(1, b"abcdef")])[:-1])
+
+
+def test_average_buckets_add_the_same_floats_as_merging_rollup_by_rollup() -> None:
+    """Stored hours (float rows, a keyset the fast path reads, one with a missing key and one
+    with other keys) and computed rollups folded into 5-hour buckets: the same averages and
+    counts, float for float, as merging the decoded rollups one at a time."""
+    base = _collector_rollups(8, 60)[0]
+    lookup = {1: base.keys, 2: (*base.keys, "extra")}
+    stored: list[tuple[int, bytes]] = []
+    computed: list[tuple[int, Rollup]] = []
+    rnd = random.Random(9)
+    for hour in range(40):
+        r = Rollup()
+        keys = lookup[2] if hour == 7 else base.keys
+        for _ in range(3):
+            r.add(keys, [rnd.uniform(-5, 1e9) for _ in keys])
+        if hour == 11:
+            r.add(base.keys[:-1], [1.5] * (len(base.keys) - 1))  # counts differ per key
+        if hour % 10 == 9:
+            computed.append((hour * 3600, r))
+        else:
+            stored.append((hour * 3600, encode_rollup(2 if hour == 7 else 1, r)))
+    want: dict[int, Rollup] = {}
+    for bucket, data in stored:
+        want.setdefault(bucket - bucket % 18000, Rollup()).merge(decode_rollup(data, lookup))
+    for bucket, r in computed:
+        want.setdefault(bucket - bucket % 18000, Rollup()).merge(r)
+    got = average_buckets(stored, computed, 18000, lookup)
+    assert [(b, values, n) for b, values, n in got] == [
+        (b, r.averages(), r.n) for b, r in sorted(want.items())
+    ]
+
+
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+def test_average_buckets_of_uniform_hours_read_at_once_equal_the_row_by_row_fold(order: str) -> None:
+    """A series' float hours of one keyset (the path that unpacks them all at once, taken
+    only in bucket order) and a computed tail: the same floats as merging one at a time."""
+    keys = _collector_rollups(8, 60)[0].keys
+    lookup = {3: keys}
+    rnd = random.Random(10)
+    stored: list[tuple[int, bytes]] = []
+    for hour in range(1, 60):  # a first bucket of four hours, then of five
+        r = Rollup()
+        for _ in range(rnd.choice((1, 60))):
+            r.add(keys, [rnd.uniform(-1e3, 1e12) for _ in keys])
+        stored.append((hour * 3600, encode_rollup(3, r)))
+    assert uniform_float_sums([data for _, data in stored], lookup) is not None  # read at once
+    if order == "shuffled":
+        rnd.shuffle(stored)
+    want: dict[int, Rollup] = {}
+    for bucket, data in stored:  # in the order given
+        want.setdefault(bucket - bucket % 18000, Rollup()).merge(decode_rollup(data, lookup))
+    tail = Rollup()
+    tail.add(keys, [0.5] * len(keys))
+    want[59 * 3600 - 59 * 3600 % 18000].merge(tail)
+    got = average_buckets(stored, [(59 * 3600 + 300, tail)], 18000, lookup)
+    assert got == [(b, r.averages(), r.n) for b, r in sorted(want.items())]

@@ -22,11 +22,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from operator import add
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsfleet.common.validation import check_value_keys
@@ -37,7 +36,6 @@ from opsfleet.manager.store.metric_codec import (
     Rollup,
     decode_one,
     decode_rollup,
-    decode_rollup_sums,
     decode_sample,
     encode_point,
     encode_rollup,
@@ -45,7 +43,7 @@ from opsfleet.manager.store.metric_codec import (
     point_entries,
     point_entry,
 )
-from opsfleet.manager.store.metric_fold import Added, RollupKey, merge_sums, raw_rollups
+from opsfleet.manager.store.metric_fold import Added, RollupKey, average_buckets, raw_rollups
 from opsfleet.manager.store.metric_keys import MetricKeys
 from opsfleet.manager.store.metric_rollup_mark import (
     MARK_KEY,
@@ -428,13 +426,12 @@ class SqlMetrics(StoreModule):
         )
         if self._pg:
             # Two arrays in one row instead of a row object per bucket: a year of hourly
-            # rollups is 8,760 rows, and their objects made garbage collection pauses.
-            agg = sa.select(
-                sa.func.array_agg(aggregate_order_by(r.c.bucket, r.c.bucket)),
-                sa.func.array_agg(aggregate_order_by(r.c.data, r.c.bucket)),
-            ).where(*where)
+            # rollups is 8,760 rows, and their objects made garbage collection pauses. Both
+            # aggregates see the rows in the same order; sorting them here (already in index
+            # order: one linear pass) costs far less than two sorts in the aggregates.
+            agg = sa.select(sa.func.array_agg(r.c.bucket), sa.func.array_agg(r.c.data)).where(*where)
             buckets, blobs = (await conn.execute(agg)).one()
-            return list(zip(buckets or [], blobs or [], strict=True))
+            return sorted(zip(buckets or [], blobs or [], strict=True), key=itemgetter(0))
         query = sa.select(r.c.bucket, r.c.data).where(*where).order_by(r.c.bucket)
         return [(int(b), bytes(d)) for b, d in (await conn.execute(query)).all()]
 
@@ -461,23 +458,7 @@ class SqlMetrics(StoreModule):
         rows, computed = await self._rollup_rows(node_id, type_, res, start, end)
 
         def fold(lookup: dict[int, Keys]) -> list[tuple[int, dict[str, float], int]]:
-            out: dict[int, Rollup] = {}
-            parts = (
-                *((bucket, *decode_rollup_sums(data, lookup)) for bucket, data in rows),
-                *((bucket, r.keys, r.n, r.count, r.total) for bucket, r in computed.items()),
-            )
-            for bucket, keys, n, count, sums in parts:
-                start = bucket - bucket % bucket_seconds
-                acc = out.get(start)
-                if acc is None:
-                    out[start] = Rollup(keys, n, list(count), list(sums))
-                elif acc.keys == keys:  # the common case: list-wide additions in C
-                    acc.n += n
-                    acc.count = list(map(add, acc.count, count))
-                    acc.total = list(map(add, acc.total, sums))
-                else:
-                    merge_sums(acc, keys, n, count, sums)
-            return [(b, acc.averages(), acc.n) for b, acc in sorted(out.items())]
+            return average_buckets(rows, computed.items(), bucket_seconds, lookup)
 
         return await self.decode(fold)
 
