@@ -64,3 +64,14 @@ async def test_driver_errors_are_sqlalchemy_errors(store: SqlStore) -> None:
         async with store.write_tx() as conn:
             await sqlite_driver.fetchall(conn, "INSERT INTO no_such_table VALUES (?)", [1])
     assert await _count(store) == 1
+
+
+async def test_a_connection_closed_without_commit_leaves_no_transaction(store: SqlStore) -> None:
+    """The SQLite pool does not roll back on return (one hop less per write): a Connection
+    closed without a commit must have ended its transaction itself."""
+    async with store.engine.connect() as conn:
+        await conn.execute(sa.text("INSERT INTO settings (key, value) VALUES ('drv9', 'x')"))
+    assert await _count(store) == 0
+    async with store.write_tx(changes_rows=True) as conn:  # no write lock left behind
+        await sqlite_driver.fetchall(conn, "INSERT INTO settings (key, value) VALUES (?, ?)", ["drv9", "y"])
+    assert await _count(store) == 1

@@ -207,6 +207,10 @@ class SqlStore(ShieldedWork):
             if db_path and db_path != ":memory:":
                 Path(db_path).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": self._lock_timeout}
+            # The pool's rollback on return is one more hop to the connection's thread per
+            # transaction, after the commit of every write. SQLAlchemy's Connection already
+            # ends its transaction on close (rollback unless committed), so it is redundant.
+            kwargs["pool_reset_on_return"] = None
         else:
             kwargs["pool_size"] = self._pool_size
             kwargs["max_overflow"] = self._pool_size
