@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from opsfleet.common.errors import InvalidArgument
 
@@ -124,7 +125,7 @@ def check_metric_type(type_: str) -> str:
 
 def clean_values(type_: str, values: Mapping[str, object]) -> tuple[dict[str, float], int]:
     """Finite values kept, non-finite ones counted; InvalidArgument for bad keys or non-numbers."""
-    if not isinstance(values, Mapping):
+    if type(values) is not dict and not isinstance(values, Mapping):  # the ABC check costs more
         raise InvalidArgument(f"metric {type_!r} values must be a map of key -> number")
     if len(values) > MAX_VALUES_PER_METRIC:
         raise InvalidArgument(f"metric {type_!r} has {len(values)} values > {MAX_VALUES_PER_METRIC}")
@@ -151,11 +152,20 @@ def clean_values(type_: str, values: Mapping[str, object]) -> tuple[dict[str, fl
     return kept, dropped
 
 
+V = TypeVar("V")
+
+
+def values_dict(values: Mapping[str, V]) -> dict[str, V]:
+    """A dict copy of any mapping; for a protobuf map twice as fast as ``dict(values)``, which
+    goes through the Mapping ABC's ``keys()`` view in Python."""
+    return {key: values[key] for key in values}
+
+
 def _all_finite_floats(values: Mapping[str, object]) -> dict[str, float] | None:
     """The common case (protobuf doubles, sane keys, all finite) checked with C-level loops."""
     if not values:
         return {}
-    copy = dict(values)
+    copy = dict(values) if type(values) is dict else values_dict(values)
     if set(map(type, copy.values())) != {float} or set(map(type, copy)) != {str}:
         return None
     lengths = set(map(len, copy))

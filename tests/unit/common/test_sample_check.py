@@ -67,3 +67,22 @@ def test_index_parsing() -> None:
 
 def test_clean_values_with_both_infinities_does_not_raise() -> None:
     assert clean_values("cpu", {"a": math.inf, "b": -math.inf, "c": 2.0}) == ({"c": 2.0}, 2)
+
+
+def test_a_protobuf_map_checks_like_a_dict() -> None:
+    """The servicers pass protobuf maps (copied by values_dict, not dict()): same outcome."""
+    from opsfleet.proto import manager_pb2
+
+    for values in (
+        {"usage_percent": 12.5, "cores": 8.0},
+        {"a": math.inf, "b": math.nan, "c": 2.0},
+        {},
+    ):
+        proto = manager_pb2.MetricData(type="cpu", timestamp=NOW, values=values).values
+        from_proto = check_sample(0, "cpu", NOW, proto, now=NOW)
+        from_dict = check_sample(0, "cpu", NOW, dict(values), now=NOW)
+        assert from_proto == from_dict
+        assert type(from_proto.values) is dict
+    too_long = manager_pb2.MetricData(values={"k" * 200: 1.0}).values
+    with pytest.raises(InvalidArgument, match="value key"):
+        check_sample(0, "cpu", NOW, too_long, now=NOW)

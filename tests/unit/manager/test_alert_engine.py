@@ -58,6 +58,7 @@ def test_usage_fires_only_after_its_for_duration() -> None:
     engine.tick()
     assert seen == [("cpu_high", "n1", "", "firing")]
     assert engine.firing()[0].starts_at == clock.now - 300  # started when the condition began
+    assert engine.firing()[0].summary == "cpu usage 90.0% above 80%"  # the latest active reading
     engine.usage("n1", "cpu", 10.0)
     assert seen[-1] == ("cpu_high", "n1", "", "resolved")
 

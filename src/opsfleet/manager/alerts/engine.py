@@ -124,11 +124,10 @@ class AlertEngine:
         if rule is None:
             return
         settings: UsageRule = getattr(self._rules, rule)
-        self._condition(
-            AlertKey(rule, node_id),
-            value > settings.threshold,
-            f"{metric_type} usage {value:.1f}% above {settings.threshold:g}%",
-        )
+        active = value > settings.threshold
+        # Every report of every node comes here: the summary is only read while active.
+        summary = f"{metric_type} usage {value:.1f}% above {settings.threshold:g}%" if active else ""
+        self._condition(AlertKey(rule, node_id), active, summary)
 
     def config_state(self, node_id: str, state: str, error: str) -> None:
         if state == "applying":

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsfleet.common.validation import check_value_keys
 from opsfleet.manager.domain import MetricSample
+from opsfleet.manager.store import sqlite_driver
 from opsfleet.manager.store.metric_codec import (
     CodecError,
     Keys,
@@ -84,11 +85,12 @@ _POINTS_PG = (
     "SELECT * FROM unnest($1::int4[], $2::int2[], $3::int8[], $4::bytea[]) "
     "ON CONFLICT DO NOTHING RETURNING node_key, ts"
 )
-_LATEST = (
-    "INSERT INTO metric_latest (node_key, type_key, ts, data) VALUES ({p}) "
-    "ON CONFLICT (node_key, type_key) DO UPDATE SET ts = excluded.ts, data = excluded.data "
-    "WHERE excluded.ts > metric_latest.ts"
+_LATEST_HEAD = "INSERT INTO metric_latest (node_key, type_key, ts, data) VALUES "
+_LATEST_TAIL = (
+    " ON CONFLICT (node_key, type_key) DO UPDATE SET ts = excluded.ts, data = excluded.data"
+    " WHERE excluded.ts > metric_latest.ts"
 )
+_LATEST = _LATEST_HEAD + "({p})" + _LATEST_TAIL
 ROLLUP_UPSERT = (
     "INSERT INTO metric_rollups (node_key, type_key, res, bucket, data) VALUES ({p}) "
     "ON CONFLICT (node_key, type_key, res, bucket) DO UPDATE SET data = excluded.data"
@@ -217,15 +219,15 @@ class SqlMetrics(StoreModule):
             result: Any
             if self._pg:
                 columns = tuple(list(c) for c in zip(*chunk, strict=True))
-                result = await conn.exec_driver_sql(_POINTS_PG, columns)
+                result = (await conn.exec_driver_sql(_POINTS_PG, columns)).all()
             else:
                 sql = (
                     "INSERT INTO metric_points (node_key, n, ts, data) VALUES "
-                    + ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+                    + _sqlite_rows(len(chunk))
                     + " ON CONFLICT DO NOTHING RETURNING node_key, ts"
                 )
-                result = await conn.exec_driver_sql(sql, tuple(v for r in chunk for v in r))
-            inserted.update((int(row[0]), int(row[1])) for row in result.all())
+                result = await sqlite_driver.fetchall(conn, sql, [v for r in chunk for v in r])
+            inserted.update((int(row[0]), int(row[1])) for row in result)
         return inserted
 
     async def _merge_points(
@@ -258,7 +260,14 @@ class SqlMetrics(StoreModule):
             if seen is None or a[1] > seen[1]:
                 newest[(a[0], a[2])] = a
         rows = [(a[0], a[2], a[1], a[5]) for _, a in sorted(newest.items())]
-        await conn.exec_driver_sql(_LATEST.format(p=self.params(4)), rows)
+        if self._pg:
+            await conn.exec_driver_sql(_LATEST.format(p=self.params(4)), rows)
+            return
+        # One multi-row statement (one hop to SQLite's thread); the rows have distinct keys.
+        for i in range(0, len(rows), _CHUNK):
+            chunk = rows[i : i + _CHUNK]
+            sql = _LATEST_HEAD + _sqlite_rows(len(chunk)) + _LATEST_TAIL
+            await sqlite_driver.fetchall(conn, sql, [v for r in chunk for v in r])
 
     def encode_rollup(self, key: RollupKey, rollup: Rollup) -> bytes:
         keyset = self.keys.keysets.get(rollup.keys, 0)
@@ -523,6 +532,11 @@ class SqlMetrics(StoreModule):
             return
         for table in (metric_points, metric_rollups, metric_latest, metric_rollup_dirty):
             await conn.execute(table.delete().where(table.c.node_key == node_key))
+
+
+def _sqlite_rows(n: int) -> str:
+    """``(?, ?, ?, ?)`` n times: the VALUES of a multi-row statement of 4 columns."""
+    return ", ".join(["(?, ?, ?, ?)"] * n)
 
 
 def _progress(mark: RollupMark) -> tuple[int, int, int]:

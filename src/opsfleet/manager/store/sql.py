@@ -31,6 +31,7 @@ from opsfleet.manager.domain import (
     NodeStatus,
     OperationRecord,
 )
+from opsfleet.manager.store import sqlite_driver
 from opsfleet.manager.store.metric_rollups_sql import SqlRollupJob
 from opsfleet.manager.store.metrics_sql import DEFAULT_GRACE, SqlMetrics
 from opsfleet.manager.store.schema import (
@@ -206,6 +207,10 @@ class SqlStore(ShieldedWork):
             if db_path and db_path != ":memory:":
                 Path(db_path).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": self._lock_timeout}
+            # The pool's rollback on return is one more hop to the connection's thread per
+            # transaction, after the commit of every write. SQLAlchemy's Connection already
+            # ends its transaction on close (rollback unless committed), so it is redundant.
+            kwargs["pool_reset_on_return"] = None
         else:
             kwargs["pool_size"] = self._pool_size
             kwargs["max_overflow"] = self._pool_size
@@ -410,6 +415,9 @@ class SqlStore(ShieldedWork):
         self, node_id: str, states: Sequence[AgentState], now: float, events: Sequence[NodeEvent] = ()
     ) -> None:
         async with self.write_tx(changes_rows=bool(states) or bool(events)) as conn:
+            if self.dialect == "sqlite":
+                await _sync_agents_sqlite(conn, node_id, states, now, events)
+                return
             if events:
                 await conn.execute(
                     node_events.insert(),
@@ -490,6 +498,53 @@ class SqlStore(ShieldedWork):
             )
             for r in rows
         ]
+
+
+_AGENT_COLUMNS = "node_id, agent_id, type, version, status, pid, last_heartbeat, last_sync_at, restart_count"
+_AGENT_UPSERT_TAIL = (
+    " ON CONFLICT (node_id, agent_id) DO UPDATE SET type = excluded.type, version = excluded.version,"
+    " status = excluded.status, pid = excluded.pid, last_heartbeat = excluded.last_heartbeat,"
+    " last_sync_at = excluded.last_sync_at, restart_count = excluded.restart_count"
+)
+
+
+async def _sync_agents_sqlite(
+    conn: AsyncConnection, node_id: str, states: Sequence[AgentState], now: float, events: Sequence[NodeEvent]
+) -> None:
+    """sync_agents on SQLite: the same three statements as the SQLAlchemy path, each one hop
+    to the connection's thread (sqlite_driver.py); they run under the process's write lock."""
+    if events:
+        params: list[Any] = []
+        for e in events:
+            params += (e.node_id, e.kind.value, e.at, e.detail[:255])
+        sql = "INSERT INTO node_events (node_id, kind, at, detail) VALUES " + _marks(len(events), 4)
+        await sqlite_driver.fetchall(conn, sql, params)
+    if states:
+        params = []
+        for st in states:
+            params += (
+                node_id,
+                st.agent_id,
+                st.type,
+                st.version,
+                st.status,
+                st.pid,
+                st.last_heartbeat,
+                now,
+                st.restart_count,
+            )
+        sql = f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES " + _marks(len(states), 9) + _AGENT_UPSERT_TAIL
+        await sqlite_driver.fetchall(conn, sql, params)
+    present = [st.agent_id for st in states]
+    sql = "UPDATE agents SET status = ?, pid = 0, last_sync_at = ? WHERE node_id = ? AND status != ?"
+    if present:
+        sql += " AND agent_id NOT IN (" + ", ".join("?" * len(present)) + ")"
+    await sqlite_driver.fetchall(conn, sql, [AGENT_REMOVED, now, node_id, AGENT_REMOVED, *present])
+
+
+def _marks(rows: int, columns: int) -> str:
+    one = "(" + ", ".join("?" * columns) + ")"
+    return ", ".join([one] * rows)
 
 
 def agent_from_row(r: Any) -> Agent:
