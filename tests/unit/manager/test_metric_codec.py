@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import operator
 import random
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from opsfleet.manager.store.metric_codec import (
     CodecError,
@@ -24,7 +29,7 @@ from opsfleet.manager.store.metric_codec import (
     point_entry,
     uniform_float_sums,
 )
-from opsfleet.manager.store.metric_fold import average_buckets
+from opsfleet.manager.store.metric_fold import _equal_runs, _group_sums, average_buckets
 from opsfleet.simulator.payloads import MachineModel
 
 AWKWARD = [
@@ -281,3 +286,18 @@ def test_average_buckets_of_uniform_hours_read_at_once_equal_the_row_by_row_fold
     want[59 * 3600 - 59 * 3600 % 18000].merge(tail)
     got = average_buckets(stored, [(59 * 3600 + 300, tail)], 18000, lookup)
     assert got == [(b, r.averages(), r.n) for b, r in sorted(want.items())]
+
+
+@given(
+    sizes=st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=60),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_group_sums_add_each_group_left_to_right(sizes: list[int], seed: int) -> None:
+    """Runs of equal groups summed with strided slices give the floats of ``reduce(add)``
+    per group, whatever the mix of group sizes (gaps in a series make them uneven)."""
+    rnd = random.Random(seed)
+    column = [rnd.uniform(-1e12, 1e12) * rnd.choice((1.0, 1e-9)) for _ in range(sum(sizes))]
+    edges = [0, *itertools.accumulate(sizes)]
+    groups = [slice(i, j) for i, j in itertools.pairwise(edges)]
+    want = [functools.reduce(operator.add, column[g]) for g in groups]
+    assert _group_sums(column, groups, _equal_runs(groups)) == want
