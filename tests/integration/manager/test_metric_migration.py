@@ -45,19 +45,20 @@ async def _migrate(url: str, action: str, revision: str) -> None:
         await engine.dispose()
 
 
-async def _old_rows(url: str) -> list[tuple[str, str, int, dict[str, Any]]]:
+async def _select(url: str, sql: str) -> list[Any]:
+    """The rows of one SQL query, on an engine of its own (the store is closed meanwhile)."""
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.text(
-                        'SELECT node_id, type, ts, "values" FROM metric_samples ORDER BY node_id, type, ts'
-                    )
-                )
-            ).all()
+            return list((await conn.execute(sa.text(sql))).all())
     finally:
         await engine.dispose()
+
+
+async def _old_rows(url: str) -> list[tuple[str, str, int, dict[str, Any]]]:
+    rows = await _select(
+        url, 'SELECT node_id, type, ts, "values" FROM metric_samples ORDER BY node_id, type, ts'
+    )
     return [(n, t, int(ts), v if isinstance(v, dict) else json.loads(v)) for n, t, ts, v in rows]
 
 
@@ -113,19 +114,11 @@ async def test_old_samples_are_readable_after_the_upgrade_and_come_back_on_downg
 
 
 async def _index_fillfactors(url: str) -> dict[str, list[str] | None]:
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.text(
-                        "SELECT relname, reloptions FROM pg_class "
-                        "WHERE relname IN ('metric_points_pkey', 'metric_rollups_pkey')"
-                    )
-                )
-            ).all()
-    finally:
-        await engine.dispose()
+    rows = await _select(
+        url,
+        "SELECT relname, reloptions FROM pg_class "
+        "WHERE relname IN ('metric_points_pkey', 'metric_rollups_pkey')",
+    )
     return {str(name): (list(options) if options else None) for name, options in rows}
 
 
