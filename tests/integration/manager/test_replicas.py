@@ -95,9 +95,13 @@ async def test_offline_alert_resolves_through_any_replica_and_survives_a_new_lea
     async def none_firing() -> bool:
         return await firing_offline() == 0
 
-    # Silent: the leader (A) fires the alert. Back through B: the leader resolves it.
+    async def one_firing() -> bool:
+        return await firing_offline() == 1
+
+    # Silent: the leader (A) fires the alert (its state first, the stored alert a moment later:
+    # the transition is written after the evaluation). Back through B: the leader resolves it.
     await assert_eventually(lambda: "n1" in a.app.alerts.offline_nodes(), timeout=10)
-    assert await firing_offline() == 1
+    await assert_eventually(one_firing, timeout=5)
     await b.manager.Heartbeat(beat)
     await assert_eventually(lambda: "n1" not in a.app.alerts.offline_nodes(), timeout=5)
     await assert_eventually(none_firing, timeout=5)
