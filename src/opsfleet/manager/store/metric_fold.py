@@ -60,13 +60,17 @@ def raw_rollups(points: list[tuple[int, bytes]], res: int, lookup: dict[int, Key
         added.append((0, ts, 0, tuple(values), list(values.values()), blob))
     out: dict[int, Rollup] = {}
     for (_, _, _, bucket), rollup in rollups_5m(added).items():
-        b = bucket - bucket % res
-        found = out.get(b)
-        if found is None:
-            out[b] = rollup
-        else:
-            found.merge(rollup)
+        merge_into(out, bucket - bucket % res, rollup)
     return out
+
+
+def merge_into(out: dict[Any, Rollup], key: Any, rollup: Rollup) -> None:
+    """``out[key]`` becomes ``rollup`` (taken over) or has it merged in."""
+    found = out.get(key)
+    if found is None:
+        out[key] = rollup
+    else:
+        found.merge(rollup)
 
 
 def merge_sums(acc: Rollup, keys: Keys, n: int, count: Sequence[int], sums: Sequence[float]) -> None:
@@ -226,9 +230,4 @@ def copy_rollup(rollup: Rollup) -> Rollup:
 def fold_hours(hours: dict[RollupKey, Rollup], fives: Iterable[tuple[RollupKey, Rollup]]) -> None:
     """Merge 5-minute rollups into the hours they belong to (rollups taken over)."""
     for (node_key, type_key, _, bucket), rollup in fives:
-        key = (node_key, type_key, RES_1H, bucket - bucket % RES_1H)
-        found = hours.get(key)
-        if found is None:
-            hours[key] = rollup
-        else:
-            found.merge(rollup)
+        merge_into(hours, (node_key, type_key, RES_1H, bucket - bucket % RES_1H), rollup)

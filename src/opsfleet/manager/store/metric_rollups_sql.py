@@ -31,7 +31,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsfleet.manager.store.metric_codec import Keys, Rollup, decode_rollup, decode_sample, point_entries
-from opsfleet.manager.store.metric_fold import Added, RollupKey, copy_rollup, fold_hours, rollups_5m
+from opsfleet.manager.store.metric_fold import (
+    Added,
+    RollupKey,
+    copy_rollup,
+    fold_hours,
+    merge_into,
+    rollups_5m,
+)
 from opsfleet.manager.store.metric_rollup_mark import (
     MARK_KEY,
     RES_1H,
@@ -282,13 +289,7 @@ class SqlRollupJob(StoreModule):
                 hour = bucket - bucket % RES_1H
                 if hour not in wanted:
                     continue
-                key = (node_key, type_key, RES_1H, hour)
-                rollup = decode_rollup(data, lookup)
-                found = out.get(key)
-                if found is None:
-                    out[key] = rollup
-                else:
-                    found.merge(rollup)
+                merge_into(out, (node_key, type_key, RES_1H, hour), decode_rollup(data, lookup))
             return out
 
         await self._store.metrics.replace_rollups(conn, await self._store.metrics.decode(fold, conn))

@@ -223,7 +223,7 @@ class SqlMetrics(StoreModule):
             else:
                 sql = (
                     "INSERT INTO metric_points (node_key, n, ts, data) VALUES "
-                    + _sqlite_rows(len(chunk))
+                    + sqlite_driver.marks(len(chunk), 4)
                     + " ON CONFLICT DO NOTHING RETURNING node_key, ts"
                 )
                 result = await sqlite_driver.fetchall(conn, sql, [v for r in chunk for v in r])
@@ -266,7 +266,7 @@ class SqlMetrics(StoreModule):
         # One multi-row statement (one hop to SQLite's thread); the rows have distinct keys.
         for i in range(0, len(rows), _CHUNK):
             chunk = rows[i : i + _CHUNK]
-            sql = _LATEST_HEAD + _sqlite_rows(len(chunk)) + _LATEST_TAIL
+            sql = _LATEST_HEAD + sqlite_driver.marks(len(chunk), 4) + _LATEST_TAIL
             await sqlite_driver.fetchall(conn, sql, [v for r in chunk for v in r])
 
     def encode_rollup(self, key: RollupKey, rollup: Rollup) -> bytes:
@@ -532,11 +532,6 @@ class SqlMetrics(StoreModule):
             return
         for table in (metric_points, metric_rollups, metric_latest, metric_rollup_dirty):
             await conn.execute(table.delete().where(table.c.node_key == node_key))
-
-
-def _sqlite_rows(n: int) -> str:
-    """``(?, ?, ?, ?)`` n times: the VALUES of a multi-row statement of 4 columns."""
-    return ", ".join(["(?, ?, ?, ?)"] * n)
 
 
 def _progress(mark: RollupMark) -> tuple[int, int, int]:

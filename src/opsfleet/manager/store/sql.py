@@ -517,7 +517,9 @@ async def _sync_agents_sqlite(
         params: list[Any] = []
         for e in events:
             params += (e.node_id, e.kind.value, e.at, e.detail[:255])
-        sql = "INSERT INTO node_events (node_id, kind, at, detail) VALUES " + _marks(len(events), 4)
+        sql = "INSERT INTO node_events (node_id, kind, at, detail) VALUES " + sqlite_driver.marks(
+            len(events), 4
+        )
         await sqlite_driver.fetchall(conn, sql, params)
     if states:
         params = []
@@ -533,18 +535,17 @@ async def _sync_agents_sqlite(
                 now,
                 st.restart_count,
             )
-        sql = f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES " + _marks(len(states), 9) + _AGENT_UPSERT_TAIL
+        sql = (
+            f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES "
+            + sqlite_driver.marks(len(states), 9)
+            + _AGENT_UPSERT_TAIL
+        )
         await sqlite_driver.fetchall(conn, sql, params)
     present = [st.agent_id for st in states]
     sql = "UPDATE agents SET status = ?, pid = 0, last_sync_at = ? WHERE node_id = ? AND status != ?"
     if present:
         sql += " AND agent_id NOT IN (" + ", ".join("?" * len(present)) + ")"
     await sqlite_driver.fetchall(conn, sql, [AGENT_REMOVED, now, node_id, AGENT_REMOVED, *present])
-
-
-def _marks(rows: int, columns: int) -> str:
-    one = "(" + ", ".join("?" * columns) + ")"
-    return ", ".join([one] * rows)
 
 
 def agent_from_row(r: Any) -> Agent:

@@ -33,3 +33,9 @@ async def fetchall(conn: AsyncConnection, sql: str, params: Sequence[Any]) -> li
     except sqlite3.Error as exc:
         raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
     return list(rows)
+
+
+def marks(rows: int, columns: int) -> str:
+    """The VALUES of a multi-row statement: ``(?, ?, ...)`` of ``columns``, ``rows`` times."""
+    one = "(" + ", ".join("?" * columns) + ")"
+    return ", ".join([one] * rows)
