@@ -29,7 +29,7 @@ from typing import Any
 import grpc
 
 from opsfleet.common import rpc as rpc_opts
-from opsfleet.common.config import split_host_port
+from opsfleet.common.config_sources import split_host_port
 from opsfleet.common.errors import ConfigError, OpsfleetError
 from opsfleet.common.lifecycle import install_signal_handlers, run_server_loop, tune_server_gc
 from opsfleet.common.logs import configure_logging

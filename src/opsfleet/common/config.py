@@ -16,26 +16,9 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from opsfleet.common.config_sources import (
-    ENV_PREFIX,
-    env_name,
-    merge_sources,
-    read_yaml,
-    split_host_port,
-)
+from opsfleet.common.config_sources import merge_sources
 from opsfleet.common.durations import parse_duration
 from opsfleet.common.errors import ConfigError
-
-__all__ = [
-    "ENV_PREFIX",
-    "Duration",
-    "Section",
-    "describe_validation_error",
-    "env_name",
-    "load_config",
-    "read_yaml",
-    "split_host_port",
-]
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsfleet.common.config import split_host_port
+from opsfleet.common.config_sources import split_host_port
 from opsfleet.common.lifecycle import install_signal_handlers, run_server_loop, tune_server_gc
 from opsfleet.common.logs import configure_logging
 from opsfleet.manager.config import ManagerConfig, load_manager_config
