@@ -10,6 +10,10 @@ from typing import Any
 
 import grpc
 
+from opsfleet.common.backoff import Backoff
+from opsfleet.daemon.delivery import Delivery
+from opsfleet.daemon.outbox import Outbox
+from opsfleet.daemon.spool import Spool
 from opsfleet.proto import manager_pb2, manager_pb2_grpc
 from tests.faults.support import ScriptedManager, prefill_spool, recent_samples
 from tests.helpers import assert_eventually
@@ -132,6 +136,69 @@ async def test_manager_rejecting_every_network_batch_without_index(apps: Any) ->
     assert taken > 0 and window_calls <= 2 * taken + 5, (window_calls, taken)
     assert servicer.calls <= 2 * appended + 10
     assert servicer.registrations == 1
+
+
+class StallsAfterRejecting(RejectsNetwork):
+    """Rejects network batches; the first good batch after a rejection hangs (the session ends
+    there, as when the link drops mid-batch) until ``stall`` is cleared."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stall = True
+        self.stalled = asyncio.Event()
+
+    async def ReportMetrics(self, request: Any, context: Any) -> manager_pb2.ReportMetricsResponse:
+        if self.stall and not any(m.type == "network" for m in request.metrics):
+            self.stalled.set()
+            await asyncio.Event().wait()  # until the caller gives up
+        return await super().ReportMetrics(request, context)
+
+
+async def test_sample_rejected_in_a_session_that_ends_mid_batch_is_quarantined_once(tmp_path: Path) -> None:
+    servicer = StallsAfterRejecting()
+    server = grpc.aio.server()
+    manager_pb2_grpc.add_ManagerServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    now = int(time.time())
+    records = [
+        {"type": "network", "timestamp": now - 2, "values": {"rx_bytes": 1.0}},
+        {"type": "cpu", "timestamp": now - 1, "values": {"usage_percent": 5.0}},
+    ]
+    outbox = Outbox(Spool(tmp_path / "spool"))
+    await outbox.put(records)
+    delivery = Delivery(
+        outbox=outbox,
+        node_id="n1",
+        timeout=5.0,
+        backoff=Backoff(base=0.05, cap=0.2),
+        stop=asyncio.Event(),
+        batch_size=lambda: 100,
+        quarantine=outbox.quarantine,
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = manager_pb2_grpc.ManagerServiceStub(channel)
+            session = asyncio.create_task(delivery.run(stub))
+            await asyncio.wait_for(servicer.stalled.wait(), timeout=10)  # network judged, cpu in flight
+            session.cancel()  # the link ends the session
+            await asyncio.gather(session, return_exceptions=True)
+            servicer.stall = False
+            session = asyncio.create_task(delivery.run(stub))  # the next session resends the batch
+
+            async def drained() -> bool:
+                return await outbox.pending() == 0
+
+            await assert_eventually(drained, timeout=10)
+            session.cancel()
+            await asyncio.gather(session, return_exceptions=True)
+    finally:
+        await server.stop(None)
+        await outbox.close()
+    assert servicer.stored == {"cpu": {now - 1}}
+    # One network sample, judged in both sessions, is one quarantined sample (two before).
+    assert outbox.quarantine.total == 1
+    assert outbox.delivered + outbox.quarantine.total == outbox.appended == 2
 
 
 async def test_manager_names_index_and_field_of_the_first_bad_sample(apps: Any) -> None:

@@ -16,7 +16,9 @@ Rules (docs/protocol.md, "Metric delivery"):
 
 Records are acknowledged in the spool only once every sample of the peeked batch was either
 stored by the manager or quarantined, so a crash or a lost reply resends them (the manager
-stores a (node, type, timestamp) once).
+stores a (node, type, timestamp) once). A batch's quarantined samples are counted when the
+batch is acknowledged: a session that ends mid-batch resends (and judges) them again, and
+counting them at that point too would count them twice.
 """
 
 from __future__ import annotations
@@ -122,24 +124,31 @@ class Delivery:
                 continue
             now = self._clock()
             samples: list[manager_pb2.MetricData] = []
+            rejected: list[tuple[str, str]] = []  # (where, reason) of each quarantined sample
             for index, record in enumerate(records):
                 try:
                     sample = check_record(record, index, now=now)
                 except InvalidArgument as exc:
-                    self.quarantine.add("spool", str(exc))
+                    rejected.append(("spool", str(exc)))
                     continue
                 samples.append(
                     manager_pb2.MetricData(type=sample.type, timestamp=sample.timestamp, values=sample.values)
                 )
-            stored = await self._send_isolated(manager, samples) if samples else 0
+            stored = await self._send_isolated(manager, samples, rejected) if samples else 0
             await self._outbox.ack(cursor, stored)
+            for where, reason in rejected:
+                self.quarantine.add(where, reason)
             if self._backlog_delivered is not None:
                 self._backlog_delivered += stored
 
     async def _send_isolated(
-        self, manager: manager_pb2_grpc.ManagerServiceAsyncStub, samples: list[manager_pb2.MetricData]
+        self,
+        manager: manager_pb2_grpc.ManagerServiceAsyncStub,
+        samples: list[manager_pb2.MetricData],
+        rejected: list[tuple[str, str]],
     ) -> int:
-        """Deliver ``samples``, quarantining those the manager rejects; how many were stored."""
+        """Deliver ``samples``; how many were stored. Each sample the manager rejects is appended
+        to ``rejected`` as ("manager", reason), to be quarantined once the batch is acknowledged."""
         stored = 0
         todo: deque[list[manager_pb2.MetricData]] = deque([samples])
         while todo:
@@ -152,12 +161,12 @@ class Delivery:
                 details = exc.details
             index = parse_sample_error_index(details)
             if index is not None and index < len(chunk):
-                self.quarantine.add("manager", details)
+                rejected.append(("manager", details))
                 rest = chunk[:index] + chunk[index + 1 :]
                 if rest:
                     todo.appendleft(rest)
             elif len(chunk) == 1:
-                self.quarantine.add("manager", f"{chunk[0].type} sample rejected: {details}")
+                rejected.append(("manager", f"{chunk[0].type} sample rejected: {details}"))
             else:
                 middle = len(chunk) // 2
                 todo.extendleft([chunk[middle:], chunk[:middle]])  # first half next
