@@ -16,7 +16,9 @@ import contextvars
 import functools
 import gc
 import logging
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -200,3 +202,24 @@ def run_server_loop(main: Coroutine[Any, Any, T]) -> T:
     except ImportError:
         return asyncio.run(main)
     return uvloop.run(main)
+
+
+def watch_children_without_threads() -> bool:
+    """Have asyncio wait for child processes through pidfds on Linux (Python 3.11).
+
+    Python 3.11's default child watcher starts one thread per running child process, blocked
+    in ``waitpid``: a daemon supervising 20 agents holds 20 such threads (each with its stack
+    and possibly its own malloc arena). Python 3.12 and later use pidfds by default when the
+    kernel has them (Linux 5.3+). Call from the running event loop before the first
+    subprocess is started; returns whether the pidfd watcher was installed.
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # an older kernel or a sandbox refusing the syscall: keep the default
+        return False
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    asyncio.set_child_watcher(watcher)
+    return True

@@ -11,7 +11,7 @@ from typing import Any
 
 from opsfleet.common.config_sources import split_host_port
 from opsfleet.common.daemon_schema import manager_addresses
-from opsfleet.common.lifecycle import install_signal_handlers
+from opsfleet.common.lifecycle import install_signal_handlers, watch_children_without_threads
 from opsfleet.common.logs import configure_logging
 from opsfleet.daemon.config import DaemonConfig, load_daemon_config
 
@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     apps: list[DaemonApp] = []
 
     async def _main() -> int:
+        watch_children_without_threads()
         stop = asyncio.Event()
         app = DaemonApp(config, reload_config=load if args.config else None)
         apps.append(app)
