@@ -10,7 +10,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import grpc
 import httpx
+
+from opsfleet.proto import manager_pb2_grpc
 
 T = TypeVar("T")
 
@@ -98,3 +101,17 @@ async def http_service(
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def scripted_manager(servicer: manager_pb2_grpc.ManagerServiceServicer) -> AsyncIterator[int]:
+    """A real plaintext gRPC server on 127.0.0.1:0 serving ``servicer`` as the ManagerService
+    (a scripted manager for fault tests); yields its port and stops it on exit."""
+    server = grpc.aio.server()
+    manager_pb2_grpc.add_ManagerServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield port
+    finally:
+        await server.stop(None)

@@ -16,7 +16,7 @@ from opsfleet.daemon.outbox import Outbox
 from opsfleet.daemon.spool import Spool
 from opsfleet.proto import manager_pb2, manager_pb2_grpc
 from tests.faults.support import ScriptedManager, prefill_spool, recent_samples
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, scripted_manager
 
 NO_COLLECTORS = {f"collectors__{name}__enabled": False for name in ("cpu", "memory", "disk", "network")}
 
@@ -100,11 +100,7 @@ class RejectsNetwork(ScriptedManager):
 
 async def test_manager_rejecting_every_network_batch_without_index(apps: Any) -> None:
     servicer = RejectsNetwork()
-    server = grpc.aio.server()
-    manager_pb2_grpc.add_ManagerServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
+    async with scripted_manager(servicer) as port:
         daemon = await apps.daemon(f"127.0.0.1:{port}")
         await assert_eventually(lambda: daemon.link.connected, timeout=10)
         started = time.monotonic()
@@ -120,8 +116,6 @@ async def test_manager_rejecting_every_network_batch_without_index(apps: Any) ->
 
         await assert_eventually(caught_up, timeout=10)
         await apps.stop(daemon)
-    finally:
-        await server.stop(None)
     # Continuous: every cpu, memory and disk sample taken reached the manager ...
     appended = daemon.outbox.appended
     delivered = sum(len(servicer.stored.get(t, set())) for t in ("cpu", "memory", "disk"))
@@ -156,10 +150,6 @@ class StallsAfterRejecting(RejectsNetwork):
 
 async def test_sample_rejected_in_a_session_that_ends_mid_batch_is_quarantined_once(tmp_path: Path) -> None:
     servicer = StallsAfterRejecting()
-    server = grpc.aio.server()
-    manager_pb2_grpc.add_ManagerServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
     now = int(time.time())
     records = [
         {"type": "network", "timestamp": now - 2, "values": {"rx_bytes": 1.0}},
@@ -177,7 +167,10 @@ async def test_sample_rejected_in_a_session_that_ends_mid_batch_is_quarantined_o
         quarantine=outbox.quarantine,
     )
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with (
+            scripted_manager(servicer) as port,
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel,
+        ):
             stub = manager_pb2_grpc.ManagerServiceStub(channel)
             session = asyncio.create_task(delivery.run(stub))
             await asyncio.wait_for(servicer.stalled.wait(), timeout=10)  # network judged, cpu in flight
@@ -193,7 +186,6 @@ async def test_sample_rejected_in_a_session_that_ends_mid_batch_is_quarantined_o
             session.cancel()
             await asyncio.gather(session, return_exceptions=True)
     finally:
-        await server.stop(None)
         await outbox.close()
     assert servicer.stored == {"cpu": {now - 1}}
     # One network sample, judged in both sessions, is one quarantined sample (two before).

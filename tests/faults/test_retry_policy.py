@@ -8,9 +8,9 @@ from typing import Any
 
 import grpc
 
-from opsfleet.proto import manager_pb2, manager_pb2_grpc
+from opsfleet.proto import manager_pb2
 from tests.faults.support import ScriptedManager, prefill_spool, recent_samples
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, scripted_manager
 
 NO_COLLECTORS = {f"collectors__{name}__enabled": False for name in ("cpu", "memory", "disk", "network")}
 
@@ -39,15 +39,9 @@ async def test_unavailable_metrics_are_retried_with_backoff_without_reregisterin
     records = recent_samples(30)
     prefill_spool(work, records)
     servicer = FlakyMetrics()
-    server = grpc.aio.server()
-    manager_pb2_grpc.add_ManagerServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
+    async with scripted_manager(servicer) as port:
         daemon = await apps.daemon(f"127.0.0.1:{port}", work_dir=work, **NO_COLLECTORS)
         await assert_eventually(lambda: len(servicer.stored) == len(records), timeout=15)
-    finally:
-        await server.stop(None)
     assert servicer.registrations == 1  # heartbeats kept working: the node was never re-registered
     # Backoff from 0.2 s capped at 1 s (the test daemon's settings): a handful of tries in 3 s.
     assert 2 <= servicer.report_calls <= 25, servicer.report_calls

@@ -15,7 +15,7 @@ from opsfleet.common.rpc_errors import INTERNAL_MESSAGE, grpc_errors
 from opsfleet.daemon.rpc.servicer import DaemonServicer
 from opsfleet.manager.store.shield import translate_db_error
 from opsfleet.proto import daemon_pb2, daemon_pb2_grpc, manager_pb2, manager_pb2_grpc
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, scripted_manager
 from tests.integration.manager.support import Running
 
 SECRET = "[SQL: SELECT password_hash FROM users] Traceback"
@@ -120,17 +120,11 @@ class _Aborting(manager_pb2_grpc.ManagerServiceServicer):
 
 async def test_a_handlers_own_abort_keeps_its_status() -> None:
     servicer = _Aborting()
-    server = grpc.aio.server()
-    manager_pb2_grpc.add_ManagerServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
+    async with scripted_manager(servicer) as port:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await manager_pb2_grpc.ManagerServiceStub(channel).Heartbeat(manager_pb2.HeartbeatRequest())
         # The status can reach the client before the handler's wrapper has recorded the call.
         await assert_eventually(lambda: servicer.seen)
-    finally:
-        await server.stop(None)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert servicer.seen == ["FAILED_PRECONDITION"]

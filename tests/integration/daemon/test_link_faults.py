@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 
 from opsfleet.proto import manager_pb2, manager_pb2_grpc
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, scripted_manager
 
 
 class SheddingManager(manager_pb2_grpc.ManagerServiceServicer):
@@ -34,11 +34,7 @@ class SheddingManager(manager_pb2_grpc.ManagerServiceServicer):
 
 async def test_retry_delay_from_manager_is_honoured(apps: Any) -> None:
     servicer = SheddingManager()
-    server = grpc.aio.server()
-    manager_pb2_grpc.add_ManagerServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
+    async with scripted_manager(servicer) as port:
         daemon = await apps.daemon(
             f"127.0.0.1:{port}", manager__reconnect_interval=0.05, manager__reconnect_max=0.1
         )
@@ -47,8 +43,6 @@ async def test_retry_delay_from_manager_is_honoured(apps: Any) -> None:
         assert len(times) == 3
         # Without the pushback the daemon would retry within 0.1 s.
         assert times[1] - times[0] >= 1.4 and times[2] - times[1] >= 1.4
-    finally:
-        await server.stop(None)
 
 
 async def test_full_spool_drops_oldest_and_counts(apps: Any, tmp_path: Path) -> None:
