@@ -12,7 +12,8 @@ NaN and infinities are refused (validation drops them before they get here).
 A rollup (one node, one type, one 5-minute or 1-hour bucket) holds the sample count and,
 per key, the count of samples holding the key, their sum, min and max: merging two is exact.
 A point is every sample of one node at one timestamp: ``varint(type key) + varint(length) +
-sample`` per type.
+sample`` per type. A block is the points of one node in one 5-minute bucket:
+``varint(ts - bucket) + varint(length) + point`` per timestamp (metric_blocks.py).
 """
 
 from __future__ import annotations
@@ -390,3 +391,28 @@ def point_entry(data: bytes, type_key: int) -> bytes | None:
             return data[pos : pos + length]
         pos += length
     return None
+
+
+def encode_block(bucket: int, points: Iterable[tuple[int, bytes]]) -> bytes:
+    """The points (timestamp, encoded point) of one node in one 5-minute bucket starting at
+    ``bucket``, in the order given: ``varint(ts - bucket) + varint(length) + point`` each."""
+    out = bytearray()
+    for ts, point in points:
+        out += _varint(ts - bucket)
+        out += _varint(len(point))
+        out += point
+    return bytes(out)
+
+
+def block_points(bucket: int, data: bytes) -> list[tuple[int, bytes]]:
+    """(timestamp, encoded point) of every point in a block (see :func:`encode_block`)."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        offset, pos = _read_varint(data, pos)
+        length, pos = _read_varint(data, pos)
+        if pos + length > len(data):
+            raise CodecError("truncated block")
+        out.append((bucket + offset, data[pos : pos + length]))
+        pos += length
+    return out

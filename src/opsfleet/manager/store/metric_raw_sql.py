@@ -1,0 +1,166 @@
+"""Raw samples in point rows and blocks (metric_raw.py): reads of their union, the fold,
+deletion and counts. Functions on the caller's connection (and transaction).
+
+The fold (:func:`fold`) runs in the rollup job's write transaction: it deletes the point
+rows of the range with ``DELETE ... RETURNING`` and builds the blocks from the rows that
+statement returned (and the blocks already stored), never from an earlier read, so a sample
+merged into a point row after the job read it is folded too. On PostgreSQL the ``DELETE``
+waits for a metrics transaction that holds one of the rows and then returns its committed
+version; on SQLite the write transaction holds the database's only write lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from opsfleet.manager.store.metric_codec import block_points, point_entries
+from opsfleet.manager.store.metric_raw import build_blocks, union, unpack_blocks
+from opsfleet.manager.store.metric_rollup_mark import RES_5M, bucket_of
+from opsfleet.manager.store.schema import metric_blocks, metric_points
+
+Points = dict[tuple[int, int], bytes]
+"""Points by (node key, timestamp)."""
+
+_CHUNK = 500
+
+
+def _chunks(keys: Sequence[int]) -> Iterable[list[int]]:
+    for i in range(0, len(keys), _CHUNK):
+        yield list(keys[i : i + _CHUNK])
+
+
+async def read(conn: AsyncConnection, node_keys: Sequence[int], lo: int, hi: int) -> Points:
+    """The points of these nodes with a timestamp in [lo, hi): the union of both tables."""
+    p, b = metric_points, metric_blocks
+    rows: list[tuple[tuple[int, int], bytes]] = []
+    blocks: list[tuple[int, int, bytes]] = []
+    for keys in _chunks(sorted(set(node_keys))):
+        query = sa.select(p.c.node_key, p.c.ts, p.c.data).where(
+            p.c.node_key.in_(keys), p.c.ts >= lo, p.c.ts < hi
+        )
+        rows += [((int(k), int(ts)), bytes(d)) for k, ts, d in (await conn.execute(query)).all()]
+        query = sa.select(b.c.node_key, b.c.bucket, b.c.data).where(
+            b.c.node_key.in_(keys), b.c.bucket >= bucket_of(lo), b.c.bucket < hi
+        )
+        blocks += [(int(k), int(bucket), bytes(d)) for k, bucket, d in (await conn.execute(query)).all()]
+    folded = ((key, point) for key, point in unpack_blocks(blocks) if lo <= key[1] < hi)
+    return union(folded, rows)
+
+
+async def read_buckets(conn: AsyncConnection, node_key: int, buckets: Iterable[int]) -> Points:
+    """The points of one node in these 5-minute buckets."""
+    wanted = sorted(set(buckets))
+    if not wanted:
+        return {}
+    p, b = metric_points, metric_blocks
+    blocks: list[tuple[int, int, bytes]] = []
+    for part in _chunks(wanted):
+        query = sa.select(b.c.bucket, b.c.data).where(b.c.node_key == node_key, b.c.bucket.in_(part))
+        blocks += [(node_key, int(bucket), bytes(d)) for bucket, d in (await conn.execute(query)).all()]
+    query = sa.select(p.c.ts, p.c.data).where(
+        p.c.node_key == node_key, p.c.ts >= wanted[0], p.c.ts < wanted[-1] + RES_5M
+    )
+    chosen = set(wanted)
+    rows = [
+        ((node_key, int(ts)), bytes(d))
+        for ts, d in (await conn.execute(query)).all()
+        if bucket_of(int(ts)) in chosen
+    ]
+    return union(unpack_blocks(blocks), rows)
+
+
+async def fold(
+    conn: AsyncConnection, node_keys: Sequence[int], lo: int, hi: int, *, pg: bool
+) -> tuple[Points, int]:
+    """Inside the caller's write transaction: move the point rows of these nodes in [lo, hi)
+    (whole 5-minute buckets) into their blocks. The points of the blocks written (every
+    sample of their buckets), and the point rows deleted."""
+    p, b = metric_points, metric_blocks
+    deleted: list[tuple[tuple[int, int], bytes]] = []
+    for keys in _chunks(sorted(set(node_keys))):
+        stmt = (
+            p.delete()
+            .where(p.c.node_key.in_(keys), p.c.ts >= lo, p.c.ts < hi)
+            .returning(p.c.node_key, p.c.ts, p.c.data)
+        )
+        deleted += [((int(k), int(ts)), bytes(d)) for k, ts, d in (await conn.execute(stmt)).all()]
+    if not deleted:
+        return {}, 0
+    touched: dict[int, set[int]] = {}
+    for (node_key, ts), _ in deleted:
+        touched.setdefault(node_key, set()).add(bucket_of(ts))
+    stored: list[tuple[int, int, bytes]] = []
+    for node_key, buckets in sorted(touched.items()):
+        for part in _chunks(sorted(buckets)):
+            query = sa.select(b.c.bucket, b.c.data).where(b.c.node_key == node_key, b.c.bucket.in_(part))
+            if pg:
+                query = query.with_for_update()
+            found = (await conn.execute(query)).all()
+            stored += [(node_key, int(bucket), bytes(d)) for bucket, d in found]
+    points = union(unpack_blocks(stored), deleted)
+    await _write_blocks(conn, points, pg=pg)
+    return points, len(deleted)
+
+
+async def _write_blocks(conn: AsyncConnection, points: Points, *, pg: bool) -> None:
+    rows = [{"node_key": k, "bucket": bucket, "n": n, "data": d} for k, bucket, n, d in build_blocks(points)]
+    b = metric_blocks
+    for i in range(0, len(rows), _CHUNK):
+        stmt = (postgresql.insert(b) if pg else sqlite.insert(b)).values(rows[i : i + _CHUNK])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[b.c.node_key, b.c.bucket], set_={"n": stmt.excluded.n, "data": stmt.excluded.data}
+        )
+        await conn.execute(stmt)
+
+
+async def delete_before(conn: AsyncConnection, node_key: int, cutoff: int) -> int:
+    """Delete one node's samples before ``cutoff`` (a 5-minute bucket start); how many."""
+    p, b = metric_points, metric_blocks
+    deleted = 0
+    for table, column in ((p, p.c.ts), (b, b.c.bucket)):
+        stmt = table.delete().where(table.c.node_key == node_key, column < cutoff).returning(table.c.n)
+        deleted += sum(int(n) for (n,) in (await conn.execute(stmt)).all())
+    return deleted
+
+
+async def count(conn: AsyncConnection, node_key: int | None = None) -> int:
+    """Samples stored (of one node): those of both tables, a sample in both counted once."""
+    p, b = metric_points, metric_blocks
+    total = 0
+    for table in (p, b):
+        query = sa.select(sa.func.coalesce(sa.func.sum(table.c.n), 0))
+        if node_key is not None:
+            query = query.where(table.c.node_key == node_key)
+        total += int((await conn.execute(query)).scalar_one())
+    # Point rows of folded buckets (a late or resent sample the job has not folded yet).
+    both = (
+        sa.select(p.c.ts, p.c.data, b.c.bucket, b.c.data)
+        .select_from(p.join(b, sa.and_(b.c.node_key == p.c.node_key, b.c.bucket == p.c.ts - p.c.ts % RES_5M)))
+        .where(sa.true() if node_key is None else p.c.node_key == node_key)
+    )
+    for ts, data, bucket, block in (await conn.execute(both)).all():
+        folded = dict(block_points(int(bucket), bytes(block))).get(int(ts))
+        if folded is not None:
+            have = {type_key for type_key, _ in point_entries(folded)}
+            total -= sum(1 for type_key, _ in point_entries(bytes(data)) if type_key in have)
+    return total
+
+
+async def oldest(conn: AsyncConnection, node_keys_table: sa.Table, since: int) -> int | None:
+    """The start of the oldest 5-minute bucket with raw samples at or after ``since``'s
+    bucket (an index probe per node and table)."""
+    found: list[int] = []
+    for table, column in ((metric_points, metric_points.c.ts), (metric_blocks, metric_blocks.c.bucket)):
+        t = table.alias()
+        col = t.c[column.name]
+        per_node = sa.select(sa.func.min(col)).where(
+            t.c.node_key == node_keys_table.c.node_key, col >= bucket_of(since)
+        )
+        value = (await conn.execute(sa.select(sa.func.min(per_node.scalar_subquery())))).scalar()
+        if value is not None:
+            found.append(bucket_of(int(value)))
+    return min(found) if found else None
