@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from opsfleet.manager.store.metric_codec import block_points, point_entries
 from opsfleet.manager.store.metric_raw import build_blocks, union, unpack_blocks
 from opsfleet.manager.store.metric_rollup_mark import RES_5M, bucket_of
-from opsfleet.manager.store.schema import metric_blocks, metric_points
+from opsfleet.manager.store.schema import metric_blocks, metric_points, node_keys
 
 Points = dict[tuple[int, int], bytes]
 """Points by (node key, timestamp)."""
@@ -150,15 +150,15 @@ async def count(conn: AsyncConnection, node_key: int | None = None) -> int:
     return total
 
 
-async def oldest(conn: AsyncConnection, node_keys_table: sa.Table, since: int) -> int | None:
+async def oldest(conn: AsyncConnection, since: int) -> int | None:
     """The start of the oldest 5-minute bucket with raw samples at or after ``since``'s
     bucket (an index probe per node and table)."""
     found: list[int] = []
-    for table, column in ((metric_points, metric_points.c.ts), (metric_blocks, metric_blocks.c.bucket)):
+    for table, name in ((metric_points, "ts"), (metric_blocks, "bucket")):
         t = table.alias()
-        col = t.c[column.name]
+        col = t.c[name]
         per_node = sa.select(sa.func.min(col)).where(
-            t.c.node_key == node_keys_table.c.node_key, col >= bucket_of(since)
+            t.c.node_key == node_keys.c.node_key, col >= bucket_of(since)
         )
         value = (await conn.execute(sa.select(sa.func.min(per_node.scalar_subquery())))).scalar()
         if value is not None:

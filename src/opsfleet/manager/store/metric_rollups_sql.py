@@ -112,7 +112,7 @@ class SqlRollupJob(StoreModule):
 
     async def _oldest_point(self, conn: AsyncConnection, since: int) -> int | None:
         """The bucket of the oldest raw sample at or after ``since`` (a bucket start)."""
-        return await raw.oldest(conn, node_keys, since)
+        return await raw.oldest(conn, since)
 
     # -- late samples -------------------------------------------------------------------
 
