@@ -13,7 +13,7 @@ A rollup (one node, one type, one 5-minute or 1-hour bucket) holds the sample co
 per key, the count of samples holding the key, their sum, min and max: merging two is exact.
 A point is every sample of one node at one timestamp: ``varint(type key) + varint(length) +
 sample`` per type. A block is the points of one node in one 5-minute bucket:
-``varint(ts - bucket) + varint(length) + point`` per timestamp (metric_blocks.py).
+``varint(ts - bucket) + varint(length) + point`` per timestamp, DEFLATE-compressed (metric_raw.py).
 """
 
 from __future__ import annotations
@@ -21,11 +21,14 @@ from __future__ import annotations
 import json
 import math
 import struct
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import add
 
 Keys = tuple[str, ...]
+BLOCK_LEVEL = 1
+"""zlib's compression level of blocks: its fastest, as small as its default on these points."""
 
 
 class CodecError(ValueError):
@@ -395,24 +398,31 @@ def point_entry(data: bytes, type_key: int) -> bytes | None:
 
 def encode_block(bucket: int, points: Iterable[tuple[int, bytes]]) -> bytes:
     """The points (timestamp, encoded point) of one node in one 5-minute bucket starting at
-    ``bucket``, in the order given: ``varint(ts - bucket) + varint(length) + point`` each."""
+    ``bucket``, in the order given: ``varint(ts - bucket) + varint(length) + point`` each,
+    compressed with raw DEFLATE (no header: about a sixth smaller, values and keysets repeat
+    from one point to the next)."""
     out = bytearray()
     for ts, point in points:
         out += _varint(ts - bucket)
         out += _varint(len(point))
         out += point
-    return bytes(out)
+    deflate = zlib.compressobj(BLOCK_LEVEL, zlib.DEFLATED, -15)
+    return deflate.compress(out) + deflate.flush()
 
 
 def block_points(bucket: int, data: bytes) -> list[tuple[int, bytes]]:
     """(timestamp, encoded point) of every point in a block (see :func:`encode_block`)."""
+    try:
+        plain = zlib.decompress(data, -15)
+    except zlib.error as exc:
+        raise CodecError(f"corrupt block: {exc}") from None
     out = []
     pos = 0
-    while pos < len(data):
-        offset, pos = _read_varint(data, pos)
-        length, pos = _read_varint(data, pos)
-        if pos + length > len(data):
+    while pos < len(plain):
+        offset, pos = _read_varint(plain, pos)
+        length, pos = _read_varint(plain, pos)
+        if pos + length > len(plain):
             raise CodecError("truncated block")
-        out.append((bucket + offset, data[pos : pos + length]))
+        out.append((bucket + offset, plain[pos : pos + length]))
         pos += length
     return out

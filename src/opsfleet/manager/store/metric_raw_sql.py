@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsfleet.manager.store.metric_codec import block_points, point_entries
@@ -107,14 +106,12 @@ async def fold(
 
 
 async def _write_blocks(conn: AsyncConnection, points: Points, *, pg: bool) -> None:
-    rows = [{"node_key": k, "bucket": bucket, "n": n, "data": d} for k, bucket, n, d in build_blocks(points)]
-    b = metric_blocks
-    for i in range(0, len(rows), _CHUNK):
-        stmt = (postgresql.insert(b) if pg else sqlite.insert(b)).values(rows[i : i + _CHUNK])
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[b.c.node_key, b.c.bucket], set_={"n": stmt.excluded.n, "data": stmt.excluded.data}
-        )
-        await conn.execute(stmt)
+    marks = "$1, $2, $3, $4" if pg else "?, ?, ?, ?"
+    sql = (
+        f"INSERT INTO metric_blocks (node_key, bucket, n, data) VALUES ({marks}) "
+        "ON CONFLICT (node_key, bucket) DO UPDATE SET n = excluded.n, data = excluded.data"
+    )
+    await conn.exec_driver_sql(sql, build_blocks(points))
 
 
 async def delete_before(conn: AsyncConnection, node_key: int, cutoff: int) -> int:
