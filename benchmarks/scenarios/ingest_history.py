@@ -283,6 +283,7 @@ async def _measure(db: ScratchDatabase, args: argparse.Namespace) -> dict[str, A
             exporter = await _exporter(url)
         end = int(time.time()) // args.interval * args.interval
         load = await _load(store, args, end, exporter)
+        load["stored"] = await store.count_metrics()  # points and blocks: none lost, none twice
         if exporter is not None:
             export = await _drain(exporter)
         node = load.pop("node_ids")[0]
@@ -415,7 +416,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         f"ingest-history: {args.nodes} nodes x {args.days:g} days of {args.interval} s samples, "
         f"types {args.types}, database {db.kind}",
         [
-            ("rows loaded", load["rows"]),
+            ("rows loaded", f"{load['rows']} ({load['stored']} stored: count_metrics)"),
             ("remote write (series samples)", export_row),
             ("insert_metrics rate", f"{load['rows_per_s_insert']:.0f} samples/s (batches of {args.batch})"),
             (

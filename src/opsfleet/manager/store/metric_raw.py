@@ -35,7 +35,11 @@ def merge_point(first: bytes, then: bytes) -> bytes:
 
 def union(first: Iterable[tuple[K, bytes]], then: Iterable[tuple[K, bytes]]) -> dict[K, bytes]:
     """Points by key (a timestamp, or node key and timestamp): ``first``'s samples win."""
-    out = dict(first)
+    return union_into(dict(first), then)
+
+
+def union_into(out: dict[K, bytes], then: Iterable[tuple[K, bytes]]) -> dict[K, bytes]:
+    """:func:`union` into ``out`` (the points that win), which is returned."""
     for key, data in then:
         have = out.get(key)
         out[key] = data if have is None else merge_point(have, data)

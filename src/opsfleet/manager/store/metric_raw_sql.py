@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsfleet.manager.store.metric_codec import block_points, point_entries
-from opsfleet.manager.store.metric_raw import build_blocks, union, unpack_blocks
+from opsfleet.manager.store.metric_raw import build_blocks, union, union_into, unpack_blocks
 from opsfleet.manager.store.metric_rollup_mark import RES_5M, bucket_of
 from opsfleet.manager.store.schema import metric_blocks, metric_points, node_keys
 
@@ -33,21 +33,33 @@ def _chunks(keys: Sequence[int]) -> Iterable[list[int]]:
 
 
 async def read(conn: AsyncConnection, node_keys: Sequence[int], lo: int, hi: int) -> Points:
-    """The points of these nodes with a timestamp in [lo, hi): the union of both tables."""
+    """The points of these nodes with a timestamp in [lo, hi): the union of both tables (one
+    statement per 500 nodes: one round trip, one snapshot)."""
     p, b = metric_points, metric_blocks
     rows: list[tuple[tuple[int, int], bytes]] = []
     blocks: list[tuple[int, int, bytes]] = []
     for keys in _chunks(sorted(set(node_keys))):
-        query = sa.select(p.c.node_key, p.c.ts, p.c.data).where(
-            p.c.node_key.in_(keys), p.c.ts >= lo, p.c.ts < hi
+        query = sa.union_all(
+            sa.select(sa.literal(False).label("block"), p.c.node_key, p.c.ts, p.c.data).where(
+                p.c.node_key.in_(keys), p.c.ts >= lo, p.c.ts < hi
+            ),
+            sa.select(sa.literal(True), b.c.node_key, b.c.bucket, b.c.data).where(
+                b.c.node_key.in_(keys), b.c.bucket >= bucket_of(lo), b.c.bucket < hi
+            ),
         )
-        rows += [((int(k), int(ts)), bytes(d)) for k, ts, d in (await conn.execute(query)).all()]
-        query = sa.select(b.c.node_key, b.c.bucket, b.c.data).where(
-            b.c.node_key.in_(keys), b.c.bucket >= bucket_of(lo), b.c.bucket < hi
-        )
-        blocks += [(int(k), int(bucket), bytes(d)) for k, bucket, d in (await conn.execute(query)).all()]
-    folded = ((key, point) for key, point in unpack_blocks(blocks) if lo <= key[1] < hi)
-    return union(folded, rows)
+        for block, k, ts, data in (await conn.execute(query)).all():
+            if block:
+                blocks.append((int(k), int(ts), bytes(data)))
+            else:
+                rows.append(((int(k), int(ts)), bytes(data)))
+    out: Points = {}
+    for k, bucket, data in blocks:
+        points = block_points(bucket, data)
+        if lo <= bucket and bucket + RES_5M <= hi:
+            out.update(((k, ts), point) for ts, point in points)
+        else:
+            out.update(((k, ts), point) for ts, point in points if lo <= ts < hi)
+    return union_into(out, rows) if rows else out
 
 
 async def read_buckets(conn: AsyncConnection, node_key: int, buckets: Iterable[int]) -> Points:
