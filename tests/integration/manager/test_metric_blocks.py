@@ -218,3 +218,30 @@ async def test_a_point_row_the_job_folded_meanwhile_is_inserted_again(
             added = await metrics._merge_points(conn, [(key, t0 + 60)], entries)
         assert len(added) == 1
         assert await store.query_metrics("n1", "disk", t0, t0 + 300) == [sample]
+
+
+class _FoldAfterFirstStatement:
+    """A connection whose first statement is followed by a pass of the rollup job (which
+    folds the points that statement may have read) before its result is returned."""
+
+    def __init__(self, conn: Any, job: RollupJob) -> None:
+        self._conn = conn
+        self._job = job
+        self.folded = -1
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        result = await self._conn.execute(*args, **kwargs)
+        if self.folded < 0:
+            self.folded = (await self._job.run_pass()).folded
+        return result
+
+
+async def test_a_count_is_right_while_the_job_folds(database_url: str, tmp_path: Path) -> None:
+    """Regression: counting points and blocks in separate statements counted the samples
+    the job folded between them twice."""
+    async with _loaded(database_url, tmp_path) as (t0, clock, store, job):
+        clock.now = t0 + 3600 + 10 * 60
+        async with store.engine.connect() as conn:
+            racing = _FoldAfterFirstStatement(conn, job)
+            assert await metric_raw_sql.count(racing) == len(NODES) * MINUTES * 2
+        assert racing.folded == len(NODES) * MINUTES

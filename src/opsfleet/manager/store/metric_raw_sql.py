@@ -12,6 +12,7 @@ version; on SQLite the write transaction holds the database's only write lock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from opsfleet.manager.store.metric_codec import block_points, point_entries
 from opsfleet.manager.store.metric_raw import build_blocks, union, union_into, unpack_blocks
 from opsfleet.manager.store.metric_rollup_mark import RES_5M, bucket_of
-from opsfleet.manager.store.schema import metric_blocks, metric_points, node_keys
+from opsfleet.manager.store.schema import BlobType, metric_blocks, metric_points, node_keys
 
 Points = dict[tuple[int, int], bytes]
 """Points by (node key, timestamp)."""
@@ -137,21 +138,32 @@ async def delete_before(conn: AsyncConnection, node_key: int, cutoff: int) -> in
 
 
 async def count(conn: AsyncConnection, node_key: int | None = None) -> int:
-    """Samples stored (of one node): those of both tables, a sample in both counted once."""
+    """Samples stored (of one node): those of both tables, a sample in both counted once.
+    One statement (one snapshot): a fold committed meanwhile cannot count a sample twice."""
     p, b = metric_points, metric_blocks
-    total = 0
-    for table in (p, b):
-        query = sa.select(sa.func.coalesce(sa.func.sum(table.c.n), 0))
-        if node_key is not None:
-            query = query.where(table.c.node_key == node_key)
-        total += int((await conn.execute(query)).scalar_one())
+
+    def of(table: sa.Table) -> Any:
+        return sa.true() if node_key is None else table.c.node_key == node_key
+
+    nothing = sa.cast(sa.null(), sa.BigInteger)
+    no_data = sa.cast(sa.null(), BlobType)
+    sums = [
+        sa.select(sa.literal(0).label("part"), sa.func.coalesce(sa.func.sum(t.c.n), 0))
+        .add_columns(nothing, no_data, nothing, no_data)
+        .where(of(t))
+        for t in (p, b)
+    ]
     # Point rows of folded buckets (a late or resent sample the job has not folded yet).
     both = (
-        sa.select(p.c.ts, p.c.data, b.c.bucket, b.c.data)
+        sa.select(sa.literal(1), sa.literal(0), p.c.ts, p.c.data, b.c.bucket, b.c.data)
         .select_from(p.join(b, sa.and_(b.c.node_key == p.c.node_key, b.c.bucket == p.c.ts - p.c.ts % RES_5M)))
-        .where(sa.true() if node_key is None else p.c.node_key == node_key)
+        .where(of(p))
     )
-    for ts, data, bucket, block in (await conn.execute(both)).all():
+    total = 0
+    for part, n, ts, data, bucket, block in (await conn.execute(sa.union_all(*sums, both))).all():
+        if part == 0:
+            total += int(n)
+            continue
         folded = dict(block_points(int(bucket), bytes(block))).get(int(ts))
         if folded is not None:
             have = {type_key for type_key, _ in point_entries(folded)}
