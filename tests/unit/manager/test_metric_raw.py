@@ -16,6 +16,7 @@ from opsfleet.manager.store.metric_codec import (
     point_entries,
 )
 from opsfleet.manager.store.metric_raw import build_blocks, merge_point, union, unpack_blocks
+from opsfleet.manager.store.metric_rollups_sql import _runs
 
 BUCKET = 1_790_000_100
 
@@ -64,3 +65,9 @@ def test_build_blocks_groups_by_node_and_bucket_and_counts_samples() -> None:
     assert dict(unpack_blocks((k, b, d) for k, b, _, d in rows)) == points
     _, _, _, data = rows[1]
     assert [ts for ts, _ in block_points(BUCKET, data)] == [BUCKET, BUCKET + 60]  # in time order
+
+
+def test_the_dirty_step_folds_runs_of_consecutive_buckets() -> None:
+    buckets = {BUCKET + 600, BUCKET, BUCKET + 300, BUCKET + 3000}
+    assert _runs(buckets) == [(BUCKET, BUCKET + 900), (BUCKET + 3000, BUCKET + 3300)]
+    assert _runs([]) == []

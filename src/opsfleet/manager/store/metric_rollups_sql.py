@@ -145,10 +145,9 @@ class SqlRollupJob(StoreModule):
             points: list[tuple[int, int, bytes]] = []
             folded = 0
             for node_key, buckets in wanted.items():
-                # Every bucket between two final ones is final: fold the node's point rows
-                # of the whole range (late rows of buckets whose marks a later step takes).
-                _, rows = await raw.fold(conn, [node_key], min(buckets), max(buckets) + RES_5M, pg=pg)
-                folded += rows
+                for first, stop in _runs(buckets):
+                    _, rows = await raw.fold(conn, [node_key], first, stop, pg=pg)
+                    folded += rows
                 found = await raw.read_buckets(conn, node_key, buckets)
                 points += [(k, ts, data) for (k, ts), data in sorted(found.items())]
             fives, samples = await self._rollups(conn, points)
@@ -309,6 +308,17 @@ def changed_since_read(seen: raw.Points, folded: raw.Points) -> list[tuple[int, 
         (k, bucket_of(ts)) for k, ts in seen if (k, bucket_of(ts)) in folded_buckets and (k, ts) not in folded
     )
     return sorted(changed)
+
+
+def _runs(buckets: Iterable[int]) -> list[tuple[int, int]]:
+    """[first, stop) of each run of consecutive 5-minute buckets."""
+    runs: list[tuple[int, int]] = []
+    for bucket in sorted(buckets):
+        if runs and runs[-1][1] == bucket:
+            runs[-1] = (runs[-1][0], bucket + RES_5M)
+        else:
+            runs.append((bucket, bucket + RES_5M))
+    return runs
 
 
 def _window_end(done: int, limit: int) -> int:
