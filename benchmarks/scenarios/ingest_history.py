@@ -4,10 +4,17 @@ Bulk-loads ``--days`` of ``--interval``-second samples (cpu, memory, disk, netwo
 the simulator's realistic values) for ``--nodes`` nodes straight through
 ``SqlStore.insert_metrics`` in batches like the Manager's group commit, time-major as a
 fleet would report them, with the store's clock following the samples (each batch arrives
-as it would live: no sample is late, the metrics transactions write no rollup). Then the
-rollup job catches up over the whole window in one pass (as after the migration of older
-samples, or downtime), timed: its rate is the samples it folds into rollups per second.
-Then times ``SqlStore.query_metrics`` for one node and one type over the last 24 hours and over
+as it would live: no sample is late, the metrics transactions write no rollup). The rollup
+job runs between batches as the Manager runs it while samples arrive: after the first batch
+that ends in a new simulated hour (with 10 nodes every batch of 5 000 samples, about two
+simulated hours), a pass until nothing is due, its clock at the batch's newest samples. It
+finalizes the closed buckets and folds their point rows into blocks, so the space of the
+deleted rows is reused by the next batches (SQLite's free pages; PostgreSQL once vacuumed: on
+PostgreSQL the scenario runs a plain ``VACUUM metric_points`` whenever the job has deleted
+``AUTOVACUUM_ROWS`` rows since the last one, where the autovacuum that migration 0013 sets on
+the table would start; the server's own autovacuum may run too). A last pass at the end
+finalizes the rest. Rates are the samples per second of the insert calls and of the job's
+passes. Then times ``SqlStore.query_metrics`` for one node and one type over the last 24 hours and over
 the whole ``--query-days`` window; both return every raw row. The charts of the REST API
 (``SqlFleetQueries.bucketed_metrics`` with the bucket size the history service picks) are
 timed over ``--query-days`` and over a year.
@@ -15,8 +22,9 @@ timed over ``--query-days`` and over a year.
 A year of raw ingest would take hours, so for the 1-year chart the scenario writes the
 queried node's 1-hour rollup rows before the loaded window directly (one rollup per hour
 from the same simulator, 60 samples each), then reads them through the normal query path.
-Bytes per row are the database size (measured before that) divided by the samples loaded;
-the metric tables' own sizes are reported too.
+Bytes per row are the database size (measured before that: the SQLite file with its free
+pages, PostgreSQL's database with dead rows not vacuumed yet) divided by the samples
+loaded; the metric tables' own sizes are reported too.
 
 With ``--remote-write`` every inserted batch is also handed to a Prometheus remote-write
 exporter (as the Manager's ingest listener does after each commit), which sends to a local
@@ -59,7 +67,16 @@ from opsfleet.simulator.payloads import MachineModel
 DAY = 86_400
 YEAR = 365 * DAY
 PROGRESS_EVERY = 10.0
-METRIC_TABLES = ("metric_points", "metric_rollups", "metric_latest", "metric_keysets", "node_keys")
+METRIC_TABLES = (
+    "metric_points",
+    "metric_blocks",
+    "metric_rollups",
+    "metric_latest",
+    "metric_keysets",
+    "node_keys",
+)
+AUTOVACUUM_ROWS = 10_000
+"""``autovacuum_vacuum_threshold`` of ``metric_points`` (migration 0013, scale factor 0)."""
 
 
 def add_parser(sub: Any) -> None:
@@ -140,7 +157,9 @@ async def _load(
     insert_s = 0.0
     clock = [float(start)]
     store.metrics.clock = lambda: clock[0]
-    await RollupJob(store.rollup_job, clock=lambda: clock[0]).run_pass()  # the watermark starts here
+    job = RollupJob(store.rollup_job, clock=lambda: clock[0])
+    await job.run_pass()  # the watermark starts here
+    steady = _JobRuns(store, job)
     began = last_note = time.perf_counter()
     for ts in range(start, end + 1, args.interval):
         for node_id, model in zip(node_ids, models, strict=True):
@@ -154,6 +173,9 @@ async def _load(
             if exporter is not None:
                 exporter.samples_committed("", batch)
             rows += len(batch)
+            if batch[-1].timestamp // 3600 > steady.hour:
+                clock[0] = batch[-1].timestamp + 5.0  # the job runs as the newest samples arrive
+                await steady.run(batch[-1].timestamp // 3600)
             batch = []
             if time.perf_counter() - last_note > PROGRESS_EVERY:
                 last_note = time.perf_counter()
@@ -169,8 +191,9 @@ async def _load(
         if exporter is not None:
             exporter.samples_committed("", batch)
         rows += len(batch)
+    clock[0] = end + 300.0
+    await steady.run(end // 3600 + 1)
     wall = time.perf_counter() - began
-    catch_up = await RollupJob(store.rollup_job, clock=lambda: end + 300.0).run_pass()
     return {
         "rows": rows,
         "first_ts": start,
@@ -181,15 +204,49 @@ async def _load(
         "rows_per_s_wall": round(rows / wall, 1) if wall else 0.0,
         "late_marked": store.metrics.late_marked,
         "rollup_job": {
-            "samples": catch_up.samples,
-            "points": catch_up.points,
-            "steps": catch_up.steps,
-            "buckets_5m": catch_up.buckets,
-            "seconds": round(catch_up.seconds, 2),
-            "samples_per_s": round(catch_up.rate, 1),
+            "passes": steady.passes,
+            "samples": steady.samples,
+            "points": steady.points,
+            "steps": steady.steps,
+            "buckets_5m": steady.buckets,
+            "folded": steady.folded,
+            "vacuums": steady.vacuums,
+            "seconds": round(steady.seconds, 2),
+            "samples_per_s": round(steady.samples / steady.seconds, 1) if steady.seconds else 0.0,
         },
         "node_ids": node_ids,
     }
+
+
+class _JobRuns:
+    """The rollup job's passes during the load, and PostgreSQL's vacuum of the folded rows."""
+
+    def __init__(self, store: SqlStore, job: RollupJob) -> None:
+        self.store = store
+        self.job = job
+        self.hour = 0
+        self.passes = self.samples = self.points = self.steps = self.buckets = self.folded = 0
+        self.vacuums = 0
+        self.seconds = 0.0
+        self._dead = 0
+
+    async def run(self, hour: int) -> None:
+        self.hour = hour
+        result = await self.job.run_pass()
+        self.passes += 1
+        self.samples += result.samples
+        self.points += result.points
+        self.steps += result.steps
+        self.buckets += result.buckets
+        self.folded += result.folded
+        self.seconds += result.seconds
+        self._dead += result.folded
+        if self.store.dialect == "postgresql" and self._dead >= AUTOVACUUM_ROWS:
+            async with self.store.engine.connect() as conn:
+                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await auto.exec_driver_sql("VACUUM metric_points")
+            self.vacuums += 1
+            self._dead = 0
 
 
 async def _time_query(
@@ -226,6 +283,7 @@ async def _measure(db: ScratchDatabase, args: argparse.Namespace) -> dict[str, A
             exporter = await _exporter(url)
         end = int(time.time()) // args.interval * args.interval
         load = await _load(store, args, end, exporter)
+        load["stored"] = await store.count_metrics()  # points and blocks: none lost, none twice
         if exporter is not None:
             export = await _drain(exporter)
         node = load.pop("node_ids")[0]
@@ -315,6 +373,10 @@ async def _table_sizes(store: SqlStore) -> dict[str, int]:
             else:
                 sql = sa.text("SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name = :t")
             out[table] = int((await conn.execute(sql, {"t": table})).scalar_one())
+        if store.dialect != "postgresql":
+            pages = (await conn.exec_driver_sql("PRAGMA freelist_count")).scalar_one()
+            size = (await conn.exec_driver_sql("PRAGMA page_size")).scalar_one()
+            out["free pages"] = int(pages) * int(size)
     return out
 
 
@@ -354,7 +416,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         f"ingest-history: {args.nodes} nodes x {args.days:g} days of {args.interval} s samples, "
         f"types {args.types}, database {db.kind}",
         [
-            ("rows loaded", load["rows"]),
+            ("rows loaded", f"{load['rows']} ({load['stored']} stored: count_metrics)"),
             ("remote write (series samples)", export_row),
             ("insert_metrics rate", f"{load['rows_per_s_insert']:.0f} samples/s (batches of {args.batch})"),
             (
@@ -363,15 +425,17 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 f"{load['late_marked']} dirty marks)",
             ),
             (
-                "rollup job catch-up",
-                f"{job['samples_per_s']:.0f} samples/s ({job['samples']} samples, {job['steps']} steps, "
-                f"{job['seconds']} s)",
+                "rollup job (between batches)",
+                f"{job['samples_per_s']:.0f} samples/s ({job['samples']} samples, {job['passes']} passes, "
+                f"{job['steps']} steps, {job['seconds']} s; {job['folded']} point rows folded, "
+                f"{job['vacuums']} vacuums)",
             ),
             ("database size", f"{mib(size)} ({size / rows:.1f} B per sample)"),
             (
                 "metric tables",
                 ", ".join(f"{t} {mib(b)}" for t, b in tables.items() if b)
-                + f" (samples {tables['metric_points'] / rows:.1f} B, rollups "
+                + f" (points {tables['metric_points'] / rows:.1f} B, blocks "
+                f"{tables['metric_blocks'] / rows:.1f} B, rollups "
                 f"{tables['metric_rollups'] / rows:.1f} B per sample)",
             ),
             (f"query 24 h ({args.query_type}, one node)", _query_row(results["query_24h"])),

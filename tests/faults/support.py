@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from opsfleet.daemon.spool import Spool
-from opsfleet.manager.store.metric_codec import point_entries
+from opsfleet.manager.store.metric_codec import block_points, point_entries
+from opsfleet.manager.store.metric_raw import union
 from opsfleet.proto import manager_pb2, manager_pb2_grpc
 
 FIGURES_FILE = Path(__file__).resolve().parents[2] / "test-artifacts" / "reliability" / "figures.txt"
@@ -29,19 +30,27 @@ def recent_samples(count: int, *, type_: str = "custom.fault") -> list[dict[str,
 
 
 def row_counts(db_file: Path, node_id: str) -> dict[tuple[str, int], int]:
-    """Rows per (type, timestamp) of one node, read with SQL (not through the store's API)."""
+    """Samples per (type, timestamp) of one node, read with SQL (not through the store's API)."""
     conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=10)
     try:
+        conn.execute("BEGIN")  # one read snapshot: a sample folded meanwhile is seen once
         names = dict(conn.execute("SELECT type_key, name FROM metric_types").fetchall())
         rows = conn.execute(
             "SELECT p.ts, p.data FROM metric_points AS p JOIN node_keys AS k ON k.node_key = p.node_key "
             "WHERE k.node_id = ?",
             (node_id,),
         ).fetchall()
+        blocks = conn.execute(
+            "SELECT b.bucket, b.data FROM metric_blocks AS b JOIN node_keys AS k ON k.node_key = b.node_key "
+            "WHERE k.node_id = ?",
+            (node_id,),
+        ).fetchall()
     finally:
         conn.close()
+    # Point rows and the blocks the rollup job folded them into: one sample in both is stored once.
+    folded = ((ts, point) for bucket, data in blocks for ts, point in block_points(bucket, data))
     counts: dict[tuple[str, int], int] = {}
-    for ts, data in rows:
+    for ts, data in union(folded, ((ts, bytes(data)) for ts, data in rows)).items():
         for type_key, _ in point_entries(data):
             counts[(names[type_key], ts)] = counts.get((names[type_key], ts), 0) + 1
     return counts

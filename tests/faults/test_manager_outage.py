@@ -56,7 +56,12 @@ def _rows(db_file: Path) -> int:
     try:
         conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=5)
         try:
-            return int(conn.execute("SELECT COALESCE(SUM(n), 0) FROM metric_points").fetchone()[0])
+            # One statement, one snapshot: a sample the rollup job folds meanwhile counts once.
+            sql = (
+                "SELECT (SELECT COALESCE(SUM(n), 0) FROM metric_points)"
+                " + (SELECT COALESCE(SUM(n), 0) FROM metric_blocks)"
+            )
+            return int(conn.execute(sql).fetchone()[0])
         finally:
             conn.close()
     except sqlite3.Error:

@@ -1,5 +1,6 @@
 """Migration 0011 moves samples of the old JSON table into compact rows, and back; the rollup
-job then builds their rollups."""
+job then builds their rollups. 0012 packs the metric indexes; 0013 adds the blocks and moves
+their samples back into point rows on downgrade."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from opsfleet.manager.config import DatabaseSection, resolve_database_url
 from opsfleet.manager.domain import MetricSample
 from opsfleet.manager.services.metric_rollups import RollupJob
+from opsfleet.manager.store.metric_codec import point_entries
 from opsfleet.manager.store.sql import MIGRATIONS_DIR, SqlStore
 from tests.integration.manager.rollup_support import final_rows_match_raw, rollup_rows
 
@@ -155,5 +157,66 @@ async def test_0012_packs_the_metric_indexes_and_keeps_every_row(database_url: s
         assert await final_rows_match_raw(store, ["n1", "n2"], T0, T0 + HOUR_END + 1) >= 3
         cpu = await store.query_metrics("n1", "cpu", T0, T0 + HOUR_END)
         assert [s.values["usage_percent"] for s in cpu] == [10.0 + i for i in range(8)]
+    finally:
+        await store.close()
+
+
+async def _points_table(url: str) -> dict[tuple[int, int, int], bytes]:
+    """Every sample of ``metric_points`` by (node key, type key, timestamp), read with SQL."""
+    rows = await _select(url, "SELECT node_key, ts, data FROM metric_points")
+    return {
+        (int(k), type_key, int(ts)): blob
+        for k, ts, data in rows
+        for type_key, blob in point_entries(bytes(data))
+    }
+
+
+async def test_0013_blocks_go_back_into_point_rows_on_downgrade(database_url: str, tmp_path: Path) -> None:
+    """Up to 0013, samples folded into blocks with a late and a resent sample left in point
+    rows; down to 0012: every sample is a point row again (a resent one keeps the block's
+    copy) and the PostgreSQL options are reset; up again: the store reads the same."""
+    url = resolve_database_url(DatabaseSection(url=database_url), tmp_path)
+    store = SqlStore(url)
+    await store.start()
+    try:
+        store.metrics.clock = lambda: T0 + 600  # the samples arrive as they are taken
+        await store.insert_metrics([MetricSample(n, t, ts, v) for n, t, ts, v in OLD_ROWS])
+        await RollupJob(store.rollup_job, clock=lambda: T0 + 2 * 3600).run_pass()
+        store.metrics.clock = lambda: T0 + 2 * 3600
+        await store.insert_metrics(
+            [
+                MetricSample("n1", "cpu", T0 + 30, {"usage_percent": 99.0}),  # late
+                MetricSample("n1", "cpu", T0 + 60, {"usage_percent": -1.0}),  # resent, other values
+            ]
+        )
+        assert await _select(url, "SELECT count(*) FROM metric_points") == [(2,)]
+        assert (await _select(url, "SELECT count(*) FROM metric_blocks"))[0][0] > 0
+        reads = {
+            (n, t): [(s.timestamp, s.values) for s in await store.query_metrics(n, t, 0, 2**40)]
+            for n, t, _, _ in OLD_ROWS
+        }
+        count = await store.count_metrics()
+        assert count == len(OLD_ROWS) + 1
+    finally:
+        await store.close()
+    postgres = url.startswith("postgresql")
+    options = "SELECT reloptions FROM pg_class WHERE relname = 'metric_points'"
+    if postgres:
+        assert await _select(url, options) == [
+            (["autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=10000"],)
+        ]
+    await _migrate(url, "downgrade", "0012")
+    if postgres:
+        assert await _select(url, options) == [(None,)]
+    points = await _points_table(url)
+    assert len(points) == count
+    store = SqlStore(url)
+    await store.start()  # up again
+    try:
+        assert await store.count_metrics() == count
+        for (n, t), samples in reads.items():
+            assert [(s.timestamp, s.values) for s in await store.query_metrics(n, t, 0, 2**40)] == samples
+        assert (n1 := reads[("n1", "cpu")])[1] == (T0 + 30, {"usage_percent": 99.0})
+        assert n1[2] == (T0 + 60, {"usage_percent": 11.0, "cores": 4.0, "user": 123.45})
     finally:
         await store.close()

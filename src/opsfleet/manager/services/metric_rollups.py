@@ -42,6 +42,7 @@ class PassResult:
     points: int = 0
     samples: int = 0
     buckets: int = 0
+    folded: int = 0
     seconds: float = 0.0
     mark: RollupMark | None = None
 
@@ -115,6 +116,7 @@ class RollupJob:
             result.points += step.points
             result.samples += step.samples
             result.buckets += step.buckets
+            result.folded += step.folded
             now = time.monotonic()
             if now - reported >= PROGRESS_EVERY:
                 reported = now

@@ -80,3 +80,5 @@ class RollupStep:
     """Samples (node, type, timestamp) folded into rollups."""
     buckets: int = 0
     """5-minute rollup rows written."""
+    folded: int = 0
+    """Point rows folded into blocks (deleted from ``metric_points``, metric_raw.py)."""

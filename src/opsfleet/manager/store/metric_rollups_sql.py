@@ -6,15 +6,19 @@ is one bounded unit of work in one transaction that also moves the watermark
 commit ended:
 
 - **dirty**: take up to ``DIRTY_BATCH`` marks of final buckets (deleting them first, which
-  waits for a metrics transaction still holding one), recompute those buckets from the raw
-  points, rewrite their 5-minute rows and their hours;
-- **window**: read the raw points of the open window ``[done, end)`` for the next node keys
+  waits for a metrics transaction still holding one), fold the point rows of those buckets
+  into their blocks, recompute the buckets from the raw samples (blocks and points, see
+  metric_raw.py), rewrite their 5-minute rows and their hours;
+- **window**: read the raw samples of the open window ``[done, end)`` for the next node keys
   after the cursor (indexed reads, ``NODE_GROUP`` keys at a time, until ``POINT_BUDGET``
   points), compute count/sum/min/max per node, type and bucket, then in the write
-  transaction check that the mark is still the one planned from, write the 5-minute rows,
-  recompute the affected 1-hour rows from the 5-minute rows, and move the cursor (or close
-  the window once every node key is done). The read happens before the write turn: a
-  sample committed after it is late and leaves a dirty mark, recomputed once final.
+  transaction check that the mark is still the one planned from, fold the window's point
+  rows of those nodes into one block per node and bucket (built from what the ``DELETE``
+  returned, metric_raw_sql.py), write the 5-minute rows, recompute the affected 1-hour rows
+  from the 5-minute rows, and move the cursor (or close the window once every node key is
+  done). The read happens before the write turn: a sample committed after it is late and
+  leaves a dirty mark, recomputed once final; a bucket whose folded points differ from the
+  read gets a dirty mark from the job itself too.
 
 A window spans at most ``MAX_WINDOW`` seconds of raw points (catch-up after downtime or
 after the migration of older samples goes window by window; a stretch without points is
@@ -30,6 +34,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from opsfleet.manager.store import metric_raw_sql as raw
 from opsfleet.manager.store.metric_codec import Keys, Rollup, decode_rollup, decode_sample, point_entries
 from opsfleet.manager.store.metric_fold import (
     Added,
@@ -49,7 +54,6 @@ from opsfleet.manager.store.metric_rollup_mark import (
     closed_before,
 )
 from opsfleet.manager.store.schema import (
-    metric_points,
     metric_rollup_dirty,
     metric_rollups,
     node_keys,
@@ -107,16 +111,14 @@ class SqlRollupJob(StoreModule):
         return mark
 
     async def _oldest_point(self, conn: AsyncConnection, since: int) -> int | None:
-        """The timestamp of the oldest raw point at or after ``since`` (an index probe per node)."""
-        p = metric_points.alias("p")
-        per_node = sa.select(sa.func.min(p.c.ts)).where(p.c.node_key == node_keys.c.node_key, p.c.ts >= since)
-        oldest = (await conn.execute(sa.select(sa.func.min(per_node.scalar_subquery())))).scalar()
-        return None if oldest is None else int(oldest)
+        """The bucket of the oldest raw sample at or after ``since`` (a bucket start)."""
+        return await raw.oldest(conn, since)
 
     # -- late samples -------------------------------------------------------------------
 
     async def _dirty_step(self) -> RollupStep | None:
         metrics = self._store.metrics
+        pg = metrics._pg
         d = metric_rollup_dirty
         async with self._store.write_tx(changes_rows=True) as conn:
             mark = await metrics.read_mark(conn, lock=True)
@@ -141,24 +143,22 @@ class SqlRollupJob(StoreModule):
             for k, b in taken:
                 wanted.setdefault(k, set()).add(b)
             points: list[tuple[int, int, bytes]] = []
+            folded = 0
             for node_key, buckets in wanted.items():
-                query = sa.select(metric_points.c.ts, metric_points.c.data).where(
-                    metric_points.c.node_key == node_key,
-                    metric_points.c.ts >= min(buckets),
-                    metric_points.c.ts < max(buckets) + RES_5M,
-                )
-                points += [
-                    (node_key, int(ts), bytes(data))
-                    for ts, data in (await conn.execute(query)).all()
-                    if bucket_of(int(ts)) in buckets
-                ]
+                for first, stop in _runs(buckets):
+                    _, rows = await raw.fold(conn, [node_key], first, stop, pg=pg)
+                    folded += rows
+                found = await raw.read_buckets(conn, node_key, buckets)
+                points += [(k, ts, data) for (k, ts), data in sorted(found.items())]
             fives, samples = await self._rollups(conn, points)
             await metrics.replace_rollups(conn, fives)
             for node_key, buckets in wanted.items():
                 hours = {b - b % RES_1H for b in buckets}
                 await self._rebuild_hours(conn, [node_key], hours, mark.stored_until(node_key))
         log.debug("metric rollups: %d late buckets recomputed", len(taken))
-        return RollupStep("dirty", mark, points=len(points), samples=samples, buckets=len(fives))
+        return RollupStep(
+            "dirty", mark, points=len(points), samples=samples, buckets=len(fives), folded=folded
+        )
 
     # -- windows --------------------------------------------------------------------------
 
@@ -173,6 +173,8 @@ class SqlRollupJob(StoreModule):
                 return RollupStep("idle", mark)
             planned = RollupMark(mark.done, end, 0)
         points: list[tuple[int, int, bytes]] = []
+        seen: raw.Points = {}
+        read_nodes: list[int] = []
         last = planned.cursor
         exhausted = False
         async with self._engine.connect() as conn:
@@ -187,13 +189,10 @@ class SqlRollupJob(StoreModule):
                 if not group:
                     exhausted = True
                     break
-                query = sa.select(metric_points.c.node_key, metric_points.c.ts, metric_points.c.data).where(
-                    metric_points.c.node_key.in_(group),
-                    metric_points.c.ts >= planned.done,
-                    metric_points.c.ts < planned.end,
-                )
-                found = (await conn.execute(query)).all()
-                points += [(int(k), int(ts), bytes(data)) for k, ts, data in found]
+                found = await raw.read(conn, group, planned.done, planned.end)
+                seen.update(found)
+                points += [(k, ts, data) for (k, ts), data in sorted(found.items())]
+                read_nodes += group
                 last = group[-1]
                 if len(group) < NODE_GROUP:
                     exhausted = True
@@ -215,11 +214,15 @@ class SqlRollupJob(StoreModule):
             if current != mark:
                 log.info("metric rollups: the watermark moved elsewhere (%s, not %s)", current, mark)
                 return RollupStep("conflict", current or mark)
+            blocks, folded = await raw.fold(conn, read_nodes, planned.done, planned.end, pg=metrics._pg)
+            await metrics.mark_dirty(conn, changed_since_read(seen, blocks))
             await metrics.replace_rollups(conn, fives)
             await metrics.replace_rollups(conn, await self._window_hours(conn, planned, fives))
             await self._write_mark(conn, after)
         metrics.mark = after
-        return RollupStep("window", after, points=len(points), samples=samples, buckets=len(fives))
+        return RollupStep(
+            "window", after, points=len(points), samples=samples, buckets=len(fives), folded=folded
+        )
 
     async def _window_hours(
         self, conn: AsyncConnection, window: RollupMark, fives: dict[RollupKey, Rollup]
@@ -293,6 +296,29 @@ class SqlRollupJob(StoreModule):
             return out
 
         await self._store.metrics.replace_rollups(conn, await self._store.metrics.decode(fold, conn))
+
+
+def changed_since_read(seen: raw.Points, folded: raw.Points) -> list[tuple[int, int]]:
+    """(node key, bucket) of the folded buckets whose points differ from the job's read (a
+    sample merged or inserted after it): their rollups are recomputed like a late sample's,
+    even if its own transaction did not mark them."""
+    folded_buckets = {(k, bucket_of(ts)) for k, ts in folded}
+    changed = {(k, bucket_of(ts)) for (k, ts), data in folded.items() if seen.get((k, ts)) != data}
+    changed.update(
+        (k, bucket_of(ts)) for k, ts in seen if (k, bucket_of(ts)) in folded_buckets and (k, ts) not in folded
+    )
+    return sorted(changed)
+
+
+def _runs(buckets: Iterable[int]) -> list[tuple[int, int]]:
+    """[first, stop) of each run of consecutive 5-minute buckets."""
+    runs: list[tuple[int, int]] = []
+    for bucket in sorted(buckets):
+        if runs and runs[-1][1] == bucket:
+            runs[-1] = (runs[-1][0], bucket + RES_5M)
+        else:
+            runs.append((bucket, bucket + RES_5M))
+    return runs
 
 
 def _window_end(done: int, limit: int) -> int:

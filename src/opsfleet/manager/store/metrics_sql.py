@@ -2,6 +2,8 @@
 
 Tables (schema.py): ``metric_points`` holds every sample of one node at one timestamp in one
 row keyed ``(node_key, ts)`` (SQLite ``WITHOUT ROWID``; the PostgreSQL primary key index);
+once the rollup job has finalized a 5-minute bucket it folds the bucket's rows of a node
+into one ``metric_blocks`` row, and reads take the union of both (metric_raw.py);
 ``metric_rollups`` holds count/sum/min/max of every key per node, type, resolution (5 min,
 1 h) and bucket; ``metric_latest`` the newest sample per node and type. Encodings are in
 metric_codec.py, the key maps in metric_keys.py.
@@ -13,8 +15,9 @@ raw points. Only a late sample (metric_rollup_mark.py) adds a row to ``metric_ro
 in the same transaction, so the job recomputes its bucket.
 
 Rollup reads take the stored rows up to the watermark and compute the rest (the open tail,
-and any dirty bucket) from the raw points of that one node. Retention deletes by key range,
-node by node (there is no index on time alone); raw points of buckets not final yet stay.
+and any dirty bucket) from the raw samples of that one node. Retention deletes point rows
+and blocks by key range, node by node (there is no index on time alone); raw samples of
+buckets not final yet stay.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsfleet.common.validation import check_value_keys
 from opsfleet.manager.domain import MetricSample
+from opsfleet.manager.store import metric_raw_sql as raw
 from opsfleet.manager.store import sqlite_driver
 from opsfleet.manager.store.metric_codec import (
     CodecError,
@@ -55,6 +59,7 @@ from opsfleet.manager.store.metric_rollup_mark import (
     is_late,
 )
 from opsfleet.manager.store.schema import (
+    metric_blocks,
     metric_latest,
     metric_points,
     metric_rollup_dirty,
@@ -184,13 +189,18 @@ class SqlMetrics(StoreModule):
                 await self._update_latest(conn, added)
                 await self._mark_late(conn, added)
 
+    async def mark_dirty(self, conn: AsyncConnection, buckets: Sequence[tuple[int, int]]) -> None:
+        """Dirty marks for (node key, bucket) pairs (in the caller's transaction)."""
+        if buckets:
+            await conn.exec_driver_sql(_DIRTY.format(p=self.params(2)), list(buckets))
+
     async def _mark_late(self, conn: AsyncConnection, added: list[Added]) -> None:
         """Dirty marks for the added samples of buckets the job may have finalized. Decided
         last in the transaction, so the commit follows the clock reading closely."""
         now, grace, mark = self.clock(), self.grace, self.mark
         late = sorted({(a[0], bucket_of(a[1])) for a in added if is_late(a[1], now, grace, mark)})
         if late:
-            await conn.exec_driver_sql(_DIRTY.format(p=self.params(2)), late)
+            await self.mark_dirty(conn, late)
             self.late_marked += len(late)
 
     async def _ensure_keys(self, groups: dict[tuple[str, int], dict[str, dict[str, float]]]) -> None:
@@ -236,14 +246,26 @@ class SqlMetrics(StoreModule):
         clashes: list[tuple[int, int]],
         entries: dict[tuple[int, int], list[Added]],
     ) -> list[Added]:
-        """Points that already exist get the types they lack (a report split or resent)."""
+        """Points that already exist get the types they lack (a report split or resent). A
+        point the rollup job folded meanwhile (PostgreSQL: its ``DELETE`` committed after
+        the insert saw the row) is inserted again, as a point of a folded bucket."""
         added: list[Added] = []
         m = self._marks(4)
         lock = " FOR UPDATE" if self._pg else ""
         select = f"SELECT data FROM metric_points WHERE node_key = {m[0]} AND ts = {m[1]}{lock}"
         update = f"UPDATE metric_points SET n = {m[0]}, data = {m[1]} WHERE node_key = {m[2]} AND ts = {m[3]}"
         for node_key, ts in clashes:
-            data = (await conn.exec_driver_sql(select, (node_key, ts))).scalar_one()
+            data = None
+            while data is None:
+                data = (await conn.exec_driver_sql(select, (node_key, ts))).scalar()
+                if data is None:
+                    mine = entries[(node_key, ts)]
+                    row = (node_key, len(mine), ts, encode_point((a[2], a[5]) for a in mine))
+                    if await self._insert_points(conn, [row]):
+                        added += mine
+                        break
+            if data is None:
+                continue
             present = point_entries(bytes(data))
             have = {t for t, _ in present}
             new = [a for a in entries[(node_key, ts)] if a[2] not in have]
@@ -301,18 +323,15 @@ class SqlMetrics(StoreModule):
 
     @shielded
     async def query(self, node_id: str, type_: str, start: int, end: int) -> list[MetricSample]:
-        query = (
-            sa.select(metric_points.c.ts, metric_points.c.data)
-            .where(metric_points.c.node_key == sa.bindparam("k"), metric_points.c.ts.between(start, end))
-            .order_by(metric_points.c.ts)
-        )
         async with self._engine.connect() as conn:
             keys = await self._keys(conn, node_id, type_)
             if keys is None:
                 return []
-            rows = (await conn.execute(query, {"k": keys[0]})).all()
+            points = await raw.read(conn, [keys[0]], start, end + 1)
         found = [
-            (int(ts), blob) for ts, data in rows if (blob := point_entry(bytes(data), keys[1])) is not None
+            (ts, blob)
+            for (_, ts), data in sorted(points.items())
+            if (blob := point_entry(data, keys[1])) is not None
         ]
 
         def decode(lookup: dict[int, Keys]) -> list[MetricSample]:
@@ -322,14 +341,11 @@ class SqlMetrics(StoreModule):
 
     @shielded
     async def count(self, node_id: str | None = None) -> int:
-        query = sa.select(sa.func.coalesce(sa.func.sum(metric_points.c.n), 0))
         async with self._engine.connect() as conn:
-            if node_id is not None:
-                node_key = await self.keys.node_key(conn, node_id)
-                if node_key is None:
-                    return 0
-                query = query.where(metric_points.c.node_key == node_key)
-            return int((await conn.execute(query)).scalar_one())
+            if node_id is None:
+                return await raw.count(conn)
+            node_key = await self.keys.node_key(conn, node_id)
+            return 0 if node_key is None else await raw.count(conn, node_key)
 
     @shielded
     async def latest(self, node_id: str, type_: str) -> MetricSample | None:
@@ -402,15 +418,11 @@ class SqlMetrics(StoreModule):
                 ranges = [(b, b + res) for b in fixes] + ranges
             points: list[tuple[int, bytes]] = []
             for first, stop in ranges:
-                query = sa.select(metric_points.c.ts, metric_points.c.data).where(
-                    metric_points.c.node_key == node_key,
-                    metric_points.c.ts >= first,
-                    metric_points.c.ts < stop,
-                )
+                found = await raw.read(conn, [node_key], first, stop)
                 points += [
-                    (int(ts), blob)
-                    for ts, data in (await conn.execute(query)).all()
-                    if (blob := point_entry(bytes(data), type_key)) is not None
+                    (ts, blob)
+                    for (_, ts), data in sorted(found.items())
+                    if (blob := point_entry(data, type_key)) is not None
                 ]
             computed = await self.decode(lambda lookup: raw_rollups(points, res, lookup), conn)
             for first, stop in ranges:  # buckets computed empty stay out of the stored rows too
@@ -494,12 +506,8 @@ class SqlMetrics(StoreModule):
                 return 0, None
             deleted = 0
             if res == RAW:
-                m = self._marks(2)
-                delete = f"DELETE FROM metric_points WHERE node_key = {m[0]} AND ts < {m[1]} RETURNING n"
                 for node_key in nodes:
-                    deleted += sum(
-                        int(n) for (n,) in (await conn.exec_driver_sql(delete, (node_key, cutoff))).all()
-                    )
+                    deleted += await raw.delete_before(conn, node_key, cutoff)
             else:
                 await self.keys.load(conn, types=True)
                 stmt = metric_rollups.delete().where(
@@ -530,7 +538,7 @@ class SqlMetrics(StoreModule):
         ).scalar()
         if node_key is None:
             return
-        for table in (metric_points, metric_rollups, metric_latest, metric_rollup_dirty):
+        for table in (metric_points, metric_blocks, metric_rollups, metric_latest, metric_rollup_dirty):
             await conn.execute(table.delete().where(table.c.node_key == node_key))
 
 

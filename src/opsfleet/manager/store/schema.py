@@ -47,8 +47,10 @@ SmallKey = sa.SmallInteger
 
 # Metrics (store/metrics_sql.py, store/metric_codec.py). Nodes, metric types and key tuples
 # get small integer keys; samples are stored one row per node and timestamp (every type of a
-# report together) in a compact binary encoding, clustered on (node_key, ts). On PostgreSQL
-# the migration gives metric_latest a fillfactor (rows rewritten in place).
+# report together) in a compact binary encoding, clustered on (node_key, ts), until the rollup
+# job folds a final 5-minute bucket's rows of a node into one metric_blocks row. On PostgreSQL
+# the migrations give metric_latest a fillfactor (rows rewritten in place), metric_blocks
+# fillfactor 100 and metric_points an autovacuum that reuses the space of folded rows soon.
 node_keys = sa.Table(
     "node_keys",
     metadata,
@@ -80,6 +82,18 @@ metric_points = sa.Table(
     sa.Column("data", BlobType, nullable=False),
     sqlite_with_rowid=False,
 )
+
+metric_blocks = sa.Table(
+    "metric_blocks",
+    metadata,
+    sa.Column("node_key", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("n", sa.SmallInteger, nullable=False),  # samples in the block
+    sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("data", BlobType, nullable=False),
+    sqlite_with_rowid=False,
+)
+"""The points of one node in one final 5-minute bucket, folded by the rollup job
+(metric_raw.py); reads take the union with ``metric_points``."""
 
 metric_rollups = sa.Table(
     "metric_rollups",
