@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from opsfleet.manager.services.metric_rollups import RollupJob
-from opsfleet.manager.store.metric_rollup_mark import RollupMark, closed_before
+from opsfleet.manager.store.metric_rollup_mark import RES_1H, RollupMark, closed_before
 from opsfleet.manager.store.schema import metric_rollups
 from opsfleet.manager.store.sql import SqlStore
 from tests.integration.manager.rollup_support import (
@@ -28,6 +28,7 @@ from tests.integration.manager.rollup_support import (
     open_store,
     rollup_rows,
     store_url,
+    stored,
 )
 
 PROGRAMS = Path(__file__).resolve().parents[2] / "programs"
@@ -110,6 +111,48 @@ async def test_reads_see_samples_past_the_watermark_and_dirty_buckets(
             assert [(b, r.n) for b, r in rollups] == [(t0, 41)]
             fives = await store.metrics.rollups(node, "cpu", 300, t0, t0 + 3600)
             assert [r.n for _, r in fives] == [6, 5, 5, 5, 5, 5, 5, 5]
+
+
+async def test_an_hour_row_is_written_once_when_its_hour_is_complete(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Passes every minute write an hour's row only once the hour is final (a row written
+    for the hour in progress was never read and was rewritten by every pass)."""
+    async with _opened(database_url, tmp_path) as (t0, clock, store, job):
+        await job.run_pass()
+        hour_rows: list[int] = []
+        for m in range(75):
+            clock.now = t0 + 60 * m + 10
+            await store.insert_metrics(minute(NODES[:2], t0 + 60 * m, m))
+            await job.run_pass()
+            rows = await stored(store)
+            hour_rows.append(sum(1 for (_, _, res, bucket) in rows if res == RES_1H and bucket == t0))
+            if m == 40:  # mid-hour: the chart of the hour still counts every sample so far
+                for node in NODES[:2]:
+                    [(bucket, rollup)] = await store.metrics.rollups(node, "cpu", RES_1H, t0, t0 + 3599)
+                    assert (bucket, rollup.n) == (t0, 41)
+        # The hour's rows appear with the pass that finalizes its last 5-minute bucket, complete.
+        first = hour_rows.index(4)  # 2 nodes x 2 types
+        assert set(hour_rows[:first]) == {0} and set(hour_rows[first:]) == {4}
+        rows = await stored(store)
+        assert {rows[(node, "cpu", RES_1H, t0)][0] for node in NODES[:2]} == {60}
+        assert await final_rows_match_raw(store, NODES[:2], t0, t0 + 3600) == 2 * 2 * 12
+
+
+async def test_rollups_of_a_range_ending_before_the_watermark_stop_at_its_end(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with _opened(database_url, tmp_path) as (t0, clock, store, job):
+        await job.run_pass()
+        for m in range(75):
+            clock.now = t0 + 60 * m + 10
+            await store.insert_metrics(minute(NODES[:1], t0 + 60 * m, m))
+        await job.run_pass()  # the watermark passes t0 + 1 h
+        for res, end in ((300, t0 + 1799), (300, t0 + 1800), (3600, t0 + 3599)):
+            buckets = [b for b, _ in await store.metrics.rollups(NODES[0], "cpu", res, t0, end)]
+            # The buckets overlapping [t0, end]; before, also every stored row after them up to
+            # the watermark.
+            assert buckets == list(range(t0, end - end % res + 1, res)), (res, end, [b - t0 for b in buckets])
 
 
 async def test_a_job_killed_mid_pass_resumes_where_its_last_commit_ended(

@@ -227,8 +227,12 @@ class SqlRollupJob(StoreModule):
     async def _window_hours(
         self, conn: AsyncConnection, window: RollupMark, fives: dict[RollupKey, Rollup]
     ) -> dict[RollupKey, Rollup]:
-        """The 1-hour rows of the window's nodes that it touches: its new 5-minute rollups and,
-        for an hour begun before the window, the final 5-minute rows stored before it."""
+        """The 1-hour rows of the window's nodes for the hours it completes: its new 5-minute
+        rollups and, for an hour begun before the window, the final 5-minute rows stored
+        before it. An hour the window ends in is left to the window that completes it: reads
+        compute the hour of the watermark from the raw samples (``SqlMetrics.rollups``), so a
+        row written for it now would never be read, only rewritten by the next pass (on
+        PostgreSQL a dead row version per node, type and pass until vacuum)."""
         hours: dict[RollupKey, Rollup] = {}
         first_hour = window.done - window.done % RES_1H
         if first_hour < window.done:
@@ -250,7 +254,7 @@ class SqlRollupJob(StoreModule):
 
             fold_hours(hours, await self._store.metrics.decode(decode, conn))
         fold_hours(hours, ((key, copy_rollup(rollup)) for key, rollup in fives.items()))
-        return hours
+        return {key: rollup for key, rollup in hours.items() if key[3] + RES_1H <= window.end}
 
     # -- computing --------------------------------------------------------------------------
 

@@ -427,7 +427,7 @@ class SqlMetrics(StoreModule):
             computed = await self.decode(lambda lookup: raw_rollups(points, res, lookup), conn)
             for first, stop in ranges:  # buckets computed empty stay out of the stored rows too
                 computed.update({b: Rollup() for b in range(first, stop, res) if b not in computed})
-            stored = await self._stored_rows(conn, node_key, type_key, res, lo, tail)
+            stored = await self._stored_rows(conn, node_key, type_key, res, lo, min(tail, hi))
         return [(b, d) for b, d in stored if b not in computed], {
             b: rollup for b, rollup in computed.items() if rollup.n and lo <= b < hi
         }
