@@ -47,6 +47,14 @@ def minute(nodes: list[str], ts: int, seed: int) -> list[MetricSample]:
     return out
 
 
+async def ingest_minutes(store: SqlStore, clock: Clock, nodes: list[str], t0: int, minutes: int) -> None:
+    """``minutes`` reports of ``nodes``, one a minute from ``t0``, each arriving 10 s after its
+    samples (``clock`` follows)."""
+    for m in range(minutes):
+        clock.now = t0 + 60 * m + 10
+        await store.insert_metrics(minute(nodes, t0 + 60 * m, m))
+
+
 def stats(rollup: Rollup) -> Stats:
     return rollup.n, {k: rollup.stats(k) for k in sorted(rollup.keys)}
 

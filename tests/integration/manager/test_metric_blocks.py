@@ -26,7 +26,7 @@ from tests.integration.manager.rollup_support import (
     Clock,
     dirty_marks,
     final_rows_match_raw,
-    minute,
+    ingest_minutes,
     node_key,
     open_store,
     store_url,
@@ -50,9 +50,7 @@ async def _loaded(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[int,
     store, job = await open_store(store_url(database_url, tmp_path), clock)
     try:
         await job.run_pass()
-        for m in range(MINUTES):
-            clock.now = t0 + 60 * m + 10
-            await store.insert_metrics(minute(NODES, t0 + 60 * m, m))
+        await ingest_minutes(store, clock, NODES, t0, MINUTES)
         yield t0, clock, store, job
     finally:
         await store.close()

@@ -23,6 +23,7 @@ from tests.integration.manager.rollup_support import (
     Clock,
     dirty_marks,
     final_rows_match_raw,
+    ingest_minutes,
     minute,
     node_key,
     open_store,
@@ -77,9 +78,7 @@ async def test_late_samples_are_marked_read_right_away_and_recomputed_by_the_job
 ) -> None:
     async with _opened(database_url, tmp_path) as (t0, clock, store, job):
         await job.run_pass()
-        for m in range(90):
-            clock.now = t0 + 60 * m + 10
-            await store.insert_metrics(minute(NODES, t0 + 60 * m, m))
+        await ingest_minutes(store, clock, NODES, t0, 90)
         await job.run_pass()
         final = await final_rows_match_raw(store, NODES, t0, t0 + 2 * 3600)
         # A daemon's backlog: samples between the stored ones, in buckets already final.
@@ -101,9 +100,7 @@ async def test_reads_see_samples_past_the_watermark_and_dirty_buckets(
 ) -> None:
     async with _opened(database_url, tmp_path) as (t0, clock, store, job):
         await job.run_pass()
-        for m in range(40):
-            clock.now = t0 + 60 * m + 10
-            await store.insert_metrics(minute(NODES[:2], t0 + 60 * m, m))
+        await ingest_minutes(store, clock, NODES[:2], t0, 40)
         await job.run_pass()
         await store.insert_metrics(minute(NODES[:2], t0 + 90, 500))  # late
         for node in NODES[:2]:
@@ -144,9 +141,7 @@ async def test_rollups_of_a_range_ending_before_the_watermark_stop_at_its_end(
 ) -> None:
     async with _opened(database_url, tmp_path) as (t0, clock, store, job):
         await job.run_pass()
-        for m in range(75):
-            clock.now = t0 + 60 * m + 10
-            await store.insert_metrics(minute(NODES[:1], t0 + 60 * m, m))
+        await ingest_minutes(store, clock, NODES[:1], t0, 75)
         await job.run_pass()  # the watermark passes t0 + 1 h
         for res, end in ((300, t0 + 1799), (300, t0 + 1800), (3600, t0 + 3599)):
             buckets = [b for b, _ in await store.metrics.rollups(NODES[0], "cpu", res, t0, end)]
@@ -165,9 +160,7 @@ async def test_a_job_killed_mid_pass_resumes_where_its_last_commit_ended(
     nodes = [f"k{i}" for i in range(12)]
     try:
         await job.run_pass()
-        for m in range(130):
-            clock.now = t0 + 60 * m + 10
-            await store.insert_metrics(minute(nodes, t0 + 60 * m, m))
+        await ingest_minutes(store, clock, nodes, t0, 130)
     finally:
         await store.close()
     now = t0 + 130 * 60 + 200
@@ -197,9 +190,7 @@ async def test_a_step_planned_from_a_mark_that_moved_writes_nothing(
     moved and leaves the rows alone."""
     async with _opened(database_url, tmp_path) as (t0, clock, store, job):
         await job.run_pass()
-        for m in range(20):
-            clock.now = t0 + 60 * m + 10
-            await store.insert_metrics(minute(NODES, t0 + 60 * m, m))
+        await ingest_minutes(store, clock, NODES, t0, 20)
         async with store.engine.connect() as conn:
             stale = await store.metrics.read_mark(conn)
         assert stale is not None
