@@ -102,17 +102,17 @@ async def fold(
         deleted += [((int(k), int(ts)), bytes(d)) for k, ts, d in (await conn.execute(stmt)).all()]
     if not deleted:
         return {}, 0
-    touched: dict[int, set[int]] = {}
-    for (node_key, ts), _ in deleted:
-        touched.setdefault(node_key, set()).add(bucket_of(ts))
+    # The blocks already stored for the buckets the rows belong to:
+    # one query per 500 nodes that had rows, not one per node.
     stored: list[tuple[int, int, bytes]] = []
-    for node_key, buckets in sorted(touched.items()):
-        for part in _chunks(sorted(buckets)):
-            query = sa.select(b.c.bucket, b.c.data).where(b.c.node_key == node_key, b.c.bucket.in_(part))
-            if pg:
-                query = query.with_for_update()
-            found = (await conn.execute(query)).all()
-            stored += [(node_key, int(bucket), bytes(d)) for bucket, d in found]
+    for keys in _chunks(sorted({node_key for (node_key, _), _ in deleted})):
+        query = sa.select(b.c.node_key, b.c.bucket, b.c.data).where(
+            b.c.node_key.in_(keys), b.c.bucket >= bucket_of(lo), b.c.bucket < hi
+        )
+        if pg:
+            query = query.with_for_update()
+        found = (await conn.execute(query)).all()
+        stored += [(int(k), int(bucket), bytes(d)) for k, bucket, d in found]
     points = union(unpack_blocks(stored), deleted)
     await _write_blocks(conn, points, pg=pg)
     return points, len(deleted)
