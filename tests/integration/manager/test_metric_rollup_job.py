@@ -118,12 +118,14 @@ async def test_an_hour_row_is_written_once_when_its_hour_is_complete(
     async with _opened(database_url, tmp_path) as (t0, clock, store, job):
         await job.run_pass()
         hour_rows: list[int] = []
+        hour_counts: set[int] = set()  # samples in the stored rows of the hour, at every pass
         for m in range(75):
             clock.now = t0 + 60 * m + 10
             await store.insert_metrics(minute(NODES[:2], t0 + 60 * m, m))
             await job.run_pass()
             rows = await stored(store)
             hour_rows.append(sum(1 for (_, _, res, bucket) in rows if res == RES_1H and bucket == t0))
+            hour_counts.update(value[0] for key, value in rows.items() if key[2:] == (RES_1H, t0))
             if m == 40:  # mid-hour: the chart of the hour still counts every sample so far
                 for node in NODES[:2]:
                     [(bucket, rollup)] = await store.metrics.rollups(node, "cpu", RES_1H, t0, t0 + 3599)
@@ -131,6 +133,7 @@ async def test_an_hour_row_is_written_once_when_its_hour_is_complete(
         # The hour's rows appear with the pass that finalizes its last 5-minute bucket, complete.
         first = hour_rows.index(4)  # 2 nodes x 2 types
         assert set(hour_rows[:first]) == {0} and set(hour_rows[first:]) == {4}
+        assert hour_counts == {60}  # never a partial row (before: 5, 10, 15, ... as the hour went on)
         rows = await stored(store)
         assert {rows[(node, "cpu", RES_1H, t0)][0] for node in NODES[:2]} == {60}
         assert await final_rows_match_raw(store, NODES[:2], t0, t0 + 3600) == 2 * 2 * 12
